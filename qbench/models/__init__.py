@@ -1,0 +1,28 @@
+"""Models come from timm; qbench registers its small-image models into timm's own registry."""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ..errors import QbenchError, UnknownNameError
+
+
+def create_model(name: str, num_classes: int, in_chans: int, **kwargs: Any) -> nn.Module:
+    """``timm.create_model`` adapted to a dataset's channels and classes, never pretrained.
+
+    Raises a :class:`QbenchError` naming the model when timm does not know it or rejects the
+    keyword arguments.
+    """
+    import timm
+
+    from . import cifar_resnet  # noqa: F401  (registers resnet20 & co. into timm)
+
+    if not timm.is_model(name):
+        raise UnknownNameError("model", name, timm.list_models(),
+                               "Any timm model name works; `qbench list models` shows qbench's own.")
+    try:
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
+    except TypeError as exc:
+        raise QbenchError(f"Model {name!r} rejected its arguments {kwargs}: {exc}. "
+                          "Fix the model's kwargs in the suite file.") from None
