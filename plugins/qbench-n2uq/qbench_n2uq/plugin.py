@@ -1,0 +1,37 @@
+"""qbench registrations for N2UQ: activation quantizer ``n2uq-a`` and method ``n2uq``."""
+from __future__ import annotations
+
+from typing import Callable
+
+from qbench import hookimpl
+from qbench.method import Method
+
+from .quantizers import N2UQActivationQuantizer
+
+PAPER = ("Z. Liu, K.-T. Cheng, D. Huang, E. Xing, Z. Shen. Nonuniform-to-Uniform Quantization: "
+         "Towards Accurate Quantization via Generalized Straight-Through Estimation. CVPR 2022.")
+
+#: N2UQ baseline: learned-threshold activations; uniform weights with a learned scale (``lsq-w``
+#: from qbench-lsq, one scale per tensor: the weight quantizer's details are not specified in
+#: qbench's method facts; qbench uses LSQ). Plain cross-entropy (the paper's training recipe is
+#: not part of the benchmark's fixed recipe).
+N2UQ = Method(
+    name="n2uq", version=1, weight_quantizer="lsq-w", activation_quantizer="n2uq-a",
+    allocator="fixed", wrapper="plain",
+    params={"weight": {"per_channel": False},
+            "activation": {"signed": None, "learn_scale": True, "rescale_output": True,
+                           "init": "mse", "grad_scale": "lsq", "min_width": 1e-3}},
+    description="N2UQ: learned non-uniform activation thresholds with uniform output levels "
+                "(generalized STE); LSQ uniform weights.",
+    paper=PAPER)
+
+
+@hookimpl
+def qbench_register_quantizers(register: Callable[..., None]) -> None:
+    register("n2uq-a", N2UQActivationQuantizer,
+             description="N2UQ activations: learned thresholds, uniform output levels, generalized STE.")
+
+
+@hookimpl
+def qbench_register_methods(register: Callable[..., None]) -> None:
+    register(N2UQ)
