@@ -1,0 +1,35 @@
+"""qbench hooks: the ``lsqplus-w`` / ``lsqplus-a`` quantizers and the ``lsqplus`` method."""
+from __future__ import annotations
+
+from typing import Callable
+
+from qbench import hookimpl
+from qbench.method import Method
+
+from .quantizers import LsqPlusActQuantizer, LsqPlusWeightQuantizer
+
+LSQPLUS = Method(
+    name="lsqplus",
+    version=1,
+    weight_quantizer="lsqplus-w",
+    activation_quantizer="lsqplus-a",
+    allocator="fixed",
+    wrapper="plain",
+    params={"weight": {"per_channel": False, "init_stds": 3.0},
+            "activation": {"init": "minmax"}},
+    description="LSQ+: learnable step and offset (asymmetric activations), symmetric weights "
+                "with the mean +- 3 std init.",
+    paper="Bhalgat, Lee, Nagel, Blankevoort, Kwak. LSQ+: Improving low-bit quantization through "
+          "learnable offsets and better initialization. CVPR Workshops 2020 (arXiv 2004.09576).",
+)
+
+
+@hookimpl
+def qbench_register_quantizers(register: Callable[..., None]) -> None:
+    register("lsqplus-w", LsqPlusWeightQuantizer)
+    register("lsqplus-a", LsqPlusActQuantizer)
+
+
+@hookimpl
+def qbench_register_methods(register: Callable[..., None]) -> None:
+    register(LSQPLUS)
