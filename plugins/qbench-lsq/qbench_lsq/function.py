@@ -43,13 +43,11 @@ class _LSQQuantize(torch.autograd.Function):
         v = x / s_eff
         below = v <= -q_n
         above = v >= q_p
-        inside = ~(below | above)
         grad_x = grad_s = None
         if ctx.needs_input_grad[0]:
-            grad_x = grad_out * inside.to(grad_out.dtype)
+            grad_x = grad_out.masked_fill(below | above, 0.0)
         if ctx.needs_input_grad[1]:
-            ds = torch.where(inside, torch.round(v) - v,
-                             torch.where(below, torch.full_like(v, -float(q_n)), torch.full_like(v, float(q_p))))
+            ds = (torch.round(v) - v).masked_fill_(below, -float(q_n)).masked_fill_(above, float(q_p))
             # The clamp_min(eps) guard is straight-through: s gets its gradient even below eps.
             grad_s = (grad_out * ds).sum_to_size(ctx.s_shape) * ctx.g
         return grad_x, grad_s, None, None, None, None
