@@ -1,0 +1,45 @@
+"""qbench registrations for ADQ: ``adq-w``, allocator ``adq-sensitivity``, method ``adq``.
+
+Activations reuse ``n2uq-a`` from qbench-n2uq through the registry (by name only).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from qbench import hookimpl
+from qbench.method import Method
+
+from .allocator import ADQSensitivityAllocator
+from .quantizers import ADQWeightQuantizer
+
+PAPER = ("Jia et al. ADQ: Adaptive Distribution-aware Quantization for mixed-precision "
+         "quantization-aware training. arXiv 2510.19760, 2025.")
+
+ADQ = Method(
+    name="adq", version=1, weight_quantizer="adq-w", activation_quantizer="n2uq-a",
+    allocator="adq-sensitivity", wrapper="kd",
+    params={"weight": {"momentum": 0.99, "split": "symmetric", "probs": "midpoint", "ema": True},
+            "activation": {},
+            "allocator": {"candidates": [2, 3, 4, 5, 6, 8], "budget": None},
+            # not specified by the paper; qbench uses the host's logit KD at these values
+            "wrapper": {"alpha": 0.5, "temperature": 4.0}},
+    description="ADQ: quantile-initialised EMA codebook weights, N2UQ activations, "
+                "Fisher x error bit allocation under an average-bit budget, logit KD.",
+    paper=PAPER)
+
+
+@hookimpl
+def qbench_register_quantizers(register: Callable[..., None]) -> None:
+    register("adq-w", ADQWeightQuantizer,
+             description="ADQ weights: per-layer quantile-initialised codebook, EMA-adapted, nearest codeword + STE.")
+
+
+@hookimpl
+def qbench_register_bit_allocators(register: Callable[..., None]) -> None:
+    register("adq-sensitivity", ADQSensitivityAllocator,
+             description="Fisher x quantisation-error sensitivity, greedy bits under an average-bit budget.")
+
+
+@hookimpl
+def qbench_register_methods(register: Callable[..., None]) -> None:
+    register(ADQ)
