@@ -146,7 +146,7 @@ def test_signed_inputs_use_shifted_grid():
     x = torch.randn(16, 10, 32)
     q.initialize(x)
     assert bool(q.signed)
-    y = q(x) / q.scale.detach()
+    y = (q(x) / q.scale).detach()
     assert float(y.min()) >= -1 - 1e-6 and float(y.max()) <= 1 + 1e-6 and float(y.min()) < 0
     gaps = _distinct_steps(y)
     assert torch.allclose(gaps, torch.full_like(gaps, 2 / 7), atol=1e-5)
