@@ -60,7 +60,7 @@ class Catalog:
 
     def _call(self, hook_name: str, add: Callable[..., None]) -> None:
         hook = getattr(self.pm.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):
+        for impl in hook.get_hookimpls():  # registration order: defaults first
             plugin = impl.plugin_name
 
             def register(*args: Any, _plugin: str = plugin, **kwargs: Any) -> None:

@@ -5,7 +5,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
-import qbench.models  # noqa: F401  (registers resnet20 into timm)
+import qbench.models.cifar_resnet  # noqa: F401  (registers resnet20 into timm)
 from qbench.bits import LayerBits
 from qbench.catalog import get_catalog
 from qbench.quant import quant_layers

@@ -1,0 +1,39 @@
+"""Registers the ``adaqat`` bit-allocator and the method ``adaqat``.
+
+The method follows the paper: DoReFa weights (``dorefa-w`` from qbench-dorefa), PACT activations
+(``pact-a`` from qbench-pact), bit-widths learned by the allocator, plain cross-entropy.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from qbench import hookimpl
+from qbench.method import Method
+
+from .allocator import AdaQATAllocator
+
+PAPER = ("Gernigon, Filip, Sentieys, Coggiola, Bruno, AdaQAT: Adaptive Bit-Width Quantization-Aware "
+         "Training, IEEE AICAS 2024, arXiv 2404.16876")
+
+ADAQAT = Method(
+    name="adaqat", version=1, weight_quantizer="dorefa-w", activation_quantizer="pact-a",
+    allocator="adaqat", wrapper="plain",
+    params={"weight": {"binary": "mean", "scale": "none"},
+            "activation": {"init_alpha": "mse", "alpha_decay": 5e-4, "signed": None},
+            "allocator": {"lam": 0.02, "eta": 0.1, "granularity": "network", "update_every": 1,
+                          "init_w": None, "init_a": None, "freeze_after": 10, "min_bits": 1.5,
+                          "base_loss": "recompute"}},
+    description="Learned bit-widths N_w, N_a (ceil for every op) by finite differences plus a "
+                "lambda * BitOPs term; DoReFa weights, PACT activations.",
+    paper=PAPER)
+
+
+@hookimpl
+def qbench_register_bit_allocators(register: Callable[..., None]) -> None:
+    register("adaqat", AdaQATAllocator,
+             description="AdaQAT: real-valued bit-widths learned during QAT by finite differences (ceil).")
+
+
+@hookimpl
+def qbench_register_methods(register: Callable[..., None]) -> None:
+    register(ADAQAT)

@@ -1,0 +1,39 @@
+"""qbench hooks: the ``dgms-w`` weight quantizer and the ``dgms`` method (weights only, A32)."""
+from __future__ import annotations
+
+from typing import Callable
+
+from qbench import hookimpl
+from qbench.method import Method
+
+from .quantizer import DGMSWeightQuantizer
+
+PAPER = ("Dong et al., 'Finding the Task-Optimal Low-Bit Sub-Distribution in Deep Neural Networks', "
+         "ICML 2022 (DGMS: Differentiable Gaussian Mixture weight Sharing)")
+
+#: The quantizer defaults, written out so they are part of the method's job hash.
+WEIGHT_PARAMS = {
+    "tau": 0.01,            # paper / official default temperature
+    "learn_tau": True,      # official code: the temperature is an nn.Parameter
+    "sigma_init": "kmeans",  # cluster std; the official alternative is 0.01 for every sigma
+    "chunk_size": 2**18,    # elements per K x n block (memory only; results unchanged)
+    "chunked": True,
+}
+
+DGMS = Method(
+    name="dgms", version=1, weight_quantizer="dgms-w", activation_quantizer=None,
+    allocator="fixed", wrapper="plain", params={"weight": dict(WEIGHT_PARAMS)},
+    description="DGMS: per-layer Gaussian mixture (2^b components, one pinned at 0), soft "
+                "temperature-softmax weights in training, MAP component at inference; weights only.",
+    paper=PAPER)
+
+
+@hookimpl
+def qbench_register_quantizers(register: Callable[..., None]) -> None:
+    register("dgms-w", DGMSWeightQuantizer,
+             description="DGMS Gaussian-mixture weight sharing: soft in training, MAP component in eval.")
+
+
+@hookimpl
+def qbench_register_methods(register: Callable[..., None]) -> None:
+    register(DGMS)

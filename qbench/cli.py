@@ -1,0 +1,253 @@
+"""The ``qbench`` command line.
+
+Every user error (unknown name, bad value, missing file) exits with status 2 and one message
+saying what is wrong and how to fix it: never a traceback.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .bits import BitTarget
+from .catalog import Catalog, get_catalog
+from .errors import QbenchError, UnknownNameError
+from .jobs import Job, expand, select_methods, suite_methods
+from .suite import DatasetEntry, ModelEntry, Suite, load_suite
+from .workspace import Workspace
+
+console = Console()
+err_console = Console(stderr=True)
+
+LIST_KINDS = ("methods", "quantizers", "allocators", "wrappers", "datasets", "models", "suites", "executors")
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _suites(cat: Catalog) -> dict[str, Path]:
+    return {n: cat.suites.get(n) for n in cat.suites}
+
+
+def narrow_suite(suite: Suite, cat: Catalog, models: list[str] | None, datasets: list[str] | None,
+                 bits: list[str] | None, seeds: int | None) -> Suite:
+    """Apply the command line's filters to a suite (unknown names are errors)."""
+    import timm
+
+    from .models import cifar_resnet  # noqa: F401  (so timm knows qbench's models)
+
+    model_entries = None
+    if models:
+        by_name = {**{m.name: m for m in suite.models}, **{m.label: m for m in suite.models}}
+        model_entries = []
+        for m in models:
+            if m in by_name:
+                model_entries.append(by_name[m])
+            elif timm.is_model(m):
+                model_entries.append(ModelEntry(m))
+            else:
+                raise UnknownNameError("model", m, list(by_name) + timm.list_models(),
+                                       "Any timm model name works (timm.list_models()).")
+        model_entries = tuple(model_entries)
+    data_entries = None
+    if datasets:
+        by_name = {d.name: d for d in suite.datasets}
+        data_entries = []
+        for d in datasets:
+            cat.datasets.get(d)
+            data_entries.append(by_name.get(d, DatasetEntry(d)))
+        data_entries = tuple(data_entries)
+    if seeds is not None and seeds < 1:
+        raise QbenchError(f"--seeds must be a positive count of seeds, got {seeds}.")
+    return suite.narrowed(models=model_entries, datasets=data_entries,
+                          bits=tuple(BitTarget.parse(b) for b in bits) if bits else None,
+                          seeds=tuple(range(seeds)) if seeds else None)
+
+
+def plan_jobs(cat: Catalog, suite_name: str, methods: list[str] | None, models: list[str] | None,
+              datasets: list[str] | None, bits: list[str] | None, seeds: int | None) -> tuple[Suite, list[Job]]:
+    suite = load_suite(suite_name, _suites(cat))
+    suite = narrow_suite(suite, cat, models, datasets, bits, seeds)
+    available = suite_methods(suite, cat)
+    chosen = select_methods(methods or suite.methods, available)
+    if not any(m.reference for m in chosen) and "fp32" in available:
+        chosen.insert(0, available["fp32"])  # every table needs its FP32 row
+    return suite, expand(suite, cat, chosen)
+
+
+def print_summary(rows: list[dict[str, Any]], title: str) -> None:
+    from .leaderboard import aggregate
+
+    df = pd.DataFrame(rows)
+    if df.empty or "status" not in df:
+        console.print("No results.")
+        return
+    agg = aggregate(df)
+    table = Table(title=title, show_lines=False)
+    for col in ("dataset", "model", "method", "bits", "top-1", "Δ FP", "seeds", "W bits", "A bits", "GBitOPs"):
+        table.add_column(col, justify="right" if col not in ("dataset", "model", "method") else "left")
+    for r in agg.itertuples():
+        table.add_row(r.dataset, r.model, r.method, r.bits, f"{r.top1:.2f} ± {r.top1_std:.2f}", f"{r.gap:+.2f}",
+                      str(r.n), f"{r.w_bits:.2f}", f"{r.a_bits:.2f}", f"{r.gbitops:.4f}")
+    console.print(table)
+    bad = df[df["status"] != "ok"]
+    for r in bad.itertuples():
+        err_console.print(f"[red]{r.status}[/red] {r.dataset}/{r.model}/{r.method}/{r.bits}/seed{r.seed}: {r.reason}")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="qbench")
+def cli() -> None:
+    """qbench: compare quantization-aware-training methods on one frozen recipe."""
+
+
+@cli.command()
+@click.option("--all", "run_all", is_flag=True, help="Every installed method (on --suite, default quick).")
+@click.option("--suite", "suite_name", default="quick", show_default=True, help="Suite name or TOML path.")
+@click.option("--method", "methods", help="Comma-separated method names or globs (default: the suite's).")
+@click.option("--model", "models", help="Comma-separated model names (suite entries or any timm model).")
+@click.option("--dataset", "datasets", help="Comma-separated dataset names.")
+@click.option("--bits", help="Comma-separated bit targets: 4,2 or W4A4,W2A8.")
+@click.option("--seeds", type=int, help="Number of seeds (0..N-1) instead of the suite's.")
+@click.option("--dry-run", is_flag=True, help="Validate and print the plan; train nothing.")
+@click.option("--workspace", type=click.Path(path_type=Path), help="Results directory (default ./qbench-runs).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Where datasets that need files live.")
+@click.option("--executor", default="local", show_default=True)
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+def run(run_all: bool, suite_name: str, methods: str | None, models: str | None, datasets: str | None,
+        bits: str | None, seeds: int | None, dry_run: bool, workspace: Path | None, data_dir: Path | None,
+        executor: str, progress: bool) -> None:
+    """Run a suite: FP checkpoints, QAT per method, audit, one row per job (resumable)."""
+    from .harness import Harness
+    from .progress import RunProgress
+
+    cat = get_catalog()
+    if run_all and methods:
+        raise QbenchError("Give either --all or --method, not both.")
+    suite, jobs = plan_jobs(cat, suite_name, ["*"] if run_all else _csv(methods), _csv(models), _csv(datasets),
+                            _csv(bits), seeds)
+    cat.executors.get(executor)
+    ws = Workspace(workspace)
+    done = sum(ws.is_finished(suite.name, j.key) for j in jobs)
+    fp = len({j.fp_key for j in jobs})
+    console.print(f"Suite [bold]{suite.name}[/bold] v{suite.version}: {len(jobs)} jobs ({done} finished), "
+                  f"{fp} FP checkpoints, methods: {', '.join(dict.fromkeys(j.method.name for j in jobs))}; "
+                  f"workspace {ws.root}")
+    if dry_run:
+        table = Table(title="plan (dry run)")
+        for col in ("job", "key", "status"):
+            table.add_column(col)
+        for j in jobs:
+            table.add_row(j.label, j.key, "done" if ws.is_finished(suite.name, j.key) else "todo")
+        console.print(table)
+        if suite.gpu_recommended:
+            console.print("[yellow]This suite is paper-scale: run it on a GPU machine with --data-dir.[/yellow]")
+        return
+    command = "qbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    with RunProgress(enabled=progress) as prog:
+        harness = Harness(cat, ws, data_dir=data_dir, progress=prog, command=command)
+        rows = harness.run(suite, jobs, executor=executor)
+    print_summary([r for r in rows if r.get("suite_version") == suite.version], f"{suite.name} v{suite.version}")
+    console.print(f"Rows: {ws.root / suite.name / 'rows'}; table: {ws.root / suite.name / 'results.csv'}")
+
+
+@cli.command("list")
+@click.argument("kind", type=click.Choice(LIST_KINDS))
+def list_(kind: str) -> None:
+    """List what the installed plugins provide."""
+    cat = get_catalog()
+    table = Table(title=kind)
+    table.add_column("name")
+    table.add_column("plugin")
+    table.add_column("details")
+    reg = {"methods": cat.methods, "quantizers": cat.quantizers, "allocators": cat.allocators,
+           "wrappers": cat.wrappers, "datasets": cat.datasets, "models": cat.models, "suites": cat.suites,
+           "executors": cat.executors}[kind]
+    for e in reg.entries():
+        obj = e.obj
+        if kind == "methods":
+            detail = (f"v{obj.version}; W: {obj.weight_quantizer or '-'}, A: {obj.activation_quantizer or '-'}, "
+                      f"allocator: {obj.allocator}, wrapper: {obj.wrapper}" if not obj.reference else obj.description)
+        elif kind == "quantizers":
+            detail = f"{obj.kind}: {obj.description}"
+        elif kind == "suites":
+            detail = str(obj)
+        else:
+            detail = obj.description
+        table.add_row(e.name, e.plugin, detail)
+    console.print(table)
+    if kind == "models":
+        console.print("Plus any timm model name (timm.list_models()).")
+
+
+@cli.command()
+def plugins() -> None:
+    """Installed plugins: name, distribution and version, hooks implemented."""
+    cat = get_catalog()
+    report = getattr(cat.pm, "qbench_load_report")
+    table = Table(title="qbench plugins")
+    for col in ("name", "distribution", "hooks"):
+        table.add_column(col)
+    for name, plugin in sorted(cat.pm.list_name_plugin(), key=lambda t: t[0]):
+        hooks = sorted(h.name for h in cat.pm.get_hookcallers(plugin) or [])
+        table.add_row(name, report.dists.get(name, ""), ", ".join(hooks))
+    console.print(table)
+    for name, msg in {**report.errors, **cat.errors}.items():
+        err_console.print(f"[red]failed[/red] {name}: {msg}")
+
+
+@cli.command()
+@click.argument("suite")
+@click.option("--root", type=click.Path(path_type=Path), default=Path("leaderboards"), show_default=True,
+              help="Leaderboards directory.")
+@click.option("--version", "version", type=int, help="Suite version (default: the latest published).")
+def leaderboard(suite: str, root: Path, version: int | None) -> None:
+    """Re-render a published leaderboard's table from its CSV and print it."""
+    from .leaderboard import latest_version_dir, load_rows_csv, render_markdown, version_dir
+    from .workspace import atomic_write_text
+
+    d = version_dir(root, suite, version) if version else latest_version_dir(root, suite)
+    df = load_rows_csv(d / "results.csv")
+    command = str(df["command"].dropna().iloc[0]) if "command" in df and df["command"].notna().any() else ""
+    md = render_markdown(df, suite, command)
+    atomic_write_text(d / "leaderboard.md", md)
+    console.print(md, markup=False, highlight=False)
+
+
+@cli.command()
+@click.argument("suite")
+@click.option("--workspace", type=click.Path(path_type=Path), help="Results directory of the run.")
+@click.option("--root", type=click.Path(path_type=Path), default=Path("leaderboards"), show_default=True)
+def publish(suite: str, workspace: Path | None, root: Path) -> None:
+    """Publish a run's rows for SUITE as leaderboards/SUITE/v<version>/ (CSV + Markdown)."""
+    from .leaderboard import publish as do_publish
+
+    rows = Workspace(workspace).rows(suite)
+    command = next((r.get("command", "") for r in rows if r.get("command")), "")
+    d = do_publish(rows, root, suite, command)
+    console.print(f"Published {len(rows)} rows to {d}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="qbench", standalone_mode=False)
+    except QbenchError as exc:
+        err_console.print(f"[bold red]Error:[/bold red] {exc}", highlight=False)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        err_console.print("Aborted: finished jobs are kept; rerun the same command to resume.")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("Interrupted: finished jobs are kept; rerun the same command to resume.")
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""qbench.testing: a pytest plugin (entry point ``pytest11``) for plugin authors."""

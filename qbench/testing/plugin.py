@@ -1,0 +1,22 @@
+"""pytest fixtures for qbench plugin authors (loaded through the ``pytest11`` entry point).
+
+* ``qbench_plugin_manager``: a fresh plugin manager with the default plugins and the installed ones.
+* ``qbench_catalog``: the catalog built from it.
+"""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def qbench_plugin_manager():
+    from qbench.plugins import get_plugin_manager
+
+    return get_plugin_manager(load_entrypoints=True)
+
+
+@pytest.fixture
+def qbench_catalog(qbench_plugin_manager):
+    from qbench.catalog import Catalog
+
+    return Catalog(qbench_plugin_manager)

@@ -1,0 +1,58 @@
+"""Fixtures for the host's tests: a catalog with the default plugins and a toy method only."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from qbench.catalog import Catalog  # noqa: E402
+from qbench.plugins import get_plugin_manager  # noqa: E402
+
+TINY_SUITE = """
+name = "tiny"
+version = 1
+seeds = [0]
+bits = ["W4A4"]
+first_last = "fp"
+methods = ["fp32", "toy"]
+
+[[datasets]]
+name = "digits"
+
+[[models]]
+name = "resnet20"
+kwargs = { width = 4 }
+
+[fp]
+epochs = 2
+lr = 0.05
+
+[qat]
+epochs = 1
+lr = 0.01
+"""
+
+
+@pytest.fixture(autouse=True)
+def _threads() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def catalog() -> Catalog:
+    import toy_plugin
+
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(toy_plugin, name="toy")
+    return Catalog(pm)
+
+
+@pytest.fixture
+def tiny_suite_path(tmp_path: Path) -> Path:
+    p = tmp_path / "tiny.toml"
+    p.write_text(TINY_SUITE)
+    return p
