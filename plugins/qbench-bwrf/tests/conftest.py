@@ -21,7 +21,7 @@ from qbench.surgery import find_layers, quantize_model
 
 MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "resnet20": ("resnet20", {}),
-    "resnet18": ("resnet18", {}),
+    "resnet18": ("resnet18", dict(zero_init_last=False)),  # timm zero-inits the last BN: no branch gradient
     "vit": ("vit_tiny_patch16_224", dict(img_size=8, patch_size=2, depth=2, embed_dim=32, num_heads=2)),
 }
 

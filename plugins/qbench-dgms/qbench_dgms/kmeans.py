@@ -10,40 +10,66 @@ is ever formed.
 """
 from __future__ import annotations
 
+import bisect
+
 import torch
 from torch import Tensor
 
 
-def kmeans_pp_seeds(x: Tensor, k: int) -> Tensor:
+def kmeans_pp_seeds(x: Tensor, k: int, block: int = 4096) -> Tensor:
     """k-means++ seeding (Arthur & Vassilvitskii, 2007) of 1-D data, from torch's global RNG.
 
-    Each new seed is drawn with probability proportional to its squared distance to the nearest
-    seed so far (inverse-CDF sampling with ``torch.rand``, which works for any N, unlike
-    ``torch.multinomial`` which is limited to 2**24 categories). When every point already
-    coincides with a seed (fewer distinct values than ``k``) a uniformly drawn point is used.
+    Each new seed is drawn with probability proportional to its squared distance D^2 to the
+    nearest seed so far. 1-D makes this cheap: on sorted data a new seed can only become the
+    nearest seed of the points between its two neighbouring seeds, so only that run of D^2 is
+    updated, and sampling goes through per-block sums of D^2 (two small inverse-CDF draws with
+    ``torch.rand``) instead of a cumulative sum over all N points per seed. When every point
+    already coincides with a seed (fewer distinct values than ``k``) a uniform point is drawn.
 
     :param x: 1-D data (float64 recommended).
     :param k: number of seeds.
+    :param block: block length of the D^2 partial sums (speed only).
     :returns: the ``k`` seeds, in draw order.
     """
-    x = x.flatten()
-    n = x.numel()
+    xs, _ = torch.sort(x.flatten())
+    n = xs.numel()
     if n == 0:
         raise ValueError("kmeans_pp_seeds: empty input")
-    seeds = torch.empty(k, dtype=x.dtype)
-    first = int(torch.randint(n, (1,)))
-    seeds[0] = x[first]
-    d2 = (x - seeds[0]) ** 2
-    for j in range(1, k):
-        cdf = torch.cumsum(d2, 0)
-        total = cdf[-1]
-        u = torch.rand(1, dtype=x.dtype)
-        if float(total) > 0:
-            idx = int(torch.searchsorted(cdf, u * total).clamp_max(n - 1))
-        else:
-            idx = int(u * n) % n
-        seeds[j] = x[idx]
-        d2 = torch.minimum(d2, (x - seeds[j]) ** 2)
+    nb = -(-n // block)
+    d2 = xs.new_zeros(nb * block)  # padding stays 0, so it is never drawn
+    sums = xs.new_zeros(nb)
+    seeds = torch.empty(k, dtype=xs.dtype)
+    placed: list[float] = []  # sorted seed values, to find a new seed's neighbours
+
+    def draw() -> int:
+        total = float(sums.sum())
+        u = float(torch.rand(1, dtype=xs.dtype))
+        if total <= 0:
+            return min(int(u * n), n - 1)
+        cb = torch.cumsum(sums, 0)
+        target = u * float(cb[-1])
+        b = min(int(torch.searchsorted(cb, torch.tensor([target], dtype=xs.dtype))), nb - 1)
+        while b > 0 and float(sums[b]) <= 0:  # rounding at a block edge: step back to mass
+            b -= 1
+        rest = target - (float(cb[b - 1]) if b > 0 else 0.0)
+        inner = torch.cumsum(d2[b * block:(b + 1) * block], 0)
+        j = min(int(torch.searchsorted(inner, torch.tensor([rest], dtype=xs.dtype))), block - 1)
+        while j > 0 and float(d2[b * block + j]) <= 0:
+            j -= 1
+        return min(b * block + j, n - 1)
+
+    for j in range(k):
+        s = float(xs[draw()])
+        seeds[j] = s
+        pos = bisect.bisect_left(placed, s)
+        lo = 0 if pos == 0 else int(torch.searchsorted(xs, torch.tensor([placed[pos - 1]], dtype=xs.dtype)))
+        hi = n if pos == len(placed) else int(torch.searchsorted(
+            xs, torch.tensor([placed[pos]], dtype=xs.dtype), right=True))
+        placed.insert(pos, s)
+        seg = (xs[lo:hi] - s) ** 2
+        d2[lo:hi] = seg if j == 0 else torch.minimum(d2[lo:hi], seg)
+        b0, b1 = lo // block, (max(hi, lo + 1) - 1) // block + 1
+        sums[b0:b1] = d2[b0 * block:b1 * block].view(-1, block).sum(1)
     return seeds
 
 
@@ -53,7 +79,7 @@ def assign_1d(x: Tensor, centres: Tensor) -> Tensor:
     return torch.bucketize(x, bounds)
 
 
-def kmeans_1d(x: Tensor, k: int, iters: int = 100, tol: float = 1e-7) -> tuple[Tensor, Tensor]:
+def kmeans_1d(x: Tensor, k: int, iters: int = 300, tol: float = 1e-7) -> tuple[Tensor, Tensor]:
     """k-means of 1-D data: k-means++ seeds, then Lloyd until the centres stop moving.
 
     Lloyd runs on the sorted data with prefix sums: in 1-D each cluster is the run of sorted points

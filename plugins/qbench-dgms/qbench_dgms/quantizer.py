@@ -41,7 +41,7 @@ class DGMSWeightQuantizer(WeightQuantizer):
         is computed over blocks of n = max(1, chunk_size // K) weights, each under
         ``torch.utils.checkpoint``. Not specified by the paper; qbench uses 2**18.
     :param chunked: ``False`` computes the whole K x N tensor at once (faster, memory-heavy).
-    :param kmeans_iters: maximum Lloyd iterations of the init. Not specified; qbench uses 100.
+    :param kmeans_iters: maximum Lloyd iterations of the init. Not specified; qbench uses 300.
     :param kmeans_tol: Lloyd stops when no centre moves more than ``kmeans_tol * std(w)``.
     :param sigma_floor: smallest initial sigma, relative to the layer's weight std (guards
         single-point clusters). Not specified; qbench uses 1e-3.
@@ -52,7 +52,7 @@ class DGMSWeightQuantizer(WeightQuantizer):
 
     def __init__(self, bits: int, layer: nn.Module | None = None, tau: float = 0.01, learn_tau: bool = True,
                  sigma_init: str | float = "kmeans", chunk_size: int = 2**18, chunked: bool = True,
-                 kmeans_iters: int = 100, kmeans_tol: float = 1e-7, sigma_floor: float = 1e-3,
+                 kmeans_iters: int = 300, kmeans_tol: float = 1e-7, sigma_floor: float = 1e-3,
                  max_bits: int | None = None) -> None:
         super().__init__(bits)
         if not (sigma_init == "kmeans" or (isinstance(sigma_init, (int, float)) and sigma_init > 0)):

@@ -1,0 +1,65 @@
+"""The harness end to end on a tiny suite: FP once, QAT, audit, rows, skip on rerun."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from qbench.catalog import Catalog
+from qbench.cli import plan_jobs
+from qbench.harness import Harness
+from qbench.workspace import Workspace
+
+REQUIRED = {"suite", "suite_version", "dataset", "dataset_hash", "model", "method", "method_version", "bits",
+            "w_bits_target", "a_bits_target", "w_bits", "w_bits_measured", "a_bits", "a_bits_measured", "gbitops",
+            "size_kb", "top1", "top5", "fp_top1", "export_max_abs_diff", "seed", "wall_s", "peak_rss_mb", "status",
+            "qbench_version", "torch_version", "timm_version", "git_commit", "machine", "date", "plugin", "job_key"}
+
+
+def test_tiny_suite_runs_and_rerun_skips(catalog: Catalog, tiny_suite_path: Path, tmp_path: Path) -> None:
+    suite, jobs = plan_jobs(catalog, str(tiny_suite_path), None, None, None, None, None)
+    assert [j.method.name for j in jobs] == ["fp32", "toy"]
+    ws = Workspace(tmp_path / "ws")
+    rows = Harness(catalog, ws).run(suite, jobs)
+    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows), [r.get("reason") for r in rows]
+    for r in rows:
+        assert REQUIRED <= set(r), REQUIRED - set(r)
+    fp, toy = rows
+    # the FP checkpoint is trained once and shared: one file, same FP top-1 in both rows
+    assert len(list((tmp_path / "ws" / "fp").glob("*.safetensors"))) == 1
+    assert fp["top1"] == toy["fp_top1"]
+    assert fp["bits"] == "fp32" and fp["w_bits_measured"] == 32
+    assert toy["bits"] == "W4A4" and toy["levels_ok"]
+    assert toy["w_bits_measured"] <= 4 and toy["a_bits_measured"] <= 4
+    assert toy["export_max_abs_diff"] < 1e-4
+    assert toy["gbitops"] < fp["gbitops"]
+    assert toy["top1"] > 30  # digits: well above chance (10 %) even after a 2-epoch FP model
+    # a rerun skips both jobs: rows untouched
+    before = {p.name: p.stat().st_mtime_ns for p in ws.rows_dir("tiny").glob("*.json")}
+    ran: list[str] = []
+    h = Harness(catalog, ws)
+    orig = h.run_job
+    h.run_job = lambda job: ran.append(job.key) or orig(job)  # type: ignore[method-assign]
+    h.run(suite, jobs)
+    assert ran == []
+    assert before == {p.name: p.stat().st_mtime_ns for p in ws.rows_dir("tiny").glob("*.json")}
+    csv = (tmp_path / "ws" / "tiny" / "results.csv").read_text().splitlines()
+    assert len(csv) == 3
+
+
+def test_weight_only_method_reports_a32(catalog: Catalog, tiny_suite_path: Path, tmp_path: Path) -> None:
+    suite, jobs = plan_jobs(catalog, str(tiny_suite_path), ["toy-wonly"], None, None, None, None)
+    row = Harness(catalog, Workspace(tmp_path)).run(suite, jobs)[-1]
+    assert row["method"] == "toy-wonly" and row["status"] == "ok"
+    assert row["bits"] == "W4A32" and row["a_bits_target"] == 32 and row["a_bits_measured"] == 32
+
+
+def test_failing_job_becomes_a_row_and_the_run_goes_on(catalog: Catalog, tiny_suite_path: Path, tmp_path: Path
+                                                       ) -> None:
+    from qbench.method import Method
+
+    catalog.methods.add("broken", Method(name="broken", version=1, weight_quantizer="toy-w",
+                                         params={"weight": {"no_such_param": 1}}), "test")
+    suite, jobs = plan_jobs(catalog, str(tiny_suite_path), ["broken", "toy"], None, None, None, None)
+    rows = Harness(catalog, Workspace(tmp_path)).run(suite, jobs)
+    by = {r["method"]: r for r in rows}
+    assert by["broken"]["status"] == "failed" and "no_such_param" in by["broken"]["reason"]
+    assert by["toy"]["status"] == "ok"
