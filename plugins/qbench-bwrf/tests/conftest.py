@@ -19,6 +19,9 @@ from qbench.quant import ActivationQuantizer, WeightQuantizer
 from qbench.quant.ste import int_range, round_ste
 from qbench.surgery import find_layers, quantize_model
 
+# 2 cores shared with other jobs: one intra-op thread avoids OpenMP oversubscription (20x slower)
+torch.set_num_threads(1)
+
 MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "resnet20": ("resnet20", {}),
     "resnet18": ("resnet18", dict(zero_init_last=False)),  # timm zero-inits the last BN: no branch gradient
