@@ -1,0 +1,70 @@
+"""CLI: lists, plugins, dry runs, and errors that name the thing and the fix (exit 2, no traceback)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RUNNER = Path(__file__).parent / "run_cli_with_toy.py"
+
+
+def qbench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(RUNNER), *args], capture_output=True, text=True, timeout=120,
+                          env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["run", "--method", "toyy", "--dry-run"], "Unknown method 'toyy'. Did you mean 'toy'"),
+    (["run", "--model", "resnet2O", "--dry-run"], "Unknown model 'resnet2O'. Did you mean"),
+    (["run", "--dataset", "digitz", "--dry-run"], "Unknown dataset 'digitz'. Did you mean 'digits'"),
+    (["run", "--suite", "quik", "--dry-run"], "Unknown suite 'quik'. Did you mean 'quick'"),
+    (["run", "--bits", "W4X", "--dry-run"], "Invalid bit target 'W4X'"),
+    (["run", "--seeds", "0", "--dry-run"], "--seeds must be a positive count"),
+    (["run", "--suite", "missing.toml", "--dry-run"], "Suite file 'missing.toml' does not exist"),
+    (["run", "--executor", "cloud", "--dry-run"], "Unknown executor 'cloud'"),
+])
+def test_bad_input_exits_2_with_a_helpful_message(args: list[str], expected: str) -> None:
+    res = qbench(*args)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert expected in " ".join(res.stderr.split()), res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_bad_suite_key_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "b"\nversion = 1\ndatasets = ["digits"]\nmodels = ["resnet20"]\nbits = [4]\n'
+                   'seeds = [0]\n[fp]\nepochs = 1\nlrr = 0.1\n[qat]\nepochs = 1\n')
+    res = qbench("run", "--suite", str(bad), "--dry-run")
+    assert res.returncode == 2
+    assert "Unknown key 'lrr'" in res.stderr and "Did you mean 'lr'" in res.stderr
+
+
+def test_list_and_plugins() -> None:
+    res = qbench("list", "methods")
+    assert res.returncode == 0 and "toy" in res.stdout and "fp32" in res.stdout
+    res = qbench("list", "quantizers")
+    assert "toy-w" in res.stdout and "weight" in res.stdout
+    res = qbench("list", "suites")
+    assert all(s in res.stdout for s in ("quick", "fmnist", "cifar10", "imagenet"))
+    res = qbench("plugins")
+    assert res.returncode == 0 and "qbench_register_methods" in res.stdout and "toy" in res.stdout
+    res = qbench("list", "things")
+    assert res.returncode == 2 and "Invalid value" in res.stderr
+
+
+@pytest.mark.parametrize("suite", ["cifar10", "imagenet", "fmnist", "quick"])
+def test_every_shipped_suite_validates_and_plans(suite: str) -> None:
+    res = qbench("run", "--suite", suite, "--dry-run", "--workspace", "/nonexistent/ws")
+    assert res.returncode == 0, res.stderr
+    assert f"Suite {suite} v1" in res.stdout and "plan (dry run)" in res.stdout
+
+
+def test_run_filters_expand_to_the_right_jobs() -> None:
+    res = qbench("run", "--method", "toy", "--model", "resnet20", "--bits", "4,2", "--seeds", "3", "--dry-run",
+                 "--workspace", "/nonexistent/ws")
+    assert res.returncode == 0, res.stderr
+    # fp32 is added for the table: 3 seeds x (fp32 + toy x 2 bit targets)
+    assert "9 jobs" in res.stdout
+    assert "digits/resnet20/toy/W2A2/seed2" in res.stdout
