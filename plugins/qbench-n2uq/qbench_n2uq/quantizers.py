@@ -23,7 +23,10 @@ Choices where the paper is silent (each one a constructor parameter):
   next forward so that the new GSTE map interpolates the learned one: the new boundaries are
   where the old piecewise-linear map F reaches the new output levels j * 2/(2^b' - 1); t0 and
   the covered range [t0, t_n] are kept). The widths live in one parameter of 2^max_bits - 1
-  entries (the first 2^b - 1 are used), so the optimiser keeps the same tensor across changes.
+  entries (the first 2^b - 1 are used), so the optimiser keeps the same tensor (and its state
+  shape) across changes. ``max_bits`` defaults to the construction bits, so a fixed-bit model
+  stores no unused widths (the packed-size audit counts every parameter); a learning allocator
+  that may raise bits needs ``max_bits`` set, else the forward raises a ValueError.
 """
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ class N2UQActivationQuantizer(ActivationQuantizer):
     :param signed: force the signed / unsigned grid; ``None`` decides from the calibration batch.
     :param learn_scale: learn the input scale s (else it stays at its calibrated value).
     :param rescale_output: multiply the [0, 2] grid back by s.
-    :param max_bits: largest bit-width a later change of ``bits`` may reach (default max(8, bits)).
+    :param max_bits: largest bit-width a later change of ``bits`` may reach (default: ``bits``).
     :param init: ``"mse"`` or ``"quantile"``: how s is calibrated.
     :param init_quantile: the quantile of |x| used as clipping value when ``init="quantile"``.
     :param grad_scale: ``"lsq"`` or ``"none"`` (gradient scale on s, t0 and the widths).
@@ -69,7 +72,7 @@ class N2UQActivationQuantizer(ActivationQuantizer):
             raise ValueError(f"n2uq-a: grad_scale must be one of {_GRAD_SCALES}, got {grad_scale!r}")
         self.signed_param = signed
         self.rescale_output = bool(rescale_output)
-        self.max_bits = max(int(max_bits) if max_bits is not None else 8, self.bits)
+        self.max_bits = max(int(max_bits) if max_bits is not None else self.bits, self.bits)
         self.init_mode = init
         self.init_quantile = float(init_quantile)
         self.grad_scale_mode = grad_scale

@@ -199,3 +199,27 @@ def test_method_n2uq_registered_and_trains_a_tiny_model():
     assert layers["2"].aq.t0.grad is not None and layers["2"].aq.widths_raw.grad.abs().sum() > 0
     model.eval()
     assert torch.isfinite(model(x)).all()
+
+
+def test_raising_bits_needs_max_bits_and_keeps_the_learned_range():
+    q = _train_nonuniform(bits=2, steps=20)
+    assert q.widths_raw.numel() == 3  # default max_bits = construction bits: nothing unused stored
+    q.bits = 3
+    try:
+        q(torch.zeros(3))
+        raise AssertionError("raising bits above max_bits must fail")
+    except ValueError:
+        pass
+    big = _quantizer(2, learn_scale=False, rescale_output=False, signed=False, max_bits=4)
+    big.load_state_dict({k: v for k, v in q.state_dict().items() if k != "widths_raw"}, strict=False)
+    big.bits = 2
+    with torch.no_grad():
+        big.widths_raw[:3].copy_(q.widths_raw[:3])
+    old = big.boundaries().detach().clone()
+    big.bits = 4
+    y = big(torch.linspace(-1, 3, 2001)).detach()
+    new = big.boundaries().detach()
+    assert new.numel() == 16 and torch.unique(y).numel() <= 16
+    assert torch.allclose(new[[0, -1]], old[[0, -1]], atol=1e-6)
+    gaps = _distinct_steps(y)
+    assert torch.allclose(gaps, torch.full_like(gaps, 2 / 15), atol=1e-6)

@@ -23,6 +23,13 @@ Choices where the paper is silent (also in the README):
   the quantization MSE of the first calibration batch (100 candidates in (0, max|x|]) at the
   quantizer's initial bits; ``init_alpha=10.0`` (any number) gives the paper's fixed start,
   ``"max"`` uses max|x|.
+* calibration batch: qbench's host calibrates with the model in eval mode, where BatchNorm uses the
+  FP running statistics; DoReFa weights (levels in [-1, 1]) change every layer's scale, so those
+  activations are not the ones training sees (measured on ResNet-20: alphas of 2 to 90 growing
+  with depth, all-zero 2-bit activations and overflowing gradients). With ``calibrate="train"``
+  (default) an init seen in eval mode is provisional and alpha is recomputed, once, from the
+  first forward in training mode (BatchNorm on batch statistics); ``calibrate="first"`` keeps
+  the first batch's value.
 * alpha_decay: the paper's coefficient per experiment is not reproduced here; qbench uses 5e-4
   (the quick suite's weight decay).
 * alpha is clamped at >= ``min_alpha`` (1e-3) inside the forward to keep the step size positive.
@@ -38,6 +45,7 @@ from torch import Tensor, nn
 from qbench.quant import ActivationQuantizer
 
 ALPHA_INITS = ("mse", "max")
+CALIBRATE = ("train", "first")
 
 
 def pact_quantize(x: Tensor, alpha: Tensor, n: int, signed: bool) -> Tensor:
@@ -91,20 +99,28 @@ class PACTActQuantizer(ActivationQuantizer):
     :param alpha_decay: L2 coefficient on alpha, applied as ``grad += alpha_decay * alpha``.
     :param signed: force the signed/unsigned variant; ``None`` decides from the first batch.
     :param min_alpha: lower bound on alpha inside the forward.
+    :param calibrate: "train" (default): an init from an eval-mode batch is redone once on the
+        first training-mode forward; "first": keep the first batch's init.
     """
 
     def __init__(self, bits: int, layer: nn.Module | None = None, init_alpha: float | str = "mse",
-                 alpha_decay: float = 5e-4, signed: bool | None = None, min_alpha: float = 1e-3) -> None:
+                 alpha_decay: float = 5e-4, signed: bool | None = None, min_alpha: float = 1e-3,
+                 calibrate: str = "train") -> None:
         super().__init__(bits)
         if isinstance(init_alpha, str) and init_alpha not in ALPHA_INITS:
             raise ValueError(f"pact-a: init_alpha must be a number or one of {ALPHA_INITS}, got {init_alpha!r}")
+        if calibrate not in CALIBRATE:
+            raise ValueError(f"pact-a: calibrate must be one of {CALIBRATE}, got {calibrate!r}")
         self.init_alpha = init_alpha
+        self.calibrate = calibrate
         self.alpha_decay = float(alpha_decay)
         self.signed_param = signed
         self.min_alpha = float(min_alpha)
         start = 10.0 if isinstance(init_alpha, str) else float(init_alpha)
         self.alpha = nn.Parameter(torch.tensor(start))
         self.register_buffer("is_signed", torch.tensor(bool(signed)))
+        # True once alpha comes from a batch as training sees it (or needs no batch)
+        self.register_buffer("alpha_settled", torch.tensor(False))
         self._hooked_id: int | None = None
         self._ensure_decay_hook()
 
@@ -126,8 +142,13 @@ class PACTActQuantizer(ActivationQuantizer):
     def init_from(self, t: Tensor) -> None:
         if self.signed_param is None:
             self.is_signed.fill_(bool(t.min() < 0))
-        if not isinstance(self.init_alpha, str):
-            return
+        settled = self.training or self.calibrate == "first" or not isinstance(self.init_alpha, str)
+        self.alpha_settled.fill_(settled)
+        if isinstance(self.init_alpha, str):
+            self._calibrate(t)
+
+    def _calibrate(self, t: Tensor) -> None:
+        """alpha from a batch: max, or the quantization-MSE-best of 100 candidates in (0, max]."""
         signed = bool(self.is_signed)
         top = float(t.abs().max() if signed else t.clamp(min=0).max())
         if top <= 0:
@@ -150,6 +171,10 @@ class PACTActQuantizer(ActivationQuantizer):
     def forward(self, x: Tensor) -> Tensor:
         if not bool(self.initialized):
             self.initialize(x)
+        elif self.training and not bool(self.alpha_settled):
+            with torch.no_grad():
+                self._calibrate(x.detach())
+            self.alpha_settled.fill_(True)
         self._ensure_decay_hook()
         return PACTFunction.apply(x, self.alpha, 2**self.bits - 1, bool(self.is_signed), self.min_alpha)
 

@@ -139,3 +139,25 @@ def test_method_uses_dorefa_weights_and_pact_activations() -> None:
     assert (m.weight_quantizer, m.activation_quantizer) == ("dorefa-w", "pact-a")
     cat.check_method(m)
     assert cat.plugin_of(cat.quantizers, "dorefa-w") != cat.plugin_of(cat.quantizers, "pact-a")
+
+
+def test_eval_mode_calibration_is_redone_once_on_the_first_training_batch() -> None:
+    """The host calibrates in eval mode; alpha then comes from the first batch training sees."""
+    g = torch.Generator().manual_seed(2)
+    eval_batch = torch.rand(4, 500, generator=g) * 50  # e.g. BN on stale running statistics
+    train_batch = torch.rand(4, 500, generator=g) * 2
+    q = PACTActQuantizer(3, init_alpha="max")
+    q.eval()
+    q.initialize(eval_batch)
+    assert q.alpha.item() == pytest.approx(float(eval_batch.max()))
+    q.train()
+    q(train_batch)
+    assert q.alpha.item() == pytest.approx(float(train_batch.max()))
+    q(train_batch * 10)  # only once
+    assert q.alpha.item() == pytest.approx(float(train_batch.max()))
+    keep = PACTActQuantizer(3, init_alpha="max", calibrate="first")
+    keep.eval()
+    keep.initialize(eval_batch)
+    keep.train()
+    keep(train_batch)
+    assert keep.alpha.item() == pytest.approx(float(eval_batch.max()))
