@@ -10,7 +10,8 @@ Choices where the paper is silent (constructor parameters):
 * Initialisation: quantiles of the layer's FP weights, see :mod:`qbench_adq.codebook`
   (``split``, ``probs``).
 * EMA (not specified by the paper; qbench uses m = ``momentum`` = 0.99, one update per training
-  forward, none in eval mode; codewords with no assigned weight do not move; the 0 level never
+  forward with gradients enabled, none in eval mode nor under ``torch.no_grad()`` (so extra
+  probe forwards of a learning allocator do not move it); codewords with no assigned weight do not move; the 0 level never
   moves, so pruned weights stay exactly 0). ``ema=False`` freezes the codebook.
 * Bits change (not specified by the paper; qbench re-initialises the codebook from the quantiles
   of the current weight at the next forward when ``self.bits`` differs from the bits it was
@@ -89,16 +90,18 @@ class ADQWeightQuantizer(WeightQuantizer):
     def forward(self, w: Tensor) -> Tensor:
         if int(self.codebook_bits) != self.bits:
             self.build(w.detach())
+        update = self.training and self.ema and torch.is_grad_enabled()
         with torch.no_grad():
             idx = self.assign(w)
             w_q = self.codebook[idx]
-            if self.training and self.ema:
+            if update:
                 ema_update(self.codebook, w, idx, self.momentum, int(self.zero_index))
         # w_q exactly in the forward (w + (w_q - w) would not round to w_q), identity gradient
         return w_q + (w - w.detach())
 
     def export(self, w: Tensor) -> dict[str, Tensor]:
         """Codes (indices into the look-up table) and the codebook: weight = codebook[codes]."""
+        update = self.training and self.ema and torch.is_grad_enabled()
         with torch.no_grad():
             idx = self.assign(w)
             codes = idx.to(torch.uint8 if self.codebook.numel() <= 256 else torch.int32)

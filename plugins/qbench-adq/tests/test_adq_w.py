@@ -76,6 +76,9 @@ def test_eval_does_not_adapt_and_hard_weight_has_at_most_2_pow_b_values():
         q.initialize(w)
         before = q.codebook.clone()
         hard = q.hard(w)
+        q.train()
+        with torch.no_grad():  # a probe forward in training mode does not adapt either
+            q(w)
         assert torch.equal(q.codebook, before)
         assert torch.unique(hard).numel() <= 2**bits
         q.train()
