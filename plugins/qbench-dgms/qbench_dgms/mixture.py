@@ -8,15 +8,17 @@ component (the official code divides raw densities and adds an epsilon, so such 
 r = 0 for every k and fall to component 0; here they go to their true MAP component).
 
 Memory: the soft weight needs several K x N intermediates (z, log-joint, r, phi). With
-``chunk`` set, N is cut into blocks of ``chunk`` weights and every block runs under
-``torch.utils.checkpoint``: the forward keeps only the block's inputs, and the backward recomputes
-one block's intermediates at a time, so peak memory grows with K x chunk, not K x N.
+``chunk`` set, :class:`ChunkedSoftWeight` cuts N into blocks of ``chunk`` weights: its forward
+fills a preallocated output block by block without autograd, and its backward recomputes one
+block at a time under autograd (a per-block checkpoint, written as one autograd Function so that
+the only O(N) tensors are the output and the weight gradient, allocated once: no per-block output
+tensors to concatenate, which would fragment the heap). Peak memory then grows with K x chunk,
+not K x N, and the results are those of the unchunked graph.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
 #: Smallest |pi_k| used inside the log, so a mixing weight that reaches 0 gives log(1e-12), not -inf
 #: (an -inf log-joint would make the gradient 0 * inf = NaN).
@@ -47,6 +49,40 @@ def _soft_block(w: Tensor, mu: Tensor, log_sigma: Tensor, log_pi: Tensor, tau: T
     return mu[1:] @ phi[1:]  # the zero component contributes phi_0 * 0
 
 
+class ChunkedSoftWeight(torch.autograd.Function):
+    """The soft weight of a flat weight vector, computed and differentiated block by block."""
+
+    @staticmethod
+    def forward(ctx, flat: Tensor, mu: Tensor, log_sigma: Tensor, log_pi: Tensor, tau: Tensor,  # type: ignore[override]
+                chunk: int) -> Tensor:
+        out = torch.empty_like(flat)
+        for i in range(0, flat.numel(), chunk):
+            out[i:i + chunk] = _soft_block(flat[i:i + chunk], mu, log_sigma, log_pi, tau)
+        ctx.save_for_backward(flat, mu, log_sigma, log_pi, tau)
+        ctx.chunk = chunk
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        flat, *small = ctx.saved_tensors
+        need_w = ctx.needs_input_grad[0]
+        grad_w = torch.empty_like(flat) if need_w else None
+        leaves = [t.detach().requires_grad_() for t in small]
+        grad_small = [torch.zeros_like(t) for t in small]
+        for i in range(0, flat.numel(), ctx.chunk):
+            wb = flat[i:i + ctx.chunk].detach().requires_grad_(need_w)
+            with torch.enable_grad():
+                out = _soft_block(wb, *leaves)
+                grads = torch.autograd.grad(out, ([wb] if need_w else []) + leaves, grad_out[i:i + ctx.chunk])
+            if need_w:
+                grad_w[i:i + ctx.chunk] = grads[0]
+                grads = grads[1:]
+            for acc, g in zip(grad_small, grads):
+                acc += g
+        return (grad_w, *(g if need else None for g, need in zip(grad_small, ctx.needs_input_grad[1:5])), None)
+
+
 def soft_weight(w: Tensor, means_nonzero: Tensor, log_sigma: Tensor, pi: Tensor, tau: Tensor,
                 chunk: int | None) -> Tensor:
     """DGMS's training weight, differentiable in w and in every mixture parameter.
@@ -56,18 +92,16 @@ def soft_weight(w: Tensor, means_nonzero: Tensor, log_sigma: Tensor, pi: Tensor,
     :param log_sigma: log standard deviations (K,), component 0 first.
     :param pi: unnormalised mixing weights (K,).
     :param tau: softmax temperature (scalar tensor, > 0).
-    :param chunk: weights per checkpointed block; ``None`` computes all K x N at once.
+    :param chunk: weights per block (:class:`ChunkedSoftWeight`); ``None`` builds the ordinary
+        autograd graph over all K x N at once.
     """
     mu = full_means(means_nonzero)
     log_pi = log_mixing(pi)
     flat = w.reshape(-1)
-    if chunk is None or flat.numel() <= chunk:
-        out = _soft_block(flat, mu, log_sigma, log_pi, tau) if chunk is None else \
-            checkpoint(_soft_block, flat, mu, log_sigma, log_pi, tau, use_reentrant=False)
+    if chunk is None:
+        out = _soft_block(flat, mu, log_sigma, log_pi, tau)
     else:
-        parts = [checkpoint(_soft_block, flat[i:i + chunk], mu, log_sigma, log_pi, tau, use_reentrant=False)
-                 for i in range(0, flat.numel(), chunk)]
-        out = torch.cat(parts)
+        out = ChunkedSoftWeight.apply(flat, mu, log_sigma, log_pi, tau, max(1, int(chunk)))
     return out.view_as(w)
 
 
