@@ -84,7 +84,7 @@ def plan_jobs(cat: Catalog, suite_name: str, methods: list[str] | None, models: 
 
 
 def print_summary(rows: list[dict[str, Any]], title: str) -> None:
-    from .leaderboard import aggregate
+    from .stats import aggregate
 
     df = pd.DataFrame(rows)
     if df.empty or "status" not in df:
@@ -92,10 +92,12 @@ def print_summary(rows: list[dict[str, Any]], title: str) -> None:
         return
     agg = aggregate(df)
     table = Table(title=title, show_lines=False)
-    for col in ("dataset", "model", "method", "bits", "top-1", "Δ FP", "seeds", "W bits", "A bits", "GBitOPs"):
+    for col in ("dataset", "model", "method", "bits", "rank", "top-1", "Δ FP", "seeds", "W bits", "A bits", "GBitOPs"):
         table.add_column(col, justify="right" if col not in ("dataset", "model", "method") else "left")
     for r in agg.itertuples():
-        table.add_row(r.dataset, r.model, r.method, r.bits, f"{r.top1:.2f} ± {r.top1_std:.2f}", f"{r.gap:+.2f}",
+        std = "n/a" if pd.isna(r.top1_std) else f"{r.top1_std:.2f}"
+        table.add_row(r.dataset, r.model, r.method, r.bits, "ref" if r.bits == "fp32" else str(r.rank),
+                      f"{r.top1:.2f} ± {std}", f"{r.gap:+.2f}",
                       str(r.n), f"{r.w_bits:.2f}", f"{r.a_bits:.2f}", f"{r.gbitops:.4f}")
     console.print(table)
     bad = df[df["status"] != "ok"]
@@ -122,9 +124,11 @@ def cli() -> None:
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where datasets that need files live.")
 @click.option("--executor", default="local", show_default=True)
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@click.option("--compare-against", type=click.Path(path_type=Path),
+              help="After the run, compare with this committed leaderboard (exit 1 on a regression).")
 def run(run_all: bool, suite_name: str, methods: str | None, models: str | None, datasets: str | None,
         bits: str | None, seeds: int | None, dry_run: bool, workspace: Path | None, data_dir: Path | None,
-        executor: str, progress: bool) -> None:
+        executor: str, progress: bool, compare_against: Path | None) -> None:
     """Run a suite: FP checkpoints, QAT per method, audit, one row per job (resumable)."""
     from .harness import Harness
     from .progress import RunProgress
@@ -157,6 +161,10 @@ def run(run_all: bool, suite_name: str, methods: str | None, models: str | None,
         rows = harness.run(suite, jobs, executor=executor)
     print_summary([r for r in rows if r.get("suite_version") == suite.version], f"{suite.name} v{suite.version}")
     console.print(f"Rows: {ws.root / suite.name / 'rows'}; table: {ws.root / suite.name / 'results.csv'}")
+    if compare_against is not None:
+        run_rows = pd.DataFrame([r for r in rows if r.get("suite_version") == suite.version])
+        if not report_comparison(run_rows, compare_against, 1.0):
+            sys.exit(1)
 
 
 @cli.command("list")
@@ -209,17 +217,15 @@ def plugins() -> None:
 @click.option("--root", type=click.Path(path_type=Path), default=Path("leaderboards"), show_default=True,
               help="Leaderboards directory.")
 @click.option("--version", "version", type=int, help="Suite version (default: the latest published).")
-def leaderboard(suite: str, root: Path, version: int | None) -> None:
-    """Re-render a published leaderboard's table from its CSV and print it."""
-    from .leaderboard import latest_version_dir, load_rows_csv, render_markdown, version_dir
-    from .workspace import atomic_write_text
+@click.option("--plot", is_flag=True, help="Also write pareto.png (accuracy vs GBitOPs and vs bits).")
+def leaderboard(suite: str, root: Path, version: int | None, plot: bool) -> None:
+    """Regenerate a published leaderboard's table (and plot) from its CSV, and print it."""
+    from .leaderboard import latest_version_dir, render, version_dir
 
     d = version_dir(root, suite, version) if version else latest_version_dir(root, suite)
-    df = load_rows_csv(d / "results.csv")
-    command = str(df["command"].dropna().iloc[0]) if "command" in df and df["command"].notna().any() else ""
-    md = render_markdown(df, suite, command)
-    atomic_write_text(d / "leaderboard.md", md)
+    md = render(d, suite, plot=plot)
     console.print(md, markup=False, highlight=False)
+    console.print(f"Wrote {d / 'leaderboard.md'}" + (f" and {d / 'pareto.png'}" if plot else ""))
 
 
 @cli.command()
@@ -227,13 +233,53 @@ def leaderboard(suite: str, root: Path, version: int | None) -> None:
 @click.option("--workspace", type=click.Path(path_type=Path), help="Results directory of the run.")
 @click.option("--root", type=click.Path(path_type=Path), default=Path("leaderboards"), show_default=True)
 def publish(suite: str, workspace: Path | None, root: Path) -> None:
-    """Publish a run's rows for SUITE as leaderboards/SUITE/v<version>/ (CSV + Markdown)."""
+    """Publish a run's rows for SUITE as leaderboards/SUITE/v<version>/ (CSV, table, meta, diff, plot)."""
     from .leaderboard import publish as do_publish
 
     rows = Workspace(workspace).rows(suite)
-    command = next((r.get("command", "") for r in rows if r.get("command")), "")
-    d = do_publish(rows, root, suite, command)
+    d = do_publish(rows, root, suite)
     console.print(f"Published {len(rows)} rows to {d}")
+
+
+def report_comparison(results: pd.DataFrame, against: Path, floor: float) -> bool:
+    """Print what moved; True when nothing regressed."""
+    from .compare import compare as do_compare
+
+    cmp = do_compare(results, against, floor)
+    table = Table(title=f"compare against {against} (suite v{cmp.suite_version})")
+    for col in ("dataset", "model", "method", "bits", "committed", "run", "Δ", "tolerance", "status"):
+        table.add_column(col)
+    style = {"regression": "bold red", "improved": "green", "within": "", "new": "cyan", "not run": "dim"}
+    for r in cmp.table.to_dict("records"):
+        def f(v: Any) -> str:
+            return "" if pd.isna(v) else f"{v:.2f}"
+        table.add_row(r["dataset"], r["model"], r["method"], r["bits"], f(r["top1_ref"]), f(r["top1_run"]),
+                      f(r["delta"]), f(r["tolerance"]), f"[{style[r['status']]}]{r['status']}[/]" if style[r['status']]
+                      else r["status"])
+    console.print(table)
+    if cmp.ok:
+        console.print("[green]No significant regression.[/green]")
+    else:
+        names = ", ".join(f"{r['method']} {r['bits']} on {r['dataset']}/{r['model']}"
+                          for r in cmp.regressions.to_dict("records"))
+        err_console.print(f"[bold red]Regression:[/bold red] {names} fell below the committed top-1 by more than "
+                          "the tolerance.")
+    return cmp.ok
+
+
+@cli.command()
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("--against", type=click.Path(path_type=Path), required=True,
+              help="Committed leaderboard directory, e.g. leaderboards/quick.")
+@click.option("--floor", type=float, default=1.0, show_default=True, help="Minimum tolerance in top-1 points.")
+def compare(results: Path, against: Path, floor: float) -> None:
+    """Compare a run's results.csv (or its directory) against a committed leaderboard.
+
+    Exits 1 when a method is significantly worse than its committed entry."""
+    from .compare import read_results
+
+    if not report_comparison(read_results(results), against, floor):
+        sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -251,3 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err_console.print("Interrupted: finished jobs are kept; rerun the same command to resume.")
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

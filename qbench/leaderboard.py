@@ -1,11 +1,17 @@
-"""Leaderboards: aggregate result rows over seeds and render them as Markdown.
+"""Leaderboards: versioned directories of raw rows, a rendered table, metadata, a diff and a plot.
 
-Layout: ``leaderboards/<suite>/v<suite version>/results.csv`` (raw rows) and ``leaderboard.md``
-(the table, regenerated from the CSV). Rows of different suite versions are never mixed.
+Layout, one directory per suite version (results of different versions are never mixed)::
+
+    leaderboards/<suite>/v<version>/results.csv     the raw rows (every number comes from here)
+    leaderboards/<suite>/v<version>/leaderboard.md  the table, rendered from results.csv
+    leaderboards/<suite>/v<version>/meta.json       schema, versions, dataset hashes, machine, command
+    leaderboards/<suite>/v<version>/diff.csv        top1_diff / rank_diff against what it replaced
+    leaderboards/<suite>/v<version>/pareto.png      accuracy vs GBitOPs and vs average bits
 """
 from __future__ import annotations
 
 import io
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -13,70 +19,96 @@ from typing import Any
 import pandas as pd
 
 from .errors import QbenchError
+from .stats import GROUP, aggregate
 from .workspace import atomic_write_text, rows_to_csv
 
-GROUP = ["dataset", "model", "method", "bits"]
+SCHEMA_VERSION = 1
 
 
 def version_dir(root: Path, suite: str, version: int) -> Path:
     return Path(root) / suite / f"v{version}"
 
 
+def published_versions(root: Path, suite: str) -> list[int]:
+    base = Path(root) / suite
+    if not base.exists():
+        return []
+    return sorted(int(p.name[1:]) for p in base.glob("v*") if p.name[1:].isdigit() and (p / "results.csv").exists())
+
+
+def latest_version_dir(root: Path, suite: str) -> Path:
+    versions = published_versions(root, suite)
+    if not versions:
+        raise QbenchError(f"No published leaderboard for suite {suite!r} in {str(Path(root) / suite)!r}. "
+                          f"Publish one with `qbench publish {suite}` after a run.")
+    return version_dir(root, suite, versions[-1])
+
+
 def check_single_version(df: pd.DataFrame) -> int:
     versions = sorted(set(df["suite_version"].astype(int)))
     if len(versions) != 1:
         raise QbenchError(f"Rows mix suite versions {versions}; a table holds one version. "
-                          "Filter the rows or publish each version on its own.")
+                          "Filter the rows, or publish each version on its own.")
     return versions[0]
 
 
-def aggregate(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds per (dataset, model, method, bits), FP32 first in each group."""
-    ok = df[df["status"] == "ok"].copy()
-    if ok.empty:
-        return pd.DataFrame()
-    agg = ok.groupby(GROUP, sort=False).agg(
-        n=("seed", "nunique"), top1=("top1", "mean"), top1_std=("top1", "std"),
-        fp_top1=("fp_top1", "mean"), w_bits=("w_bits_measured", "mean"), a_bits=("a_bits_measured", "mean"),
-        gbitops=("gbitops", "mean"), size_kb=("size_kb", "mean"), method_version=("method_version", "max"),
-    ).reset_index()
-    agg["top1_std"] = agg["top1_std"].fillna(0.0)
-    agg["gap"] = agg["top1"] - agg["fp_top1"]
-    agg["_ref"] = agg["bits"] != "fp32"
-    agg = agg.sort_values(["dataset", "model", "_ref", "bits", "top1"], ascending=[True, True, True, False, False])
-    return agg.drop(columns="_ref").reset_index(drop=True)
+def load_rows_csv(path: Path) -> pd.DataFrame:
+    if not Path(path).exists():
+        raise QbenchError(f"No results at {str(path)!r}. Run the suite, or publish it first.")
+    return pd.read_csv(path)
 
 
 def _fmt(v: Any, digits: int = 2) -> str:
     if isinstance(v, float):
-        return "" if math.isnan(v) else f"{v:.{digits}f}"
+        return "n/a" if math.isnan(v) else f"{v:.{digits}f}"
     return str(v)
+
+
+def metadata(df: pd.DataFrame, suite: str, command: str) -> dict[str, Any]:
+    """Provenance of a leaderboard: what produced every row, summarised."""
+    def uniq(col: str) -> list[Any]:
+        return sorted({str(v) for v in df[col].dropna()}) if col in df else []
+
+    plugins = sorted({f"{m}: {p}" for m, p in zip(df.get("method", []), df.get("plugin", []))})
+    return {
+        "schema_version": SCHEMA_VERSION, "suite": suite, "suite_version": check_single_version(df),
+        "suite_sha": uniq("suite_sha"), "qbench_version": uniq("qbench_version"), "plugins": plugins,
+        "torch_version": uniq("torch_version"), "timm_version": uniq("timm_version"),
+        "dataset_hash": sorted({f"{d}: {h}" for d, h in zip(df["dataset"], df.get("dataset_hash", df["dataset"]))}),
+        "machine": uniq("machine"), "git_commit": uniq("git_commit"), "command": command,
+        "rows": int(len(df)), "rows_ok": int((df["status"] == "ok").sum()),
+    }
 
 
 def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
     """The leaderboard table(s), one per (dataset, model), with how they were obtained."""
     version = check_single_version(df)
     agg = aggregate(df)
-    failed = df[df["status"] != "ok"]
+    meta = metadata(df, suite, command)
     out = io.StringIO()
     out.write(f"# qbench leaderboard: suite `{suite}` v{version}\n\n")
-    first = df.iloc[0]
-    out.write(f"Top-1 (%) mean ± std over seeds; W/A bits are **measured** by the bit audit "
-              f"(parameter-weighted mean of ceil(log2 levels) over quantized layers); first/last layers: "
-              f"`{first.get('first_last', '')}`. qbench {first.get('qbench_version', '')}, torch "
-              f"{first.get('torch_version', '')}, timm {first.get('timm_version', '')}, commit "
-              f"`{first.get('git_commit', '')}`, machine: {first.get('machine', '')}.\n\n")
+    out.write("Generated from `results.csv` in this directory by `qbench leaderboard "
+              f"{suite} --version {version} --plot`; do not edit by hand.\n\n")
     if command:
-        out.write(f"Reproduce: `{command}`\n\n")
+        out.write(f"Produced by: `{command}`\n\n")
+    out.write("Top-1 (%): mean ± std over seeds, with the 95 % Student-t interval half-width; *rank* ties "
+              "where intervals overlap (within dataset, model and bits). W/A bits are **measured** by the "
+              "bit audit (parameter-weighted mean of ceil(log2 distinct levels) over quantized layers); "
+              f"first/last layers: `{df['first_last'].iloc[0] if 'first_last' in df else ''}`.\n\n")
+    out.write(f"qbench {', '.join(meta['qbench_version'])}; torch {', '.join(meta['torch_version'])}; "
+              f"timm {', '.join(meta['timm_version'])}; commit {', '.join(meta['git_commit'])}; "
+              f"machine: {', '.join(meta['machine'])}; datasets: {', '.join(meta['dataset_hash'])}.\n\n")
     for (dataset, model), g in agg.groupby(["dataset", "model"], sort=False):
         out.write(f"## {dataset} / {model}\n\n")
-        out.write("| method | bits | top-1 | Δ FP | seeds | W bits | A bits | GBitOPs | size (KB) |\n")
-        out.write("|---|---|---|---|---|---|---|---|---|\n")
+        out.write("| rank | method | bits | top-1 | ±95% CI | Δ FP | seeds | W bits | A bits | GBitOPs | size (KB) |\n")
+        out.write("|---|---|---|---|---|---|---|---|---|---|---|\n")
         for r in g.itertuples():
-            out.write(f"| {r.method} v{r.method_version} | {r.bits} | {r.top1:.2f} ± {r.top1_std:.2f} | "
-                      f"{r.gap:+.2f} | {r.n} | {_fmt(r.w_bits)} | {_fmt(r.a_bits)} | {r.gbitops:.4f} | "
-                      f"{r.size_kb:.1f} |\n")
+            rank = "ref" if r.bits == "fp32" else str(r.rank)
+            out.write(f"| {rank} | {r.method} v{r.method_version} | {r.bits} | {r.top1:.2f} ± {_fmt(r.top1_std)} | "
+                      f"{_fmt(r.ci95)} | {r.gap:+.2f} | {r.n} | {r.w_bits:.2f} | {r.a_bits:.2f} | "
+                      f"{r.gbitops:.5f} | {r.size_kb:.1f} |\n")
         out.write("\n")
+    failed = df[df["status"] != "ok"]
     if not failed.empty:
         out.write("## Jobs that did not finish\n\n")
         for r in failed.itertuples():
@@ -84,28 +116,50 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
     return out.getvalue()
 
 
-def publish(rows: list[dict[str, Any]], root: Path, suite: str, command: str) -> Path:
-    """Write a suite version's rows and table under ``root``; returns the version directory."""
+def diff(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """top1_diff and rank_diff per (dataset, model, method, bits) between two leaderboards."""
+    a, b = aggregate(old), aggregate(new)
+    cols = GROUP + ["top1", "rank", "method_version"]
+    m = a[cols].merge(b[cols], on=GROUP, how="outer", suffixes=("_old", "_new"))
+    m["top1_diff"] = m["top1_new"] - m["top1_old"]
+    m["rank_diff"] = m["rank_new"] - m["rank_old"]
+    return m
+
+
+def render(d: Path, suite: str, plot: bool = False) -> str:
+    """Regenerate leaderboard.md (and pareto.png) of a version directory from its results.csv."""
+    df = load_rows_csv(d / "results.csv")
+    command = str(df["command"].dropna().iloc[0]) if "command" in df and df["command"].notna().any() else ""
+    md = render_markdown(df, suite, command)
+    atomic_write_text(d / "leaderboard.md", md)
+    atomic_write_text(d / "meta.json", json.dumps(metadata(df, suite, command), indent=1))
+    if plot:
+        from .plot import pareto_plot
+        pareto_plot(aggregate(df), d / "pareto.png", f"{suite} v{check_single_version(df)}")
+    return md
+
+
+def publish(rows: list[dict[str, Any]], root: Path, suite: str, plot: bool = True) -> Path:
+    """Publish rows as ``root/suite/v<version>/``: a new version keeps older ones; republishing a
+    version writes the diff against what it replaces, a first publication the diff against the
+    newest older version."""
     if not rows:
         raise QbenchError(f"No result rows for suite {suite!r}: run it first (qbench run --suite {suite}).")
-    df = pd.read_csv(io.StringIO(rows_to_csv(rows)))
-    version = check_single_version(df)
+    new = pd.read_csv(io.StringIO(rows_to_csv(rows)))
+    version = check_single_version(new)
     d = version_dir(root, suite, version)
+    previous: pd.DataFrame | None = None
+    against = ""
+    if (d / "results.csv").exists():
+        previous, against = pd.read_csv(d / "results.csv"), f"v{version} (previous publication)"
+    else:
+        older = [v for v in published_versions(root, suite) if v < version]
+        if older:
+            previous, against = pd.read_csv(version_dir(root, suite, older[-1]) / "results.csv"), f"v{older[-1]}"
     atomic_write_text(d / "results.csv", rows_to_csv(rows))
-    atomic_write_text(d / "leaderboard.md", render_markdown(df, suite, command))
+    if previous is not None:
+        delta = diff(previous, new)
+        delta.insert(0, "against", against)
+        atomic_write_text(d / "diff.csv", delta.to_csv(index=False))
+    render(d, suite, plot=plot)
     return d
-
-
-def load_rows_csv(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        raise QbenchError(f"No results at {str(path)!r}. Run the suite or publish it first.")
-    return pd.read_csv(path)
-
-
-def latest_version_dir(root: Path, suite: str) -> Path:
-    base = Path(root) / suite
-    versions = sorted((int(p.name[1:]), p) for p in base.glob("v*") if p.name[1:].isdigit()) if base.exists() else []
-    if not versions:
-        raise QbenchError(f"No published leaderboard for suite {suite!r} in {str(base)!r}. "
-                          f"Publish one with `qbench publish {suite}` after a run.")
-    return versions[-1][1]
