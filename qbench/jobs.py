@@ -16,6 +16,7 @@ from .bits import BitTarget
 from .catalog import Catalog
 from .errors import QbenchError, UnknownNameError
 from .method import Method
+from .models import check_model_name
 from .suite import DatasetEntry, ModelEntry, Suite
 
 FP_BITS = BitTarget(32, 32)
@@ -94,6 +95,8 @@ def expand(suite: Suite, catalog: Catalog, methods: list[Method]) -> list[Job]:
         catalog.check_method(m)
     for d in suite.datasets:
         catalog.datasets.get(d.name)
+    for mdl in suite.models:
+        check_model_name(mdl.name)
     jobs: list[Job] = []
     for d in suite.datasets:
         for mdl in suite.models:

@@ -8,6 +8,17 @@ from torch import nn
 from ..errors import QbenchError, UnknownNameError
 
 
+def check_model_name(name: str) -> None:
+    """Raise the "Unknown model ... Did you mean" error for names timm does not know."""
+    import timm
+
+    from . import cifar_resnet  # noqa: F401
+
+    if not timm.is_model(name):
+        raise UnknownNameError("model", name, timm.list_models(),
+                               "Any timm model name works; `qbench list models` shows qbench's own.")
+
+
 def create_model(name: str, num_classes: int, in_chans: int, **kwargs: Any) -> nn.Module:
     """``timm.create_model`` adapted to a dataset's channels and classes, never pretrained.
 
@@ -18,9 +29,7 @@ def create_model(name: str, num_classes: int, in_chans: int, **kwargs: Any) -> n
 
     from . import cifar_resnet  # noqa: F401  (registers resnet20 & co. into timm)
 
-    if not timm.is_model(name):
-        raise UnknownNameError("model", name, timm.list_models(),
-                               "Any timm model name works; `qbench list models` shows qbench's own.")
+    check_model_name(name)
     try:
         return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
     except TypeError as exc:
