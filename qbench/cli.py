@@ -126,10 +126,16 @@ def cli() -> None:
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @click.option("--compare-against", type=click.Path(path_type=Path),
               help="After the run, compare with this committed leaderboard (exit 1 on a regression).")
+@click.option("--threads", type=int, envvar="QBENCH_THREADS", help="torch threads (default: torch's; env QBENCH_THREADS).")
 def run(run_all: bool, suite_name: str, methods: str | None, models: str | None, datasets: str | None,
         bits: str | None, seeds: int | None, dry_run: bool, workspace: Path | None, data_dir: Path | None,
-        executor: str, progress: bool, compare_against: Path | None) -> None:
+        executor: str, progress: bool, compare_against: Path | None, threads: int | None) -> None:
     """Run a suite: FP checkpoints, QAT per method, audit, one row per job (resumable)."""
+    if threads is not None:
+        if threads < 1:
+            raise QbenchError(f"--threads must be >= 1, got {threads}.")
+        import torch
+        torch.set_num_threads(threads)
     from .harness import Harness
     from .progress import RunProgress
 
@@ -280,6 +286,10 @@ def compare(results: Path, against: Path, floor: float) -> None:
 
     if not report_comparison(read_results(results), against, floor):
         sys.exit(1)
+
+
+from .scaffold import new_plugin  # noqa: E402
+cli.add_command(new_plugin)
 
 
 def main(argv: list[str] | None = None) -> None:

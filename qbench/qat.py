@@ -5,9 +5,7 @@ attached, the training wrapper computes the loss, and a learning allocator acts 
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -22,7 +20,7 @@ from .errors import PluginError
 from .method import Method
 from .quant.layers import quant_layers
 from .surgery import LayerInfo, find_layers, first_last_bits, quantize_model
-from .train import EpochStats, train
+from .train import EpochStats, frozen_bn_stats, train
 from .wrappers import TrainingWrapper
 
 CALIB_BATCHES = 4
@@ -34,24 +32,6 @@ class QatResult:
     layers: list[LayerInfo]
     allocator: BitAllocator
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-@contextlib.contextmanager
-def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
-    """Extra forwards (a learning allocator's probes) must not move BN running statistics:
-    momentum 0 keeps them, while the forward still normalises with batch statistics as training does."""
-    saved = []
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is not None:
-            saved.append((m, m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None))
-            m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, momentum, tracked in saved:
-            m.momentum = momentum
-            if tracked is not None:
-                m.num_batches_tracked.copy_(tracked)
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:
@@ -94,10 +74,11 @@ def prepare(method: Method, catalog: Catalog, fp_model: nn.Module, data: DataBun
     for _, layer in quant_layers(qmodel):
         if layer.wq is not None:
             layer.wq.initialize(layer.weight)
-    qmodel.eval()  # activation quantizers initialise from the first batch; BN statistics untouched
-    with torch.no_grad():
-        qmodel(calib[0][0])
+    # Activation quantizers initialise from the first batch as training will see it (BN on batch
+    # statistics: quantized weights change every layer's scale), without moving running statistics.
     qmodel.train()
+    with torch.no_grad(), frozen_bn_stats(qmodel):
+        qmodel(calib[0][0])
     allocator.attach(qmodel)
     return qmodel, layers, allocator
 

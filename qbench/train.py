@@ -5,9 +5,10 @@ wrapper) and what happens after a step (a learning allocator), never the recipe.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,26 @@ class EpochStats:
     loss: float
     lr: float
     seconds: float
+
+
+@contextlib.contextmanager
+def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
+    """Forwards in training mode that must not move BN running statistics (a learning allocator's
+    probes, frozen FP blocks): momentum 0 keeps the running statistics while the forward still
+    normalises with batch statistics, as training does."""
+    saved = []
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is not None:
+            tracked = m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None
+            saved.append((m, m.momentum, tracked))
+            m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum, tracked in saved:
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
 
 
 def param_groups(params: Iterable[tuple[str, nn.Parameter]], quantizer_params: set[int],

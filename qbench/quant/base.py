@@ -94,9 +94,38 @@ class WeightQuantizer(Quantizer):
 
 
 class ActivationQuantizer(Quantizer):
-    """Quantizes the input of one layer. The audit counts distinct output values per sample."""
+    """Quantizes the input of one layer. The audit counts distinct output values per sample.
+
+    Inputs may be signed (a ViT's linear layers after LayerNorm, the image when the first layer is
+    quantized): ``signed=None`` decides it once, from the first calibration batch (``x.min() < 0``),
+    before :meth:`init_from` runs; ``True`` / ``False`` force it. The decision is saved in the state
+    dict. Subclasses read ``self.signed`` (e.g. through :func:`qbench.quant.ste.int_range`).
+
+    :param bits: the starting bit-width.
+    :param signed: force the signed (True) or unsigned (False) range; None decides from data.
+    """
 
     kind: ClassVar[str] = "activation"
 
+    def __init__(self, bits: int, signed: bool | None = None) -> None:
+        super().__init__(bits)
+        self.signed_param = signed
+        self.signed: bool = bool(signed)
+
+    def initialize(self, t: Tensor) -> None:
+        if not bool(self.initialized) and self.signed_param is None:
+            self.signed = bool(t.min() < 0)
+        super().initialize(t)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {**super().get_extra_state(), "signed": self.signed}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        super().set_extra_state(state)
+        self.signed = bool(state.get("signed", self.signed))
+
     def forward(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, signed={self.signed}"
