@@ -118,7 +118,7 @@ def test_chunked_and_unchunked_soft_weights_and_gradients_are_equal() -> None:
     torch.manual_seed(0)
     w0 = _layer_weight(shape=(10, 7, 3, 3)).double()  # 630 weights; float64 so the only
     results = []  # difference left would be a real one, not float32 summation order
-    for chunk in (None, 64, 1000):  # unchunked, 10 ragged chunks, one checkpointed block
+    for chunk in (None, 64, 1000):  # ordinary graph, 10 ragged blocks, one block
         q = DGMSWeightQuantizer(3, None, tau=0.05).double()
         torch.manual_seed(1)
         q.initialize(w0)
