@@ -19,8 +19,8 @@ and F is constant (0 or 2) outside [t0, t_n]. Its derivatives, used as the gradi
   dF/da_j = 0 for j > i; all zero outside [t0, t_n].
 
 The autograd function below takes the boundaries t_0..t_n, so autograd applies the chain rule to
-t0 and the widths (and to whatever keeps the widths positive). It stores only the input, so its
-memory does not grow with the number of levels.
+t0 and the widths (and to whatever keeps the widths positive). It stores the input and a 16-bit
+level index, so its memory does not grow with the number of levels.
 """
 from __future__ import annotations
 
@@ -40,34 +40,40 @@ def thresholds_from_boundaries(bounds: Tensor) -> Tensor:
 
 
 class _N2UQMap(torch.autograd.Function):
-    """Forward: k * step with k = #thresholds <= x. Backward: the GSTE (module docstring)."""
+    """Forward: k * step with k = #thresholds <= x. Backward: the GSTE (module docstring).
+
+    One ``searchsorted`` over the interleaved sorted points t_0, T_1, t_1, ..., T_n, t_n gives
+    both the output level and the segment: for t-or-T[j-1] <= x < t-or-T[j], k = j // 2
+    thresholds lie at or below x and x is on segment (j + 1) // 2 (1-based; inside iff
+    1 <= j <= 2n). Only x and that small integer index are saved for the backward.
+    """
 
     @staticmethod
     def forward(ctx, x: Tensor, bounds: Tensor, step: float) -> Tensor:  # type: ignore[override]
         bounds = bounds.to(x.dtype).contiguous()
-        flat = x.reshape(-1)
-        k = torch.searchsorted(thresholds_from_boundaries(bounds), flat, right=True)
-        ctx.save_for_backward(x, bounds)
+        n = bounds.numel() - 1
+        points = torch.stack([bounds[:-1], thresholds_from_boundaries(bounds)], 1).reshape(-1)
+        points = torch.cat([points, bounds[-1:]])
+        j = torch.searchsorted(points, x.reshape(-1), right=True)
+        ctx.save_for_backward(x, bounds, j.to(torch.int16 if 2 * n + 1 < 2**15 else torch.int32))
         ctx.step = step
-        return (k.to(x.dtype) * step).view_as(x)
+        return (torch.div(j, 2, rounding_mode="floor").to(x.dtype) * step).view_as(x)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # type: ignore[override]
-        x, bounds = ctx.saved_tensors
+        x, bounds, j = ctx.saved_tensors
         step = ctx.step
         n = bounds.numel() - 1
-        flat = x.reshape(-1)
-        g = grad.reshape(-1)
-        seg = torch.searchsorted(bounds, flat, right=True) - 1  # t_seg <= x < t_{seg+1}
-        inside = (seg >= 0) & (seg < n)
-        seg = seg.clamp(0, n - 1)
+        j = j.long()
+        inside = (j >= 1) & (j <= 2 * n)
+        seg = (torch.div(j + 1, 2, rounding_mode="floor") - 1).clamp_(0, n - 1)  # 0-based segment
         lo = bounds[seg]
         width = bounds[seg + 1] - lo
-        u = (flat - lo) / width
-        g_slope = torch.where(inside, g * step / width, torch.zeros_like(g))
+        g_slope = torch.where(inside, grad.reshape(-1) * step / width, torch.zeros((), dtype=grad.dtype))
         grad_x = g_slope.view_as(x) if ctx.needs_input_grad[0] else None
         grad_b = None
         if ctx.needs_input_grad[1]:
+            u = (x.reshape(-1) - lo) / width
             grad_b = torch.zeros_like(bounds)
             grad_b.index_add_(0, seg, g_slope * (u - 1))
             grad_b.index_add_(0, seg + 1, -g_slope * u)

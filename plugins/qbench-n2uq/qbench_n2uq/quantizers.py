@@ -31,6 +31,7 @@ Choices where the paper is silent (each one a constructor parameter):
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -70,7 +71,6 @@ class N2UQActivationQuantizer(ActivationQuantizer):
             raise ValueError(f"n2uq-a: init must be one of {_INIT_MODES}, got {init!r}")
         if grad_scale not in _GRAD_SCALES:
             raise ValueError(f"n2uq-a: grad_scale must be one of {_GRAD_SCALES}, got {grad_scale!r}")
-        self.signed_param = signed
         self.rescale_output = bool(rescale_output)
         self.max_bits = max(int(max_bits) if max_bits is not None else self.bits, self.bits)
         self.init_mode = init
@@ -82,7 +82,9 @@ class N2UQActivationQuantizer(ActivationQuantizer):
         self.t0 = nn.Parameter(torch.zeros((), device=device))
         self.widths_raw = nn.Parameter(torch.ones(2**self.max_bits - 1, device=device))
         self.scale = nn.Parameter(torch.ones((), device=device), requires_grad=bool(learn_scale))
-        self.register_buffer("signed", torch.tensor(bool(signed)), persistent=True)
+        # Plain attributes saved through the extra state (as the host's ActivationQuantizer does).
+        self.signed_param = signed
+        self.signed: bool = bool(signed)
         self.register_buffer("built_bits", torch.tensor(self.bits), persistent=True)
         self._reset_uniform()
 
@@ -94,7 +96,7 @@ class N2UQActivationQuantizer(ActivationQuantizer):
     @property
     def offset(self) -> float:
         """Shift of the output grid: 0 for [0, 2], 1 for the signed grid [-1, 1]."""
-        return 1.0 if bool(self.signed) else 0.0
+        return 1.0 if self.signed else 0.0
 
     def widths(self) -> Tensor:
         """The positive widths a_1..a_n in use (n = 2^bits - 1), without gradient scaling."""
@@ -138,12 +140,12 @@ class N2UQActivationQuantizer(ActivationQuantizer):
     # -- calibration -------------------------------------------------------------------------
     def init_from(self, x: Tensor) -> None:
         if self.signed_param is None:
-            self.signed.fill_(bool(x.min() < 0))
+            self.signed = bool(x.min() < 0)
         self._reset_uniform()
         flat = x.reshape(-1).float()
         if flat.numel() > _INIT_SAMPLE:
             flat = flat[:: math.ceil(flat.numel() / _INIT_SAMPLE)]
-        mag = flat.abs() if bool(self.signed) else flat.clamp_min(0)
+        mag = flat.abs() if self.signed else flat.clamp_min(0)
         top = float(mag.max()) if mag.numel() else 0.0
         if top <= 0:
             self.scale.fill_(1.0)
@@ -152,7 +154,7 @@ class N2UQActivationQuantizer(ActivationQuantizer):
             clip = torch.quantile(mag, self.init_quantile).clamp_min(top * 1e-3).reshape(1)
         else:
             clip = top * torch.linspace(0.05, 1.0, 40, device=flat.device)
-        s = clip if bool(self.signed) else clip / 2
+        s = clip if self.signed else clip / 2
         err = ((self._uniform_q(flat[None, :], s[:, None]) - flat[None, :]) ** 2).sum(1)
         self.scale.fill_(float(s[int(err.argmin())]))
 
@@ -177,5 +179,12 @@ class N2UQActivationQuantizer(ActivationQuantizer):
         y = n2uq_levels(x / s, t0, widths) - self.offset
         return y * s if self.rescale_output else y
 
+    def get_extra_state(self) -> dict[str, Any]:
+        return {**super().get_extra_state(), "signed": self.signed}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        super().set_extra_state(state)
+        self.signed = bool(state.get("signed", self.signed))
+
     def extra_repr(self) -> str:
-        return f"bits={self.bits}, signed={bool(self.signed)}, rescale_output={self.rescale_output}"
+        return f"bits={self.bits}, signed={self.signed}, rescale_output={self.rescale_output}"

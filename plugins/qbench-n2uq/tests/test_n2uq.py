@@ -151,6 +151,9 @@ def test_signed_inputs_use_shifted_grid():
     assert float(y.min()) >= -1 - 1e-6 and float(y.max()) <= 1 + 1e-6 and float(y.min()) < 0
     gaps = _distinct_steps(y)
     assert torch.allclose(gaps, torch.full_like(gaps, 2 / 7), atol=1e-5)
+    fresh = _quantizer(3)  # the decided signedness travels with the state dict
+    fresh.load_state_dict(q.state_dict())
+    assert fresh.signed and torch.equal(fresh(x), q(x))
 
 
 def test_calibrated_scale_beats_max_clipping():
