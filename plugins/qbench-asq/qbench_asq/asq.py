@@ -20,8 +20,9 @@ Gradient also reaches ``x`` through the adapter's input (ordinary autograd); set
 ``detach_adapter_input=True`` to stop it. Not specified by the paper; qbench lets it flow.
 
 Signed inputs (ViT linear inputs after LayerNorm): not specified by the paper; qbench uses the
-signed range ``-2^(b-1) .. 2^(b-1)-1`` (``Q_P = 2^(b-1)-1`` in ``g`` and the init), decided in
-``init_from`` by ``x.min() < 0`` unless ``signed`` is given.
+signed range ``-2^(b-1) .. 2^(b-1)-1`` (``Q_P = 2^(b-1)-1`` in ``g`` and the init). The host's
+:class:`~qbench.quant.ActivationQuantizer` decides it from the first batch (``x.min() < 0``) unless
+``signed`` is given.
 """
 from __future__ import annotations
 
@@ -138,13 +139,11 @@ class ASQActQuantizer(ActivationQuantizer):
     def __init__(self, bits: int, layer: nn.Module, signed: bool | None = None, reduction: int = 4,
                  init_std: float = 0.01, beta_min: float = 1e-8, adapter: bool = True,
                  detach_adapter_input: bool = False) -> None:
-        super().__init__(bits)
+        super().__init__(bits, signed)  # the host decides and saves signedness (x.min() < 0)
         self.channels, self.channels_first = _consumer_channels(layer)
         weight = getattr(layer, "weight", None)
         device = weight.device if isinstance(weight, Tensor) else None
         self.s = nn.Parameter(torch.tensor(1.0, device=device))
-        self.fixed_sign = signed is not None
-        self.register_buffer("signed", torch.tensor(bool(signed), device=device))
         self.adapter = ASQAdapter(self.channels, reduction, init_std, beta_min) if adapter else None
         if self.adapter is not None and device is not None:
             self.adapter.to(device)
@@ -163,18 +162,16 @@ class ASQActQuantizer(ActivationQuantizer):
         return self.adapter(self.pool(x.detach() if self.detach_adapter_input else x))
 
     def ranges(self) -> tuple[int, int]:
-        return int_range(self.bits, bool(self.signed))
+        return int_range(self.bits, self.signed)
 
     def init_from(self, x: Tensor) -> None:
-        """s = 2 mean|x| / sqrt(Q_P) from the first batch; signedness from x.min() < 0."""
-        if not self.fixed_sign:
-            self.signed.fill_(bool(x.min() < 0))
+        """s = 2 mean|x| / sqrt(Q_P) from the first batch (signedness is already decided)."""
         q_p = max(self.ranges()[1], 1)
         self.s.fill_(max(2.0 * x.abs().mean().item() / math.sqrt(q_p), 1e-8))
 
     def forward(self, x: Tensor) -> Tensor:
-        return asq_quantize(x, self.s, self.beta(x), self.bits, bool(self.signed))
+        return asq_quantize(x, self.s, self.beta(x), self.bits, self.signed)
 
     def extra_repr(self) -> str:
-        return (f"bits={self.bits}, channels={self.channels}, signed={bool(self.signed)}, "
+        return (f"bits={self.bits}, channels={self.channels}, signed={self.signed}, "
                 f"adapter={self.adapter is not None}")
