@@ -13,7 +13,8 @@ Choices where the paper is silent (each one a constructor parameter):
   scale it was trained with; with ``rescale_output=False`` the output is the paper's [0, 2] grid.
 * Signed inputs (ViT inputs after LayerNorm; not specified by the paper; qbench shifts the
   output grid by -1: outputs k * 2/(2^b-1) - 1 on [-1, 1], t0 initialised at -1). Signedness is
-  decided in ``init_from`` (x.min() < 0) unless ``signed`` is given, and saved in the state dict.
+  the host's shared decision (x.min() < 0 on the calibration batch unless ``signed`` is given,
+  saved in the state dict).
 * Positive widths (not specified by the paper; qbench uses a_i = max(|a~_i|, min_width * step)
   with a~_i the raw parameter, so dL/da~_i = sign(a~_i) dL/da_i above the floor).
 * Gradient scale (not specified by the paper; qbench multiplies the gradients of s, t0 and the
@@ -31,7 +32,6 @@ Choices where the paper is silent (each one a constructor parameter):
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -66,7 +66,7 @@ class N2UQActivationQuantizer(ActivationQuantizer):
                  learn_scale: bool = True, rescale_output: bool = True, max_bits: int | None = None,
                  init: str = "mse", init_quantile: float = 0.999, grad_scale: str = "lsq",
                  min_width: float = 1e-3) -> None:
-        super().__init__(bits)
+        super().__init__(bits, signed)  # the host decides signedness before init_from, saves it
         if init not in _INIT_MODES:
             raise ValueError(f"n2uq-a: init must be one of {_INIT_MODES}, got {init!r}")
         if grad_scale not in _GRAD_SCALES:
@@ -82,9 +82,6 @@ class N2UQActivationQuantizer(ActivationQuantizer):
         self.t0 = nn.Parameter(torch.zeros((), device=device))
         self.widths_raw = nn.Parameter(torch.ones(2**self.max_bits - 1, device=device))
         self.scale = nn.Parameter(torch.ones((), device=device), requires_grad=bool(learn_scale))
-        # Plain attributes saved through the extra state (as the host's ActivationQuantizer does).
-        self.signed_param = signed
-        self.signed: bool = bool(signed)
         self.register_buffer("built_bits", torch.tensor(self.bits), persistent=True)
         self._reset_uniform()
 
@@ -139,9 +136,7 @@ class N2UQActivationQuantizer(ActivationQuantizer):
 
     # -- calibration -------------------------------------------------------------------------
     def init_from(self, x: Tensor) -> None:
-        if self.signed_param is None:
-            self.signed = bool(x.min() < 0)
-        self._reset_uniform()
+        self._reset_uniform()  # t0 = -offset needs the signedness the host has just decided
         flat = x.reshape(-1).float()
         if flat.numel() > _INIT_SAMPLE:
             flat = flat[:: math.ceil(flat.numel() / _INIT_SAMPLE)]
@@ -178,13 +173,6 @@ class N2UQActivationQuantizer(ActivationQuantizer):
         widths = grad_scale(self.widths_raw[:n], g).abs().clamp_min(self.min_width * 2.0 / n)
         y = n2uq_levels(x / s, t0, widths) - self.offset
         return y * s if self.rescale_output else y
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {**super().get_extra_state(), "signed": self.signed}
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        super().set_extra_state(state)
-        self.signed = bool(state.get("signed", self.signed))
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, signed={self.signed}, rescale_output={self.rescale_output}"
