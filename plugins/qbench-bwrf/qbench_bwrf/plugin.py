@@ -14,7 +14,7 @@ PAPER = ("Yu et al., Improving Quantization-aware Training of Low-Precision Netw
 #: The wrapper's defaults, written out so that they are part of the method's job hash.
 WRAPPER_PARAMS = {"reading": "progressive", "granularity": "block", "num_mp": None, "temperature": 4.0,
                   "w_ce_lp": 1.0, "w_kd_fp_lp": 1.0, "w_ce_mp": 1.0, "w_kd_fp_mp": 1.0, "w_kd_mp_lp": 1.0,
-                  "mp_reduction": "sum", "mp_bn_update": False}
+                  "mp_reduction": "mean", "mp_bn_update": False}
 
 BWRF = Method(
     name="bwrf", version=1, weight_quantizer="lsq-w", activation_quantizer="lsq-a", allocator="fixed",

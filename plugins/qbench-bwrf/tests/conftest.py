@@ -45,19 +45,17 @@ class UniformW(WeightQuantizer):
 
 
 class UniformA(ActivationQuantizer):
-    """Uniform activations, signed when the first batch has negative values (STE)."""
+    """Uniform activations with a learned step (STE); signedness decided by the base class."""
 
     def __init__(self, bits: int, layer: nn.Module) -> None:
         super().__init__(bits)
         self.step = nn.Parameter(torch.tensor(0.1))
-        self.register_buffer("signed", torch.tensor(False))
 
     def init_from(self, x: Tensor) -> None:
-        self.signed.fill_(bool(x.min() < 0))
-        self.step.fill_(2 * x.abs().mean().item() / math.sqrt(int_range(self.bits, bool(self.signed))[1]))
+        self.step.fill_(2 * x.abs().mean().item() / math.sqrt(int_range(self.bits, self.signed)[1]))
 
     def forward(self, x: Tensor) -> Tensor:
-        q_n, q_p = int_range(self.bits, bool(self.signed))
+        q_n, q_p = int_range(self.bits, self.signed)
         return round_ste(torch.clamp(x / self.step, -q_n, q_p)) * self.step
 
 
@@ -80,6 +78,12 @@ def build(key: str, make_wq: Any = UniformW, make_aq: Any = UniformA, bits: int 
         qmodel(x)  # data-dependent quantizer init, as the host does with a calibration batch
     fp_frozen = copy.deepcopy(fp).eval().requires_grad_(False)
     return qmodel, fp_frozen, x, y
+
+
+@pytest.fixture
+def build_models() -> Any:
+    """The :func:`build` helper (test modules cannot import conftest under --import-mode=importlib)."""
+    return build
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import torch
 
-from conftest import build
 from qbench.catalog import get_catalog
 from qbench.quant import QuantLayer
 from qbench_bwrf import BWRFWrapper
@@ -26,12 +25,12 @@ def test_compose_swaps_the_quantizers_and_keeps_the_wrapper() -> None:
     assert other.wrapper == "bwrf" and other.part_params("wrapper") == method.part_params("wrapper")
 
 
-def test_one_step_with_lsq_quantizers_on_resnet20() -> None:
+def test_one_step_with_lsq_quantizers_on_resnet20(build_models) -> None:
     cat = get_catalog()
     method = cat.methods.get("bwrf")
     wq, aq = (cat.quantizers.get(n).factory for n in (method.weight_quantizer, method.activation_quantizer))
     wp, ap = method.part_params("weight"), method.part_params("activation")
-    qmodel, fp, x, y = build("resnet20", lambda b, m: wq(b, m, **wp), lambda b, m: aq(b, m, **ap))
+    qmodel, fp, x, y = build_models("resnet20", lambda b, m: wq(b, m, **wp), lambda b, m: aq(b, m, **ap))
     w = cat.wrappers.get("bwrf").factory(**method.part_params("wrapper"))
     w.setup(qmodel, fp)
     loss = w.loss(qmodel, x, y)

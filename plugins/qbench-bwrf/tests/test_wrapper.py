@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import build
 from qbench.default_plugins.wrappers import kd_loss
 from qbench.quant import QuantLayer
 from qbench_bwrf import BWRFWrapper
@@ -135,8 +134,8 @@ def test_bn_running_stats_of_lp_blocks_come_from_lp_forwards_by_default(resnet20
 
 @pytest.mark.parametrize("key", ["resnet20", "resnet18", "vit"])
 @pytest.mark.parametrize("reading", ["progressive", "single"])
-def test_gradients_reach_every_quantized_block_through_mp_paths(key: str, reading: str) -> None:
-    qmodel, fp, x, y = build(key)
+def test_gradients_reach_every_quantized_block_through_mp_paths(build_models, key: str, reading: str) -> None:
+    qmodel, fp, x, y = build_models(key)
     # MP terms only: any gradient the LP model gets comes through an MP model
     w = _setup(qmodel, fp, reading=reading, w_ce_lp=0.0, w_kd_fp_lp=0.0, w_kd_mp_lp=0.0)
     w.loss(qmodel, x, y).backward()
