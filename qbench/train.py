@@ -34,7 +34,7 @@ def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
     normalises with batch statistics, as training does."""
     saved = []
     for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is not None:
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):  # momentum None (cumulative) too
             tracked = m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None
             saved.append((m, m.momentum, tracked))
             m.momentum = 0.0
