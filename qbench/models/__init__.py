@@ -6,13 +6,12 @@ from typing import Any
 from torch import nn
 
 from ..errors import QbenchError, UnknownNameError
+from . import cifar_resnet  # noqa: F401  (importing qbench.models registers resnet20 & co. into timm)
 
 
 def check_model_name(name: str) -> None:
     """Raise the "Unknown model ... Did you mean" error for names timm does not know."""
     import timm
-
-    from . import cifar_resnet  # noqa: F401
 
     if not timm.is_model(name):
         raise UnknownNameError("model", name, timm.list_models(),
@@ -26,8 +25,6 @@ def create_model(name: str, num_classes: int, in_chans: int, **kwargs: Any) -> n
     keyword arguments.
     """
     import timm
-
-    from . import cifar_resnet  # noqa: F401  (registers resnet20 & co. into timm)
 
     check_model_name(name)
     try:
