@@ -46,7 +46,9 @@ def suggest_name(name: str) -> str:
     s = re.sub(r"^qbench_?", "", s)
     s = re.sub(r"^[^a-z]+", "", s).strip("_")
     s = re.sub(r"_+", "_", s)[:31]
-    return s if s and s not in RESERVED else "mymethod"
+    if s in RESERVED:
+        return f"my_{s}"
+    return s or "mymethod"
 
 
 def validate_name(name: str) -> str:
@@ -158,7 +160,7 @@ def new_plugin(name: str, parent: Path, force: bool) -> None:
     if other:
         click.echo(f"Note: a plugin named {name!r} is already installed ({other}); unless this folder replaces it, "
                    "pick another name, since two plugins cannot register one method.", err=True)
-    click.echo("Next: pip install -e " + target.as_posix() + "\n"
+    click.echo(f"Next: pip install --no-deps -e {target.as_posix()}\n"
                f"      python -m pytest {target.as_posix()}/tests -q\n"
                f"      qbench run --suite quick --method {name} --model resnet20 --bits 4 --seeds 1\n"
                "See docs/writing-a-plugin.md.")
