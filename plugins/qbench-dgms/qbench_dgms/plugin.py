@@ -18,6 +18,7 @@ WEIGHT_PARAMS = {
     "sigma_init": "kmeans",  # cluster std; the official alternative is 0.01 for every sigma
     "chunk_size": 2**18,    # elements per K x n block (memory only; results unchanged)
     "chunked": True,
+    "param_grad_scale": 1.0,  # no scaling: the paper has none (see README: lr 0.01 vs 2e-5)
 }
 
 DGMS = Method(

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from qbench.quant import WeightQuantizer
+from qbench.quant import WeightQuantizer, grad_scale
 
 from .kmeans import kmeans_1d
 from .mixture import full_means, map_index, soft_weight
@@ -45,6 +45,9 @@ class DGMSWeightQuantizer(WeightQuantizer):
     :param kmeans_tol: Lloyd stops when no centre moves more than ``kmeans_tol * std(w)``.
     :param sigma_floor: smallest initial sigma, relative to the layer's weight std (guards
         single-point clusters). Not specified; qbench uses 1e-3.
+    :param param_grad_scale: multiplies the gradients of the mixture parameters (means, log_sigma,
+        pi, log_tau); with SGD this is their learning rate relative to the recipe's. Not in the
+        paper (which trains everything at lr 2e-5); qbench uses 1.0 (no scaling) in ``dgms``.
     :param max_bits: components allocated up front (default: ``bits``); a later ``bits`` up to
         this re-fits the mixture in place (see :meth:`init_from`), so parameter shapes never change
         under an optimiser.
@@ -53,7 +56,7 @@ class DGMSWeightQuantizer(WeightQuantizer):
     def __init__(self, bits: int, layer: nn.Module | None = None, tau: float = 0.01, learn_tau: bool = True,
                  sigma_init: str | float = "kmeans", chunk_size: int = 2**18, chunked: bool = True,
                  kmeans_iters: int = 300, kmeans_tol: float = 1e-7, sigma_floor: float = 1e-3,
-                 max_bits: int | None = None) -> None:
+                 param_grad_scale: float = 1.0, max_bits: int | None = None) -> None:
         super().__init__(bits)
         if not (sigma_init == "kmeans" or (isinstance(sigma_init, (int, float)) and sigma_init > 0)):
             raise ValueError(f"dgms-w: sigma_init must be 'kmeans' or a positive float, got {sigma_init!r}")
@@ -74,6 +77,7 @@ class DGMSWeightQuantizer(WeightQuantizer):
         self.kmeans_iters = int(kmeans_iters)
         self.kmeans_tol = float(kmeans_tol)
         self.sigma_floor = float(sigma_floor)
+        self.param_grad_scale = float(param_grad_scale)
 
     # -- the active mixture --------------------------------------------------------------------
     @property
@@ -156,7 +160,11 @@ class DGMSWeightQuantizer(WeightQuantizer):
             return self.hard(w)
         self._sync_bits(w)
         means, log_sigma, pi = self.components()
-        return soft_weight(w, means, log_sigma, pi, self.log_tau.exp(), self._chunk()).to(w.dtype)
+        log_tau = self.log_tau
+        if self.param_grad_scale != 1.0:
+            means, log_sigma, pi, log_tau = (grad_scale(t, self.param_grad_scale)
+                                             for t in (means, log_sigma, pi, log_tau))
+        return soft_weight(w, means, log_sigma, pi, log_tau.exp(), self._chunk()).to(w.dtype)
 
     def assign(self, w: Tensor) -> Tensor:
         """Index (into :meth:`means_table`) of each weight's MAP component."""

@@ -170,3 +170,21 @@ def test_gradients_reach_weight_and_every_mixture_parameter_without_ste() -> Non
     assert not torch.allclose(w.grad, g, rtol=0.1, atol=1e-3)
     frozen = DGMSWeightQuantizer(2, None, learn_tau=False)
     assert not frozen.log_tau.requires_grad and abs(frozen.tau - 0.01) < 1e-9
+
+
+def test_param_grad_scale_scales_only_mixture_gradients() -> None:
+    w0 = _layer_weight()
+    grads = {}
+    for s in (1.0, 0.01):
+        torch.manual_seed(0)
+        q = DGMSWeightQuantizer(2, None, tau=0.1, param_grad_scale=s)
+        q.initialize(w0)
+        w = w0.clone().requires_grad_()
+        out = q.train()(w)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads[s] = (out.detach(), w.grad, [p.grad for p in (q.means, q.log_sigma, q.pi, q.log_tau)])
+    torch.testing.assert_close(grads[0.01][0], grads[1.0][0])  # same forward
+    torch.testing.assert_close(grads[0.01][1], grads[1.0][1])  # same weight gradient
+    for a, b in zip(grads[0.01][2], grads[1.0][2]):
+        assert b.abs().sum() > 0
+        torch.testing.assert_close(a, 0.01 * b)
