@@ -24,7 +24,7 @@ from .suite import DatasetEntry, ModelEntry, Suite, load_suite
 from .workspace import Workspace
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # never break a path or name across lines
 
 LIST_KINDS = ("methods", "quantizers", "allocators", "wrappers", "datasets", "models", "suites", "executors")
 
