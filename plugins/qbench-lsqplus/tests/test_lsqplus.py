@@ -89,7 +89,7 @@ def test_paper_inits() -> None:
         layer.weight.normal_(0.3, 0.1)
     qw = LsqPlusWeightQuantizer(4, layer)
     qw.initialize(layer.weight)
-    mu, sd = float(layer.weight.mean()), float(layer.weight.std(unbiased=False))
+    mu, sd = layer.weight.mean().item(), layer.weight.std(unbiased=False).item()
     assert math.isclose(qw.s.item(), max(abs(mu - 3 * sd), abs(mu + 3 * sd)) / 8, rel_tol=1e-5)
 
     qc = LsqPlusWeightQuantizer(4, layer, per_channel=True)
