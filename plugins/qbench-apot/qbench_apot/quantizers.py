@@ -159,10 +159,8 @@ class ApotActQuantizer(ActivationQuantizer):
 
     def __init__(self, bits: int, layer: nn.Module | None = None, alpha_init: float | str = "mse",
                  signed: bool | None = None, **_: Any) -> None:
-        super().__init__(bits)
+        super().__init__(bits, signed)  # the host decides and saves signedness
         self.alpha_init = alpha_init
-        self.signed_param = signed
-        self.signed: bool = bool(signed) if signed is not None else False
         self.alpha = nn.Parameter(torch.tensor(1.0))
 
     def _levels(self, ref: Tensor) -> Tensor:
@@ -173,23 +171,12 @@ class ApotActQuantizer(ActivationQuantizer):
         return apot_levels(self.bits, signed=False, device=ref.device, dtype=ref.dtype)
 
     def init_from(self, x: Tensor) -> None:
-        if self.signed_param is None:
-            self.signed = bool(x.min() < 0)
         levels = self._levels(x)
         self.alpha.fill_(_init_alpha(self.alpha_init, x,
                                      lambda t, a: rcf_quantize(t, a, levels, self.signed)))
 
     def forward(self, x: Tensor) -> Tensor:
         return rcf_quantize(x, self.alpha.clamp_min(ALPHA_MIN), self._levels(x), self.signed)
-
-    def get_extra_state(self) -> dict[str, Any]:
-        state = super().get_extra_state()
-        state["signed"] = self.signed
-        return state
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        super().set_extra_state(state)
-        self.signed = bool(state.get("signed", self.signed))
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, signed={self.signed}"

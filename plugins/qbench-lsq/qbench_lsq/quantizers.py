@@ -10,8 +10,6 @@ qbench keeps s as it is).
 from __future__ import annotations
 
 import math
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
@@ -94,16 +92,14 @@ class LSQActivationQuantizer(ActivationQuantizer):
 
     :param bits: activation bit-width (read from ``self.bits`` at every forward).
     :param layer: the layer whose input this quantizes (unused; part of the factory contract).
-    :param signed: force the signed (True) or unsigned (False) range; ``None`` decides in
-        :meth:`init_from` from ``x.min() < 0``.
+    :param signed: force the signed (True) or unsigned (False) range; ``None`` lets the host
+        decide from the first calibration batch (``x.min() < 0``).
     :param eps: lower bound applied to s in the forward (not specified by the paper; 1e-8).
     """
 
     def __init__(self, bits: int, layer: nn.Module | None = None, signed: bool | None = None,
                  eps: float = 1e-8) -> None:
-        super().__init__(bits)
-        self.signed_param = signed
-        self.signed: bool = bool(signed) if signed is not None else False
+        super().__init__(bits, signed)  # the host decides and saves signedness
         self.eps = float(eps)
         weight = getattr(layer, "weight", None)
         self.step = nn.Parameter(torch.ones(1, device=None if weight is None else weight.device))
@@ -113,8 +109,6 @@ class LSQActivationQuantizer(ActivationQuantizer):
         return int_range(self.bits, self.signed)
 
     def init_from(self, x: Tensor) -> None:
-        if self.signed_param is None:
-            self.signed = bool(x.min() < 0)
         _, q_p = self.int_range()
         self.step.copy_(lsq_init_step(x, q_p, None, self.eps).reshape(1).to(self.step))
 
@@ -124,15 +118,6 @@ class LSQActivationQuantizer(ActivationQuantizer):
         n = x.numel() // x.shape[0] if x.dim() > 1 else x.numel()
         g = lsq_grad_scale(n, q_p)
         return lsq_quantize(x, self.step, q_n, q_p, g, self.eps)
-
-    def get_extra_state(self) -> dict[str, Any]:
-        state = super().get_extra_state()
-        state["signed"] = self.signed
-        return state
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        super().set_extra_state(state)
-        self.signed = bool(state.get("signed", self.signed))
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, signed={self.signed}"
