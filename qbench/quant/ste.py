@@ -32,3 +32,8 @@ def int_range(bits: int, signed: bool) -> tuple[int, int]:
     if signed:
         return 2 ** (bits - 1), 2 ** (bits - 1) - 1
     return 0, 2**bits - 1
+
+
+def features_per_sample(x: Tensor) -> int:
+    """Elements of one sample of a batch-first tensor (LSQ's N for an activation's step scale)."""
+    return x[0].numel() if x.dim() > 1 else x.numel()

@@ -16,7 +16,7 @@ PAPER = ("Gernigon, Filip, Sentieys, Coggiola, Bruno, AdaQAT: Adaptive Bit-Width
          "Training, IEEE AICAS 2024, arXiv 2404.16876")
 
 ADAQAT = Method(
-    name="adaqat", version=1, weight_quantizer="dorefa-w", activation_quantizer="pact-a",
+    name="adaqat", version=2, weight_quantizer="dorefa-w", activation_quantizer="pact-a",
     allocator="adaqat", wrapper="plain",
     params={"weight": {"binary": "mean", "scale": "none"},
             "activation": {"init_alpha": "mse", "alpha_decay": 5e-4, "signed": None},

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from qbench.quant.levels import nearest_level_index
+
 SPLITS = ("symmetric", "asymmetric")
 PROBS = ("midpoint", "uniform")
 
@@ -82,8 +84,7 @@ def nearest(w: Tensor, codebook: Tensor) -> Tensor:
     """Index of the nearest codeword of a sorted codebook (ties go to the smaller codeword)."""
     if codebook.numel() == 1:
         return torch.zeros_like(w, dtype=torch.long)
-    mids = 0.5 * (codebook[1:] + codebook[:-1])
-    return torch.searchsorted(mids.contiguous(), w.detach().reshape(-1).contiguous()).view_as(w)
+    return nearest_level_index(w, codebook)
 
 
 def ema_update(codebook: Tensor, w: Tensor, idx: Tensor, momentum: float, zero_index: int) -> None:

@@ -35,6 +35,11 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
+# The projection onto a level set is the host's (shared with POST, ADQ and DGMS); re-exported here.
+from qbench.quant.levels import project_nearest, project_ste
+
+__all__ = ["apot_levels", "apot_levels_exact", "apot_terms", "project_nearest", "project_ste"]
+
 
 def apot_terms(magnitude_bits: int) -> list[list[int]]:
     """The additive terms for B magnitude bits, each as the exponents e of its values 2^-e.
@@ -69,18 +74,3 @@ def apot_levels(magnitude_bits: int, signed: bool = False, device: torch.device 
     mags = [float(v) for v in apot_levels_exact(magnitude_bits)]
     values = sorted({-v for v in mags} | set(mags)) if signed else mags
     return torch.tensor(values, device=device, dtype=dtype)
-
-
-def project_nearest(u: Tensor, levels: Tensor) -> Tensor:
-    """Each element of ``u`` replaced by its nearest level (``levels`` sorted ascending).
-
-    Uses the midpoints between neighbouring levels and ``bucketize``, so memory stays O(numel)
-    instead of the numel x levels distance matrix. A tie goes to the lower level.
-    """
-    mids = (levels[1:] + levels[:-1]) / 2
-    return levels[torch.bucketize(u.detach(), mids)]
-
-
-def project_ste(u: Tensor, levels: Tensor) -> Tensor:
-    """Nearest level forward, identity gradient backward (the STE through the projection)."""
-    return u + (project_nearest(u, levels) - u).detach()

@@ -10,7 +10,7 @@ from .quantizers import ApotActQuantizer, ApotWeightQuantizer
 
 APOT = Method(
     name="apot",
-    version=1,
+    version=2,
     weight_quantizer="apot-w",
     activation_quantizer="apot-a",
     allocator="fixed",

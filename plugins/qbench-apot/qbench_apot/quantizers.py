@@ -42,8 +42,10 @@ import torch
 from torch import Tensor, nn
 
 from qbench.quant import ActivationQuantizer, WeightQuantizer
+from qbench.quant.calibration import calibration_sample, clip_grid, mse_search
+from qbench.quant.levels import nearest_level_index, project_ste
 
-from .levels import apot_levels, project_nearest, project_ste
+from .levels import apot_levels
 
 ALPHA_MIN = 1e-8
 RESCALE_MODES = ("std", "none", "affine")
@@ -56,19 +58,10 @@ def rcf_quantize(x: Tensor, alpha: Tensor, levels: Tensor, signed: bool) -> Tens
 
 
 def mse_alpha(x: Tensor, quantize: Callable[[Tensor, Tensor], Tensor], points: int = 100) -> float:
-    """The alpha in (0, max|x|] minimising mean (quantize(x, alpha) - x)^2 over a grid."""
-    flat = x.detach().reshape(-1).float()
-    if flat.numel() > 65536:
-        gen = torch.Generator().manual_seed(0)
-        flat = flat[torch.randperm(flat.numel(), generator=gen)[:65536].to(flat.device)]
-    top = float(flat.abs().max().clamp_min(ALPHA_MIN))
-    best, best_err = top, float("inf")
-    for t in torch.linspace(1.0 / points, 1.0, points).tolist():
-        a = torch.tensor(top * t, device=flat.device)
-        err = float(((quantize(flat, a) - flat) ** 2).mean())
-        if err < best_err:
-            best, best_err = top * t, err
-    return best
+    """The alpha among ``points`` even steps of (0, max|x|] minimising the quantization MSE
+    (on the host's calibration sample of ``x``; the first on ties)."""
+    top = float(x.detach().abs().max().clamp_min(ALPHA_MIN))
+    return mse_search(calibration_sample(x), quantize, clip_grid(top, points))
 
 
 def _init_alpha(spec: float | str, x: Tensor, quantize: Callable[[Tensor, Tensor], Tensor]) -> float:
@@ -135,8 +128,7 @@ class ApotWeightQuantizer(WeightQuantizer):
             wn, mean, std = self._normalise(w)
             alpha = self.alpha.clamp_min(ALPHA_MIN)
             levels = self._levels(w)
-            u = project_nearest(torch.clamp(wn / alpha, -1.0, 1.0), levels)
-            codes = torch.bucketize(u, levels)  # exact matches: index of the level
+            codes = nearest_level_index(torch.clamp(wn / alpha, -1.0, 1.0), levels)
             scale = alpha * (1.0 if self.rescale == "none" else std)
             out = {"weight": self.hard(w), "codes": codes.to(torch.int32), "levels": levels.clone(),
                    "scale": scale.detach().clone()}

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qbench.quant import ActivationQuantizer
-from qbench.quant.ste import int_range, lsq_grad_scale
+from qbench.quant.ste import features_per_sample, int_range, lsq_grad_scale
 
 
 def _per_sample(t: Tensor, like: Tensor) -> Tensor:
@@ -76,7 +76,7 @@ def asq_quantize(x: Tensor, s: Tensor, beta: Tensor, bits: int, signed: bool) ->
     :param beta: one positive factor per sample, shape (B,).
     """
     q_n, q_p = int_range(bits, signed)
-    g = lsq_grad_scale(x[0].numel(), q_p)
+    g = lsq_grad_scale(features_per_sample(x), q_p)
     return _ASQFunction.apply(x, s, beta, q_n, q_p, g)
 
 

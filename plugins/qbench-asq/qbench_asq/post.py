@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from qbench.quant import WeightQuantizer
+from qbench.quant.levels import nearest_level_index
 from qbench.quant.ste import lsq_grad_scale
 
 DROPS = ("negative", "pair")
@@ -106,7 +107,7 @@ class POSTWeightQuantizer(WeightQuantizer):
         """Index into the LUT of each weight (nearest level of clamp(w/alpha, -1, 1))."""
         lut = self.levels()
         u = torch.clamp(w.detach() / self._alpha(w).detach(), -1.0, 1.0)
-        return torch.bucketize(u, (lut[1:] + lut[:-1]) / 2)
+        return nearest_level_index(u, lut)
 
     def forward(self, w: Tensor) -> Tensor:
         alpha = self._alpha(w)

@@ -15,6 +15,8 @@ import bisect
 import torch
 from torch import Tensor
 
+from qbench.quant.levels import nearest_level_index
+
 
 def kmeans_pp_seeds(x: Tensor, k: int, block: int = 4096) -> Tensor:
     """k-means++ seeding (Arthur & Vassilvitskii, 2007) of 1-D data, from torch's global RNG.
@@ -75,8 +77,7 @@ def kmeans_pp_seeds(x: Tensor, k: int, block: int = 4096) -> Tensor:
 
 def assign_1d(x: Tensor, centres: Tensor) -> Tensor:
     """Index of the nearest centre for each point; ``centres`` must be sorted ascending."""
-    bounds = (centres[1:] + centres[:-1]) / 2
-    return torch.bucketize(x, bounds)
+    return nearest_level_index(x, centres)
 
 
 def kmeans_1d(x: Tensor, k: int, iters: int = 300, tol: float = 1e-7) -> tuple[Tensor, Tensor]:

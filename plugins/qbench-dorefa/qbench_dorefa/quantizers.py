@@ -113,20 +113,14 @@ class DoReFaActQuantizer(ActivationQuantizer):
     """
 
     def __init__(self, bits: int, layer: nn.Module | None = None, signed: bool | None = None) -> None:
-        super().__init__(bits)
-        self.signed_param = signed
-        self.register_buffer("is_signed", torch.tensor(bool(signed)))
-
-    def init_from(self, t: Tensor) -> None:
-        if self.signed_param is None:
-            self.is_signed.fill_(bool(t.min() < 0))
+        super().__init__(bits, signed)  # the host decides and saves signedness
 
     def forward(self, x: Tensor) -> Tensor:
         if not bool(self.initialized):
             self.initialize(x)
-        if bool(self.is_signed):
+        if self.signed:
             return 2 * quantize_k((torch.clamp(x, -1.0, 1.0) + 1) / 2, self.bits) - 1
         return quantize_k(torch.clamp(x, 0.0, 1.0), self.bits)
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}, signed={bool(self.is_signed)}"
+        return f"bits={self.bits}, signed={self.signed}"

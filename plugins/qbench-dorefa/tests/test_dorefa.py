@@ -96,7 +96,7 @@ def test_signed_inputs_use_the_symmetric_grid(k: int) -> None:
     x = torch.randn(4, 64) * 2
     q = DoReFaActQuantizer(k)  # signedness from the first batch
     y = q(x)
-    assert bool(q.is_signed)
+    assert q.signed
     n = 2**k - 1
     codes = (y + 1) * n / 2
     assert torch.allclose(codes, codes.round(), atol=1e-5)
@@ -106,7 +106,7 @@ def test_signed_inputs_use_the_symmetric_grid(k: int) -> None:
     # a positive batch first keeps the paper's unsigned [0, 1] variant
     q2 = DoReFaActQuantizer(k)
     q2(torch.rand(2, 8))
-    assert not bool(q2.is_signed)
+    assert not q2.signed
     assert q2(-torch.ones(1, 4)).eq(0).all()
 
 

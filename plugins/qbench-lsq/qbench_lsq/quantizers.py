@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from qbench.quant import ActivationQuantizer, WeightQuantizer
-from qbench.quant.ste import int_range, lsq_grad_scale
+from qbench.quant.ste import features_per_sample, int_range, lsq_grad_scale
 
 from .function import lsq_quantize
 
@@ -115,8 +115,7 @@ class LSQActivationQuantizer(ActivationQuantizer):
     def forward(self, x: Tensor) -> Tensor:
         q_n, q_p = self.int_range()
         # N = features per sample (the paper's "number of features in the layer").
-        n = x.numel() // x.shape[0] if x.dim() > 1 else x.numel()
-        g = lsq_grad_scale(n, q_p)
+        g = lsq_grad_scale(features_per_sample(x), q_p)
         return lsq_quantize(x, self.step, q_n, q_p, g, self.eps)
 
     def extra_repr(self) -> str:

@@ -28,7 +28,8 @@ Not specified by the paper; qbench uses:
   activations the number of features of one sample (numel / batch size).
 * s is floored at 1e-8 in the forward pass to keep the division defined.
 * MSE init (``init="mse"``): Adam, lr 1e-2 relative to the min-max step, ``mse_steps`` steps,
-  on at most 65536 values of the calibration batch.
+  on at most 65536 values of the calibration batch, every k-th one (the host's
+  :func:`qbench.quant.calibration.calibration_sample`).
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ import torch
 from torch import Tensor, nn
 
 from qbench.quant import ActivationQuantizer, WeightQuantizer
-from qbench.quant.ste import grad_scale, int_range, lsq_grad_scale, round_ste
+from qbench.quant.calibration import calibration_sample
+from qbench.quant.ste import features_per_sample, grad_scale, int_range, lsq_grad_scale, round_ste
 
 #: Floor for the step size in the forward pass (keeps (x - beta) / s finite).
 S_MIN = 1e-8
@@ -55,10 +57,6 @@ def lsqplus_quantize(x: Tensor, s: Tensor, beta: Tensor | float, n: int, p: int)
     """
     z = (x - beta) / s
     return round_ste(torch.clamp(z, n, p)) * s + beta
-
-
-def _features_per_sample(x: Tensor) -> int:
-    return x[0].numel() if x.dim() > 1 else x.numel()
 
 
 class LsqPlusWeightQuantizer(WeightQuantizer):
@@ -142,10 +140,7 @@ class LsqPlusActQuantizer(ActivationQuantizer):
 
     def _refine_mse(self, x: Tensor, n: int, p: int) -> None:
         """Minimise ||x^ - x||^2 over (s, beta) on the calibration values (the paper's MSE init)."""
-        flat = x.reshape(-1).float()
-        if flat.numel() > 65536:
-            gen = torch.Generator().manual_seed(0)
-            flat = flat[torch.randperm(flat.numel(), generator=gen)[:65536].to(flat.device)]
+        flat = calibration_sample(x)
         scale = float(self.s)
         # Optimise in units of the min-max step so one learning rate fits every layer.
         s_u = torch.ones((), device=flat.device, requires_grad=True)
@@ -162,7 +157,7 @@ class LsqPlusActQuantizer(ActivationQuantizer):
 
     def forward(self, x: Tensor) -> Tensor:
         p = 2**self.bits - 1
-        g = lsq_grad_scale(_features_per_sample(x), p)
+        g = lsq_grad_scale(features_per_sample(x), p)
         s = grad_scale(self.s, g).clamp_min(S_MIN)
         beta = grad_scale(self.beta, g)
         return lsqplus_quantize(x, s, beta, 0, p)

@@ -31,13 +31,12 @@ Choices where the paper is silent (each one a constructor parameter):
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
 from qbench.quant import ActivationQuantizer
-from qbench.quant.ste import grad_scale, lsq_grad_scale
+from qbench.quant.calibration import calibration_sample, mse_search
+from qbench.quant.ste import features_per_sample, grad_scale, lsq_grad_scale
 
 from .function import n2uq_levels, segment_boundaries, thresholds_from_boundaries
 
@@ -137,9 +136,7 @@ class N2UQActivationQuantizer(ActivationQuantizer):
     # -- calibration -------------------------------------------------------------------------
     def init_from(self, x: Tensor) -> None:
         self._reset_uniform()  # t0 = -offset needs the signedness the host has just decided
-        flat = x.reshape(-1).float()
-        if flat.numel() > _INIT_SAMPLE:
-            flat = flat[:: math.ceil(flat.numel() / _INIT_SAMPLE)]
+        flat = calibration_sample(x, _INIT_SAMPLE)
         mag = flat.abs() if self.signed else flat.clamp_min(0)
         top = float(mag.max()) if mag.numel() else 0.0
         if top <= 0:
@@ -150,8 +147,7 @@ class N2UQActivationQuantizer(ActivationQuantizer):
         else:
             clip = top * torch.linspace(0.05, 1.0, 40, device=flat.device)
         s = clip if self.signed else clip / 2
-        err = ((self._uniform_q(flat[None, :], s[:, None]) - flat[None, :]) ** 2).sum(1)
-        self.scale.fill_(float(s[int(err.argmin())]))
+        self.scale.fill_(mse_search(flat, self._uniform_q, s))
 
     def _uniform_q(self, x: Tensor, s: Tensor) -> Tensor:
         """The initial (uniform-threshold) quantizer at scale s, for calibration."""
@@ -167,7 +163,7 @@ class N2UQActivationQuantizer(ActivationQuantizer):
         n = self.n_thresholds
         g = 1.0
         if self.grad_scale_mode == "lsq":
-            g = lsq_grad_scale(x.numel() // x.shape[0] if x.dim() > 1 else x.numel(), n)
+            g = lsq_grad_scale(features_per_sample(x), n)
         s = grad_scale(self.scale, g).abs().clamp_min(1e-8)
         t0 = grad_scale(self.t0, g)
         widths = grad_scale(self.widths_raw[:n], g).abs().clamp_min(self.min_width * 2.0 / n)

@@ -16,7 +16,7 @@ PAPER = ("Choi et al., PACT: Parameterized Clipping Activation for Quantized Neu
          "arXiv 1805.06085, 2018")
 
 PACT = Method(
-    name="pact", version=1, weight_quantizer="dorefa-w", activation_quantizer="pact-a",
+    name="pact", version=2, weight_quantizer="dorefa-w", activation_quantizer="pact-a",
     allocator="fixed", wrapper="plain",
     params={"weight": {"binary": "mean", "scale": "none"},
             "activation": {"init_alpha": "mse", "alpha_decay": 5e-4, "signed": None}},

@@ -23,13 +23,15 @@ Choices where the paper is silent (also in the README):
   the quantization MSE of the first calibration batch (100 candidates in (0, max|x|]) at the
   quantizer's initial bits; ``init_alpha=10.0`` (any number) gives the paper's fixed start,
   ``"max"`` uses max|x|.
-* calibration batch: qbench's host calibrates with the model in eval mode, where BatchNorm uses the
-  FP running statistics; DoReFa weights (levels in [-1, 1]) change every layer's scale, so those
-  activations are not the ones training sees (measured on ResNet-20: alphas of 2 to 90 growing
-  with depth, all-zero 2-bit activations and overflowing gradients). With ``calibrate="train"``
-  (default) an init seen in eval mode is provisional and alpha is recomputed, once, from the
-  first forward in training mode (BatchNorm on batch statistics); ``calibrate="first"`` keeps
-  the first batch's value.
+* calibration batch: alpha must come from activations as training sees them. With BatchNorm in
+  eval mode (FP running statistics) DoReFa weights change every layer's scale, and an alpha from
+  such a batch is wrong (measured on ResNet-20: alphas of 2 to 90 growing with depth, all-zero
+  2-bit activations, overflowing gradients). qbench's host calibrates in training mode with BN
+  statistics frozen, so there the first init is final. For an init made in eval mode elsewhere,
+  ``calibrate="train"`` (default) treats it as provisional and recomputes alpha once, on the
+  first training-mode forward; ``calibrate="first"`` keeps it.
+* the MSE search runs on at most 65536 values of the batch, every k-th one (the host's
+  :func:`qbench.quant.calibration.calibration_sample`).
 * alpha_decay: the paper's coefficient per experiment is not reproduced here; qbench uses 5e-4
   (the quick suite's weight decay).
 * alpha is clamped at >= ``min_alpha`` (1e-3) inside the forward to keep the step size positive.
@@ -43,6 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from qbench.quant import ActivationQuantizer
+from qbench.quant.calibration import calibration_sample, clip_grid, mse_search
 
 ALPHA_INITS = ("mse", "max")
 CALIBRATE = ("train", "first")
@@ -106,7 +109,7 @@ class PACTActQuantizer(ActivationQuantizer):
     def __init__(self, bits: int, layer: nn.Module | None = None, init_alpha: float | str = "mse",
                  alpha_decay: float = 5e-4, signed: bool | None = None, min_alpha: float = 1e-3,
                  calibrate: str = "train") -> None:
-        super().__init__(bits)
+        super().__init__(bits, signed)  # the host decides and saves signedness
         if isinstance(init_alpha, str) and init_alpha not in ALPHA_INITS:
             raise ValueError(f"pact-a: init_alpha must be a number or one of {ALPHA_INITS}, got {init_alpha!r}")
         if calibrate not in CALIBRATE:
@@ -114,11 +117,9 @@ class PACTActQuantizer(ActivationQuantizer):
         self.init_alpha = init_alpha
         self.calibrate = calibrate
         self.alpha_decay = float(alpha_decay)
-        self.signed_param = signed
         self.min_alpha = float(min_alpha)
         start = 10.0 if isinstance(init_alpha, str) else float(init_alpha)
         self.alpha = nn.Parameter(torch.tensor(start))
-        self.register_buffer("is_signed", torch.tensor(bool(signed)))
         # True once alpha comes from a batch as training sees it (or needs no batch)
         self.register_buffer("alpha_settled", torch.tensor(False))
         self._hooked_id: int | None = None
@@ -140,8 +141,6 @@ class PACTActQuantizer(ActivationQuantizer):
 
     # -- initialisation ------------------------------------------------------------------------
     def init_from(self, t: Tensor) -> None:
-        if self.signed_param is None:
-            self.is_signed.fill_(bool(t.min() < 0))
         settled = self.training or self.calibrate == "first" or not isinstance(self.init_alpha, str)
         self.alpha_settled.fill_(settled)
         if isinstance(self.init_alpha, str):
@@ -149,7 +148,7 @@ class PACTActQuantizer(ActivationQuantizer):
 
     def _calibrate(self, t: Tensor) -> None:
         """alpha from a batch: max, or the quantization-MSE-best of 100 candidates in (0, max]."""
-        signed = bool(self.is_signed)
+        signed = self.signed
         top = float(t.abs().max() if signed else t.clamp(min=0).max())
         if top <= 0:
             self.alpha.fill_(1.0)
@@ -157,15 +156,9 @@ class PACTActQuantizer(ActivationQuantizer):
         if self.init_alpha == "max":
             self.alpha.fill_(top)
             return
-        flat = t.reshape(-1)
-        flat = flat[:: max(1, flat.numel() // 65536)].float()
         n = 2**self.bits - 1
-        best, best_err = top, float("inf")
-        for c in torch.linspace(top / 100, top, 100).tolist():
-            err = float((pact_quantize(flat, torch.tensor(c), n, signed) - flat).pow(2).mean())
-            if err < best_err:
-                best, best_err = c, err
-        self.alpha.fill_(best)
+        self.alpha.fill_(mse_search(calibration_sample(t), lambda x, c: pact_quantize(x, c, n, signed),
+                                    clip_grid(top, 100)))
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
@@ -176,7 +169,7 @@ class PACTActQuantizer(ActivationQuantizer):
                 self._calibrate(x.detach())
             self.alpha_settled.fill_(True)
         self._ensure_decay_hook()
-        return PACTFunction.apply(x, self.alpha, 2**self.bits - 1, bool(self.is_signed), self.min_alpha)
+        return PACTFunction.apply(x, self.alpha, 2**self.bits - 1, self.signed, self.min_alpha)
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}, alpha={float(self.alpha.detach()):.4g}, signed={bool(self.is_signed)}"
+        return f"bits={self.bits}, alpha={float(self.alpha.detach()):.4g}, signed={self.signed}"

@@ -60,7 +60,7 @@ def test_signed_variant_clips_symmetrically() -> None:
     q = _quantizer(k, alpha, alpha_decay=0.0)  # signedness from the first batch
     x = _inputs(3, alpha, signed=True)
     y = q(x)
-    assert bool(q.is_signed)
+    assert q.signed
     for row in y.detach():
         assert len(torch.unique(row)) <= 2**k
     codes = (y.detach() + alpha) * 3 / (2 * alpha)
@@ -114,7 +114,7 @@ def test_initialisation_choices() -> None:
     x = torch.relu(torch.randn(16, 256, generator=torch.Generator().manual_seed(1)))
     fixed = PACTActQuantizer(4, init_alpha=10.0)
     fixed.initialize(x)
-    assert fixed.alpha.item() == 10.0 and not bool(fixed.is_signed)
+    assert fixed.alpha.item() == 10.0 and not fixed.signed
     mx = PACTActQuantizer(4, init_alpha="max")
     mx.initialize(x)
     assert mx.alpha.item() == pytest.approx(float(x.max()))
