@@ -239,11 +239,29 @@ def leaderboard(suite: str, root: Path, version: int | None, plot: bool) -> None
 @click.option("--workspace", type=click.Path(path_type=Path), help="Results directory of the run.")
 @click.option("--root", type=click.Path(path_type=Path), default=Path("leaderboards"), show_default=True)
 def publish(suite: str, workspace: Path | None, root: Path) -> None:
-    """Publish a run's rows for SUITE as leaderboards/SUITE/v<version>/ (CSV, table, meta, diff, plot)."""
+    """Publish a run's rows for SUITE as leaderboards/SUITE/v<version>/ (CSV, table, meta, diff, plot).
+
+    Only rows of jobs the suite plans now are published: a workspace also keeps rows from older
+    method versions or parameters (their job keys differ), and a leaderboard must not mix them.
+    """
     from .leaderboard import publish as do_publish
 
-    rows = Workspace(workspace).rows(suite)
-    d = do_publish(rows, root, suite)
+    suite_obj, jobs = plan_jobs(get_catalog(), suite, None, None, None, None, None)
+    planned = {j.key for j in jobs}
+    stored = Workspace(workspace).rows(suite_obj.name)
+    rows = [r for r in stored if r.get("job_key") in planned]
+    if len(rows) < len(stored):
+        superseded = sorted({f"{r.get('method')} v{r.get('method_version')}" for r in stored
+                             if r.get("job_key") not in planned})
+        console.print(f"[yellow]Left out {len(stored) - len(rows)} rows the suite no longer plans[/yellow] "
+                      f"(an older method version or parameters, or a method not installed: "
+                      f"{', '.join(superseded)}).")
+    missing = len(planned - {r.get("job_key") for r in rows})
+    if missing:
+        console.print(f"[yellow]{missing} of {len(planned)} planned jobs have no row yet[/yellow]; the table "
+                      f"shows what finished. Finish them with `qbench run --suite {suite} --all --workspace "
+                      f"{Workspace(workspace).root}` and publish again.")
+    d = do_publish(rows, root, suite_obj.name)
     console.print(f"Published {len(rows)} rows to {d}")
 
 

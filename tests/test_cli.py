@@ -1,10 +1,12 @@
 """CLI: lists, plugins, dry runs, and errors that name the thing and the fix (exit 2, no traceback)."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 RUNNER = Path(__file__).parent / "run_cli_with_toy.py"
@@ -68,3 +70,32 @@ def test_run_filters_expand_to_the_right_jobs() -> None:
     # fp32 is added for the table: 3 seeds x (fp32 + toy x 2 bit targets)
     assert "9 jobs" in res.stdout
     assert "digits/resnet20/toy/W2A2/seed2" in res.stdout
+
+
+def test_publish_takes_only_rows_the_suite_plans_now(tmp_path: Path) -> None:
+    from conftest import TINY_SUITE
+
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY_SUITE)
+    ws, root = tmp_path / "ws", tmp_path / "lb"
+    res = subprocess.run([sys.executable, str(RUNNER), "run", "--suite", str(suite), "--workspace", str(ws),
+                          "--no-progress"], capture_output=True, text=True, timeout=600,
+                         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr
+    rows_dir = ws / "tiny" / "rows"
+    toy = next(json.loads(p.read_text()) for p in rows_dir.glob("*.json") if json.loads(p.read_text())["method"] == "toy")
+    # a row left by an older version of the method: same cell, another job key
+    stale = {**toy, "job_key": "00000000stale000", "method_version": 0, "top1": 1.0}
+    (rows_dir / "00000000stale000.json").write_text(json.dumps(stale))
+    res = qbench("publish", str(suite), "--workspace", str(ws), "--root", str(root))
+    assert res.returncode == 0, res.stderr
+    out = " ".join(res.stdout.split())
+    assert "Left out 1 rows the suite no longer plans" in out and "toy v0" in out
+    published = pd.read_csv(root / "tiny" / "v1" / "results.csv")
+    assert sorted(published["method"]) == ["fp32", "toy"] and "00000000stale000" not in set(published["job_key"])
+    assert toy["top1"] in set(published["top1"])
+    # an unfinished job is reported, and the table holds what finished
+    (rows_dir / f"{toy['job_key']}.json").unlink()
+    res = qbench("publish", str(suite), "--workspace", str(ws), "--root", str(root))
+    assert res.returncode == 0 and "1 of 2 planned jobs have no row yet" in " ".join(res.stdout.split())
+    assert list(pd.read_csv(root / "tiny" / "v1" / "results.csv")["method"]) == ["fp32"]

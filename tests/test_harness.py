@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from qbench.catalog import Catalog
 from qbench.cli import plan_jobs
 from qbench.harness import Harness
@@ -63,3 +65,27 @@ def test_failing_job_becomes_a_row_and_the_run_goes_on(catalog: Catalog, tiny_su
     by = {r["method"]: r for r in rows}
     assert by["broken"]["status"] == "failed" and "no_such_param" in by["broken"]["reason"]
     assert by["toy"]["status"] == "ok"
+
+
+def test_atomic_write_keeps_the_old_file_on_failure_and_respects_the_umask(tmp_path, monkeypatch) -> None:
+    import os
+
+    from qbench import workspace as ws_mod
+
+    target = tmp_path / "rows" / "k.json"
+    ws_mod.atomic_write_text(target, "old")
+    mask = os.umask(0o022)
+    try:
+        ws_mod.atomic_write_text(target, "new")
+        assert target.read_text() == "new" and (target.stat().st_mode & 0o777) == 0o644
+    finally:
+        os.umask(mask)
+
+    def fail(*_args, **_kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ws_mod.os, "replace", fail)
+    with pytest.raises(OSError, match="disk full"):
+        ws_mod.atomic_write_text(target, "half")
+    assert target.read_text() == "new"
+    assert [p.name for p in target.parent.iterdir()] == ["k.json"]  # no temporary left behind
