@@ -1,6 +1,9 @@
 """k-means initialisation (facts and reproducibility), bit changes, export, and registration."""
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -128,3 +131,16 @@ def test_method_registered_and_quantized_layer_trains_soft_and_evaluates_hard() 
     assert hard.unique().numel() <= 4
     torch.testing.assert_close(layer(x), nn.functional.conv2d(x, hard, layer.bias))
     assert not torch.equal(wq.train()(layer.weight).detach(), hard)  # training uses the soft weight
+
+
+def test_paperlr_variant_differs_from_dgms_only_in_the_mixture_gradient_scale() -> None:
+    cat = get_catalog()
+    base, variant = cat.methods.get("dgms"), cat.methods.get("dgms-paperlr")
+    assert variant.weight_only and variant.weight_quantizer == base.weight_quantizer
+    params, base_params = variant.part_params("weight"), base.part_params("weight")
+    assert params.pop("param_grad_scale") == pytest.approx(2e-5 / 0.01)
+    assert base_params.pop("param_grad_scale") == 1.0
+    assert params == base_params
+    # every shipped suite trains QAT at the lr the scale assumes
+    for entry in cat.suites.entries():
+        assert tomllib.loads(Path(entry.obj).read_text())["qat"]["lr"] == 0.01, entry.name
