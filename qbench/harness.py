@@ -134,9 +134,20 @@ class Harness:
             row["traceback"] = traceback.format_exc(limit=8)
             self._notify("qbench_on_training_error", job=job, error=exc)
         row["wall_s"] = round(time.perf_counter() - t0, 3)
+        # the process's peak so far: per job under the subprocess executor, a running max under local
         row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         self.ws.write_row(job.suite.name, row)
         self.ws.write_csv(job.suite.name)
+        self._notify("qbench_after_training_run", job=job, row=row)
+        return row
+
+    def record_lost(self, job: Job, status: str, reason: str, wall_s: float) -> dict[str, Any]:
+        """Write the row of a job whose process died or was killed before it could write one."""
+        row = self.base_row(job)
+        row.update({"status": status, "reason": reason, "wall_s": round(wall_s, 3)})
+        self.ws.write_row(job.suite.name, row)
+        self.ws.write_csv(job.suite.name)
+        self._notify("qbench_on_training_error", job=job, error=RuntimeError(reason))
         self._notify("qbench_after_training_run", job=job, row=row)
         return row
 
@@ -174,7 +185,7 @@ class Harness:
         self._notify("qbench_before_suite_run", suite=suite, jobs=todo)
         exe = self.catalog.executors.get(executor).factory()
         self.progress.start_jobs(len(jobs), done=len(jobs) - len(todo))
-        for row in exe.run(todo, self.run_job):
+        for row in exe.run(todo, self):
             self.progress.advance_jobs(row)
         rows = [r for r in (self.ws.read_row(suite.name, j.key) for j in jobs) if r is not None]
         self._notify("qbench_after_suite_run", suite=suite, rows=rows)

@@ -81,7 +81,7 @@ def qbench_register_executors(register: Callable[..., None]) -> None:
     """Register executors that run a list of jobs.
 
     :param register: ``register(name, factory, description="")``; ``factory()`` returns a
-        :class:`qbench.executors.Executor`.
+        :class:`qbench.executors.Executor`: ``run(jobs, harness)`` yielding each job's row.
     """
 
 

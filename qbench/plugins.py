@@ -66,6 +66,7 @@ def get_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:
     pm.add_hookspecs(hookspecs)
     report = LoadReport()
     pm.qbench_load_report = report  # type: ignore[attr-defined]
+    pm.qbench_load_entrypoints = load_entrypoints  # type: ignore[attr-defined]  # workers rebuild the same set
     disabled = set(_env_list("QBENCH_DISABLED_PLUGINS") or [])
     for name in disabled:
         pm.set_blocked(name)

@@ -13,4 +13,5 @@ from qbench.plugins import get_plugin_manager  # noqa: E402
 pm = get_plugin_manager(load_entrypoints=False)
 pm.register(toy_plugin, name="toy")
 catalog_mod._CACHE[True] = catalog_mod.Catalog(pm)
-main(sys.argv[1:])
+if __name__ == "__main__":  # a spawned worker re-imports this file; it must not rerun the CLI
+    main(sys.argv[1:])

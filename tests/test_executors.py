@@ -1,0 +1,56 @@
+"""Executors: the subprocess executor turns a killed or hung job into a row and goes on."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_SUITE
+from qbench.catalog import Catalog
+from qbench.cli import plan_jobs
+from qbench.executors import SubprocessExecutor
+from qbench.harness import Harness
+from qbench.plugins import get_plugin_manager
+from qbench.worker import WorkerSpec
+from qbench.workspace import Workspace
+
+
+@pytest.fixture
+def crashy_catalog() -> Catalog:
+    import crashy_plugin
+    import toy_plugin
+
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(toy_plugin, name="toy")
+    pm.register(crashy_plugin, name="crashy")
+    return Catalog(pm)
+
+
+def test_worker_spec_carries_the_hand_registered_plugins(crashy_catalog: Catalog, tmp_path: Path) -> None:
+    spec = WorkerSpec.of(Harness(crashy_catalog, Workspace(tmp_path)))
+    assert dict(spec.extra_plugins) == {"toy": "toy_plugin", "crashy": "crashy_plugin"}
+    assert spec.load_entrypoints is False
+    rebuilt = spec.harness().catalog
+    assert {"toy", "crash", "hang", "fp32"} <= set(rebuilt.methods.names())
+
+
+def test_subprocess_executor_records_a_killed_and_a_hung_job_and_goes_on(crashy_catalog: Catalog,
+                                                                        tmp_path: Path) -> None:
+    suite_file = tmp_path / "tiny.toml"
+    suite_file.write_text(TINY_SUITE.replace('methods = ["fp32", "toy"]', 'methods = ["fp32", "crash", "hang", "toy"]')
+                          .replace("first_last", "job_timeout_s = 20\nfirst_last"))
+    ws = Workspace(tmp_path / "ws")
+    harness = Harness(crashy_catalog, ws)
+    suite, jobs = plan_jobs(crashy_catalog, str(suite_file), None, None, None, None, None)
+    exe = SubprocessExecutor(grace_s=5.0, factor=1.0)  # > a worker's start (~4-9 s: torch, timm)
+    assert exe.hard_limit(jobs[0], harness) is None  # no FP checkpoint yet: FP training is not limited
+    rows = {r["method"]: r for r in exe.run(jobs, harness)}
+    assert [j.method.name for j in jobs] == ["fp32", "crash", "hang", "toy"]
+    assert rows["fp32"]["status"] == "ok" and rows["toy"]["status"] == "ok"  # the run went on
+    assert rows["crash"]["status"] == "crashed" and "SIGKILL" in rows["crash"]["reason"]
+    assert rows["hang"]["status"] == "timeout" and "hard limit of 25 s" in rows["hang"]["reason"]
+    # the lost jobs' rows are on disk like any other, with the job's identity
+    on_disk = {json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in ws.rows_dir("tiny").glob("*.json")}
+    assert on_disk["crash"]["job_key"] == jobs[1].key and on_disk["hang"]["status"] == "timeout"
+    assert rows["toy"]["peak_rss_mb"] > 0 and 0 <= rows["toy"]["top1"] <= 100
