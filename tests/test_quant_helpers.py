@@ -9,19 +9,28 @@ from qbench.quant.levels import nearest_level_index, project_nearest, project_st
 from qbench.quant.ste import features_per_sample
 
 
-def test_calibration_sample_is_strided_bounded_and_draws_no_random_numbers() -> None:
+def test_calibration_sample_is_seeded_bounded_and_draws_from_no_shared_stream() -> None:
     x = torch.arange(200_001, dtype=torch.float64).reshape(1, -1)
     state = torch.random.get_rng_state()
     s = calibration_sample(x)
     assert torch.equal(torch.random.get_rng_state(), state)  # the job's random stream is untouched
-    assert s.dtype == torch.float32 and s.dim() == 1
-    assert s.numel() <= CALIBRATION_VALUES
-    assert torch.equal(s, torch.arange(0, 200_001, 4, dtype=torch.float32))  # k = ceil(200001 / 65536) = 4
+    assert s.dtype == torch.float32 and s.dim() == 1 and s.numel() == CALIBRATION_VALUES
+    assert torch.equal(s, calibration_sample(x))  # the same on every run
+    assert not torch.equal(s, calibration_sample(x, seed=1))
+    assert set(s.tolist()) <= set(range(200_001))  # values of x, nothing invented
     small = torch.randn(3, 5)
-    assert torch.equal(calibration_sample(small), small.reshape(-1))
-    assert calibration_sample(x, limit=10).numel() <= 10
+    assert torch.equal(calibration_sample(small), small.reshape(-1))  # small batches are used whole
     with pytest.raises(ValueError, match="limit"):
         calibration_sample(x, limit=0)
+
+
+def test_calibration_sample_does_not_alias_with_the_channel_layout() -> None:
+    # (batch, tokens, channels) with a stride-friendly width: a stride of 2 would keep only even
+    # channels; the random sample covers every channel about equally.
+    x = torch.arange(64).float().expand(128, 17, 64).contiguous()  # value = channel index
+    s = calibration_sample(x, limit=x.numel() // 2)
+    counts = torch.bincount(s.long(), minlength=64).float()
+    assert counts.min() > 0.8 * counts.mean() and counts.max() < 1.2 * counts.mean()
 
 
 def _uniform(x: torch.Tensor, c: torch.Tensor, levels: int = 4) -> torch.Tensor:

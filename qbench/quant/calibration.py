@@ -18,17 +18,23 @@ from torch import Tensor
 CALIBRATION_VALUES = 65536
 
 
-def calibration_sample(x: Tensor, limit: int = CALIBRATION_VALUES) -> Tensor:
-    """``x`` flattened to float32, keeping every k-th value, k = ceil(numel / limit).
+def calibration_sample(x: Tensor, limit: int = CALIBRATION_VALUES, seed: int = 0) -> Tensor:
+    """``x`` flattened to float32; above ``limit`` values, ``limit`` of them drawn at random.
 
-    At most ``limit`` values. Strided rather than random so that it draws nothing from the job's
-    random stream (a calibration must not shift the seeded data order or dropout masks).
+    Random, not strided: a stride k over a (batch, tokens, channels) or (batch, C, H, W) tensor
+    keeps the same channels or columns in every sample whenever k divides their count (stride 2
+    on a ViT's 64-wide activations keeps only the even channels), which biases the search. The
+    draw is with replacement (O(limit) memory, whatever the batch size) from a private generator
+    seeded with ``seed``, so it is the same on every run and takes nothing from the job's random
+    stream (data order, dropout masks).
     """
-    flat = x.detach().reshape(-1).float()
     if limit < 1:
         raise ValueError(f"calibration_sample: limit must be >= 1, got {limit}")
+    flat = x.detach().reshape(-1).float()
     if flat.numel() > limit:
-        flat = flat[:: math.ceil(flat.numel() / limit)]
+        gen = torch.Generator().manual_seed(seed)
+        idx = torch.randint(flat.numel(), (limit,), generator=gen)
+        flat = flat[idx.to(flat.device)]
     return flat
 
 

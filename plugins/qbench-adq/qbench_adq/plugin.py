@@ -16,7 +16,7 @@ PAPER = ("Jia et al. ADQ: Adaptive Distribution-aware Quantization for mixed-pre
          "quantization-aware training. arXiv 2510.19760, 2025.")
 
 ADQ = Method(
-    name="adq", version=1, weight_quantizer="adq-w", activation_quantizer="n2uq-a",
+    name="adq", version=2, weight_quantizer="adq-w", activation_quantizer="n2uq-a",
     allocator="adq-sensitivity", wrapper="kd",
     params={"weight": {"momentum": 0.99, "split": "symmetric", "probs": "midpoint", "ema": True},
             "activation": {},

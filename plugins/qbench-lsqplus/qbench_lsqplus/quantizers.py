@@ -28,7 +28,7 @@ Not specified by the paper; qbench uses:
   activations the number of features of one sample (numel / batch size).
 * s is floored at 1e-8 in the forward pass to keep the division defined.
 * MSE init (``init="mse"``): Adam, lr 1e-2 relative to the min-max step, ``mse_steps`` steps,
-  on at most 65536 values of the calibration batch, every k-th one (the host's
+  on at most 65536 values of the calibration batch, a seeded random draw (the host's
   :func:`qbench.quant.calibration.calibration_sample`).
 """
 from __future__ import annotations

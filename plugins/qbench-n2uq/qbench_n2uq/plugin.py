@@ -16,7 +16,7 @@ PAPER = ("Z. Liu, K.-T. Cheng, D. Huang, E. Xing, Z. Shen. Nonuniform-to-Uniform
 #: qbench's method facts; qbench uses LSQ). Plain cross-entropy (the paper's training recipe is
 #: not part of the benchmark's fixed recipe).
 N2UQ = Method(
-    name="n2uq", version=1, weight_quantizer="lsq-w", activation_quantizer="n2uq-a",
+    name="n2uq", version=2, weight_quantizer="lsq-w", activation_quantizer="n2uq-a",
     allocator="fixed", wrapper="plain",
     params={"weight": {"per_channel": False},
             "activation": {"signed": None, "learn_scale": True, "rescale_output": True,

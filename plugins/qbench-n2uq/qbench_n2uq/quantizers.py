@@ -42,7 +42,7 @@ from .function import n2uq_levels, segment_boundaries, thresholds_from_boundarie
 
 _INIT_MODES = ("mse", "quantile")
 _GRAD_SCALES = ("lsq", "none")
-#: subsample size for the calibration search (a strided subsample of the batch).
+#: values of the calibration batch the scale search uses (the host's seeded random draw).
 _INIT_SAMPLE = 1 << 18
 
 
@@ -138,7 +138,8 @@ class N2UQActivationQuantizer(ActivationQuantizer):
         self._reset_uniform()  # t0 = -offset needs the signedness the host has just decided
         flat = calibration_sample(x, _INIT_SAMPLE)
         mag = flat.abs() if self.signed else flat.clamp_min(0)
-        top = float(mag.max()) if mag.numel() else 0.0
+        full = x.detach().abs() if self.signed else x.detach().clamp_min(0)
+        top = float(full.max()) if full.numel() else 0.0  # the whole batch's max, not the sample's
         if top <= 0:
             self.scale.fill_(1.0)
             return

@@ -30,7 +30,7 @@ Choices where the paper is silent (also in the README):
   statistics frozen, so there the first init is final. For an init made in eval mode elsewhere,
   ``calibrate="train"`` (default) treats it as provisional and recomputes alpha once, on the
   first training-mode forward; ``calibrate="first"`` keeps it.
-* the MSE search runs on at most 65536 values of the batch, every k-th one (the host's
+* the MSE search runs on at most 65536 values of the batch, a seeded random draw (the host's
   :func:`qbench.quant.calibration.calibration_sample`).
 * alpha_decay: the paper's coefficient per experiment is not reproduced here; qbench uses 5e-4
   (the quick suite's weight decay).
