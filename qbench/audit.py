@@ -36,6 +36,7 @@ class LayerAudit:
     a_levels: int  # max distinct values per sample; 0 when FP
     a_bits_measured: int
     per_channel: bool
+    w_zeros: int = 0  # exact zeros in the deployed weight (pruned by DGMS's zero component, ternary levels, ...)
 
 
 def bits_for_levels(levels: int) -> int:
@@ -110,24 +111,27 @@ def audit_model(model: nn.Module, layers: list[LayerInfo], x: Tensor) -> list[La
         mod = modules[info.name]
         wq = mod.wq if isinstance(mod, QuantLayer) else None
         aq = mod.aq if isinstance(mod, QuantLayer) else None
-        w_levels = 0
+        w_levels = w_zeros = 0
         per_channel = bool(getattr(wq, "per_channel", False))
         if wq is not None:
             hard = mod.hard_weight()
             w_levels = count_levels(hard, hard.shape[0] if per_channel else 1)
+            w_zeros = int((hard == 0).sum())
         al = a_levels.get(info.name, 0)
         out.append(LayerAudit(
             name=info.name, role=info.role, weight_numel=info.weight_numel, macs=info.macs,
             w_bits=wq.bits if wq is not None else FP_BITS, a_bits=aq.bits if aq is not None else FP_BITS,
             w_levels=w_levels, w_bits_measured=bits_for_levels(w_levels) if wq is not None else FP_BITS,
             a_levels=al, a_bits_measured=bits_for_levels(al) if aq is not None else FP_BITS,
-            per_channel=per_channel))
+            per_channel=per_channel, w_zeros=w_zeros))
     return out
 
 
 def summarize(model: nn.Module, audits: list[LayerAudit]) -> dict[str, Any]:
     """Row fields: declared and measured bits (parameter-weighted and plain means over quantized
-    layers), BitOPs, packed size, and whether every layer kept within its declared levels."""
+    layers), the deployed weights' sparsity (fraction of exact zeros over quantized layers; None
+    when no weight is quantized), BitOPs, packed size, and whether every layer kept within its
+    declared levels."""
     qw = [la for la in audits if la.w_levels]
     qa = [la for la in audits if la.a_levels]
 
@@ -146,6 +150,7 @@ def summarize(model: nn.Module, audits: list[LayerAudit]) -> dict[str, Any]:
         "w_bits_layer_mean": round(mean(qw, "w_bits"), 4),
         "a_bits": round(mean(qa, "a_bits"), 4) if qa else FP_BITS,
         "a_bits_measured": round(mean(qa, "a_bits_measured"), 4) if qa else FP_BITS,
+        "w_sparsity": round(sum(la.w_zeros for la in qw) / sum(la.weight_numel for la in qw), 4) if qw else None,
         "gbitops": bitops(audits) / 1e9, "size_kb": packed_size_bits(model, audits) / 8 / 1024,
         "levels_ok": not violations, "level_violations": "; ".join(violations),
         "layers": [asdict(la) for la in audits],

@@ -58,6 +58,10 @@ def load_rows_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+def _pct(v: Any) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
+
+
 def _fmt(v: Any, digits: int = 2) -> str:
     if isinstance(v, float):
         return "n/a" if math.isnan(v) else f"{v:.{digits}f}"
@@ -94,19 +98,21 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
     out.write("Top-1 (%): mean ± std over seeds, with the 95 % Student-t interval half-width; *rank* ties "
               "where intervals overlap (within dataset, model and bits). W/A bits are **measured** by the "
               "bit audit (parameter-weighted mean of ceil(log2 distinct levels) over quantized layers); "
+              "*W zeros* is the fraction of deployed quantized weights that are exactly 0; "
               f"first/last layers: `{df['first_last'].iloc[0] if 'first_last' in df else ''}`.\n\n")
     out.write(f"qbench {', '.join(meta['qbench_version'])}; torch {', '.join(meta['torch_version'])}; "
               f"timm {', '.join(meta['timm_version'])}; commit {', '.join(meta['git_commit'])}; "
               f"machine: {', '.join(meta['machine'])}; datasets: {', '.join(meta['dataset_hash'])}.\n\n")
     for (dataset, model), g in agg.groupby(["dataset", "model"], sort=False):
         out.write(f"## {dataset} / {model}\n\n")
-        out.write("| rank | method | bits | top-1 | ±95% CI | Δ FP | seeds | W bits | A bits | GBitOPs | size (KB) |\n")
-        out.write("|---|---|---|---|---|---|---|---|---|---|---|\n")
+        out.write("| rank | method | bits | top-1 | ±95% CI | Δ FP | seeds | W bits | A bits | W zeros | GBitOPs | "
+                  "size (KB) |\n")
+        out.write("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
         for r in g.itertuples():
             rank = "ref" if r.bits == "fp32" else str(r.rank)
             out.write(f"| {rank} | {r.method} v{r.method_version} | {r.bits} | {r.top1:.2f} ± {_fmt(r.top1_std)} | "
                       f"{_fmt(r.ci95)} | {r.gap:+.2f} | {r.n} | {r.w_bits:.2f} | {r.a_bits:.2f} | "
-                      f"{r.gbitops:.5f} | {r.size_kb:.1f} |\n")
+                      f"{_pct(r.w_sparsity)} | {r.gbitops:.5f} | {r.size_kb:.1f} |\n")
         out.write("\n")
     failed = df[df["status"] != "ok"]
     if not failed.empty:

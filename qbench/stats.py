@@ -29,14 +29,18 @@ def ci_halfwidth(std: float, n: int, confidence: float = CONFIDENCE) -> float:
 
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (dataset, model, method, bits) of ``ok`` rows: n, mean, std, 95 % CI, FP gap,
-    measured bits, BitOPs, size, and ``rank`` within (dataset, model, bits)."""
+    measured bits, weight sparsity, BitOPs, size, and ``rank`` within (dataset, model, bits)."""
     ok = df[df["status"] == "ok"].copy()
     if ok.empty:
         return pd.DataFrame()
+    if "w_sparsity" not in ok:  # rows written before the audit measured sparsity
+        ok["w_sparsity"] = float("nan")
+    ok["w_sparsity"] = pd.to_numeric(ok["w_sparsity"], errors="coerce")
     agg = ok.groupby(GROUP, sort=False).agg(
         n=("seed", "nunique"), top1=("top1", "mean"), top1_std=("top1", "std"),
         fp_top1=("fp_top1", "mean"), w_bits=("w_bits_measured", "mean"), a_bits=("a_bits_measured", "mean"),
         gbitops=("gbitops", "mean"), size_kb=("size_kb", "mean"), method_version=("method_version", "max"),
+        w_sparsity=("w_sparsity", "mean"),
     ).reset_index()
     agg["ci95"] = [ci_halfwidth(s, n) for s, n in zip(agg["top1_std"], agg["n"])]
     agg["gap"] = agg["top1"] - agg["fp_top1"]

@@ -68,3 +68,18 @@ def test_find_layers_roles_and_macs() -> None:
 def test_export_parity_is_exact() -> None:
     model, _, x = _quantized(bits=4)
     assert export_parity(model, x) < 1e-5
+
+
+def test_sparsity_counts_exact_zeros_of_the_deployed_weights() -> None:
+    model, layers, x = _quantized(bits=2)
+    audits = audit_model(model, layers, x)
+    quant = [(la, mod) for la in audits for name, mod in model.named_modules() if name == la.name and la.w_levels]
+    assert quant
+    for la, mod in quant:
+        assert la.w_zeros == int((mod.hard_weight() == 0).sum())
+    zeros = sum(la.w_zeros for la, _ in quant)
+    total = sum(la.weight_numel for la, _ in quant)
+    assert 0 < zeros < total  # 2-bit symmetric levels {-2, -1, 0, 1} * s: some weights round to 0
+    assert summarize(model, audits)["w_sparsity"] == round(zeros / total, 4)
+    fp = create_model("resnet20", 10, 1, width=4)
+    assert summarize(fp, audit_model(fp, find_layers(fp, x), x))["w_sparsity"] is None

@@ -144,3 +144,17 @@ def test_compare_cli_exit_codes(tmp_path: Path) -> None:
     res = subprocess.run([*exe, "compare", str(bad), "--against", str(against)], capture_output=True, text=True,
                          env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
     assert res.returncode == 1 and "pact W4A4" in res.stderr and "regression" in res.stdout
+
+
+def test_weight_zeros_column_is_the_mean_sparsity_and_na_where_unmeasured(tmp_path: Path) -> None:
+    spec = rows({("fp32", "fp32"): [95, 95], ("a", "W2A2"): [90.0, 92.0], ("old", "W2A2"): [80.0, 81.0]})
+    for r in spec:
+        if r["method"] == "a":
+            r["w_sparsity"] = 0.25 if r["seed"] == 0 else 0.35
+        elif r["method"] == "fp32":
+            r["w_sparsity"] = None  # nothing quantized
+    # "old" rows predate the measurement: no w_sparsity key at all
+    md = (publish(spec, tmp_path, "s", plot=False) / "leaderboard.md").read_text()
+    line = {l.split("|")[2].strip(): l for l in md.splitlines() if l.startswith("| ")}
+    assert "| 30.0% |" in line["a v1"]
+    assert "| n/a |" in line["old v1"] and "| n/a |" in line["fp32 v1"]
