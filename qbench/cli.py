@@ -281,6 +281,8 @@ def report_comparison(results: pd.DataFrame, against: Path, floor: float) -> boo
                       f(r["delta"]), f(r["tolerance"]), f"[{style[r['status']]}]{r['status']}[/]" if style[r['status']]
                       else r["status"])
     console.print(table)
+    for note in cmp.notes:
+        console.print(f"[yellow]Note:[/yellow] {note}")
     if cmp.ok:
         console.print("[green]No significant regression.[/green]")
     else:

@@ -9,14 +9,14 @@ regression when run - committed < -tol; improvements beyond tol are reported, ne
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from .errors import QbenchError
 from .leaderboard import check_single_version, load_rows_csv
-from .stats import GROUP, aggregate, t_quantile
+from .stats import GROUP, aggregate, t_quantile, torch_threads
 
 DEFAULT_FLOOR = 1.0  # top-1 points
 
@@ -25,6 +25,7 @@ DEFAULT_FLOOR = 1.0  # top-1 points
 class Comparison:
     table: pd.DataFrame  # one row per entry, with status regression / improved / within / new / not run
     suite_version: int
+    notes: list[str] = field(default_factory=list)  # conditions that differ between the two sides
 
     @property
     def regressions(self) -> pd.DataFrame:
@@ -90,4 +91,11 @@ def compare(run: pd.DataFrame, against: Path, floor: float = DEFAULT_FLOOR) -> C
     m["delta"] = m["top1_run"] - m["top1_ref"]
     m["tolerance"] = tols
     m["status"] = statuses
-    return Comparison(m.drop(columns="_merge"), version)
+    notes = []
+    t_ref, t_run = torch_threads(ref), torch_threads(run)
+    if t_ref and t_run and t_ref != t_run:
+        notes.append(f"The committed rows were trained with {sorted(t_ref)} torch threads, this run with "
+                     f"{sorted(t_run)}. The thread count changes the order of floating-point reductions, so "
+                     "results differ by about a seed's spread even with identical code; rerun with "
+                     f"--threads {min(t_ref)} for a like-for-like comparison.")
+    return Comparison(m.drop(columns="_merge"), version, notes)

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import QbenchError
-from .stats import GROUP, aggregate
+from .stats import GROUP, aggregate, torch_threads
 from .workspace import atomic_write_text, rows_to_csv
 
 SCHEMA_VERSION = 1
@@ -79,7 +79,8 @@ def metadata(df: pd.DataFrame, suite: str, command: str) -> dict[str, Any]:
         "suite_sha": uniq("suite_sha"), "qbench_version": uniq("qbench_version"), "plugins": plugins,
         "torch_version": uniq("torch_version"), "timm_version": uniq("timm_version"),
         "dataset_hash": sorted({f"{d}: {h}" for d, h in zip(df["dataset"], df.get("dataset_hash", df["dataset"]))}),
-        "machine": uniq("machine"), "git_commit": uniq("git_commit"), "command": command,
+        "machine": uniq("machine"), "torch_threads": sorted(torch_threads(df)), "git_commit": uniq("git_commit"),
+        "command": command,
         "rows": int(len(df)), "rows_ok": int((df["status"] == "ok").sum()),
     }
 
@@ -102,7 +103,8 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
               f"first/last layers: `{df['first_last'].iloc[0] if 'first_last' in df else ''}`.\n\n")
     out.write(f"qbench {', '.join(meta['qbench_version'])}; torch {', '.join(meta['torch_version'])}; "
               f"timm {', '.join(meta['timm_version'])}; commit {', '.join(meta['git_commit'])}; "
-              f"machine: {', '.join(meta['machine'])}; datasets: {', '.join(meta['dataset_hash'])}.\n\n")
+              f"machine: {', '.join(meta['machine'])}; torch threads: "
+              f"{', '.join(map(str, meta['torch_threads'])) or 'n/a'}; datasets: {', '.join(meta['dataset_hash'])}.\n\n")
     for (dataset, model), g in agg.groupby(["dataset", "model"], sort=False):
         out.write(f"## {dataset} / {model}\n\n")
         out.write("| rank | method | bits | top-1 | ±95% CI | Δ FP | seeds | W bits | A bits | W zeros | GBitOPs | "

@@ -8,6 +8,7 @@ the other side's spread or on the floor (see :mod:`qbench.compare`).
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 from scipy import stats as st
@@ -62,3 +63,12 @@ def overlap_ranks(means: list[float], halfwidths: list[float]) -> list[int]:
     hw = [0.0 if (h is None or math.isnan(h)) else h for h in halfwidths]
     return [1 + sum(1 for j in range(len(means)) if j != i and means[j] - hw[j] > means[i] + hw[i])
             for i in range(len(means))]
+
+
+def torch_threads(df: pd.DataFrame) -> set[int]:
+    """The torch thread counts behind some rows (the ``torch_threads`` column, or older rows'
+    ``machine`` text, "... N threads ...")."""
+    if "torch_threads" in df and df["torch_threads"].notna().any():
+        return {int(t) for t in df["torch_threads"].dropna()}
+    found = (re.search(r"(\d+) threads", str(m)) for m in df.get("machine", pd.Series(dtype=str)).dropna())
+    return {int(m.group(1)) for m in found if m}

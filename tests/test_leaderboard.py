@@ -158,3 +158,16 @@ def test_weight_zeros_column_is_the_mean_sparsity_and_na_where_unmeasured(tmp_pa
     line = {l.split("|")[2].strip(): l for l in md.splitlines() if l.startswith("| ")}
     assert "| 30.0% |" in line["a v1"]
     assert "| n/a |" in line["old v1"] and "| n/a |" in line["fp32 v1"]
+
+
+def test_compare_notes_a_different_torch_thread_count(tmp_path: Path) -> None:
+    ref = rows({("fp32", "fp32"): [95.0, 95.0], ("lsq", "W4A4"): [90.0, 91.0]})
+    for r in ref:
+        r["machine"] = "x86_64 Linux 2 threads (x86_64)"  # rows from before the torch_threads column
+    against = publish(ref, tmp_path, "s", plot=False).parent
+    same = pd.DataFrame(rows({("lsq", "W4A4"): [90.5, 90.5]})).assign(torch_threads=2)
+    assert compare(same, against).notes == []
+    other = pd.DataFrame(rows({("lsq", "W4A4"): [90.5, 90.5]})).assign(torch_threads=1)
+    cmp = compare(other, against)
+    assert cmp.ok and len(cmp.notes) == 1  # a note, not a failure: the numbers decide
+    assert "[2] torch threads" in cmp.notes[0] and "--threads 2" in cmp.notes[0]
