@@ -1,0 +1,40 @@
+"""BWRF around another method's quantizers from a suite file alone: the shipped
+suites/bwrf-combos.toml composes ``bwrf-asq`` (no code), and one of its jobs runs end to end."""
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from qbench.catalog import get_catalog
+from qbench.harness import Harness
+from qbench.jobs import expand, select_methods, suite_methods
+from qbench.suite import parse_suite
+from qbench.workspace import Workspace
+
+SUITE_FILE = Path(__file__).resolve().parents[1] / "suites" / "bwrf-combos.toml"
+
+
+def test_shipped_suite_file_composes_bwrf_around_asq_and_a_job_runs(tmp_path: Path) -> None:
+    pytest.importorskip("qbench_asq", reason="bwrf-asq uses the asq-a / post-w quantizers of qbench-asq")
+    cat = get_catalog()
+    raw = tomllib.loads(SUITE_FILE.read_text())
+    full = suite_methods(parse_suite(raw, str(SUITE_FILE)), cat)
+    combo, asq = full["bwrf-asq"], cat.methods.get("asq")
+    assert (combo.weight_quantizer, combo.activation_quantizer, combo.wrapper) == ("post-w", "asq-a", "bwrf")
+    assert combo.part_params("weight") == asq.part_params("weight")
+    assert combo.part_params("activation") == asq.part_params("activation")
+    assert combo.part_params("wrapper") == cat.methods.get("bwrf").part_params("wrapper")
+    # the same file, shrunk to one short job so the test stays small: the composition is untouched
+    raw.update(seeds=[0], bits=["W4A4"], models=[{"name": "resnet20", "kwargs": {"width": 4}}])
+    raw["fp"]["epochs"], raw["qat"]["epochs"] = 2, 1
+    suite = parse_suite(raw, str(SUITE_FILE))
+    jobs = expand(suite, cat, select_methods(["bwrf-asq"], suite_methods(suite, cat)))
+    rows = Harness(cat, Workspace(tmp_path)).run(suite, jobs)
+    assert [r["method"] for r in rows] == ["bwrf-asq"]
+    row = rows[0]
+    assert row["status"] == "ok", row.get("reason")
+    assert (row["weight_quantizer"], row["activation_quantizer"], row["wrapper"]) == ("post-w", "asq-a", "bwrf")
+    assert row["levels_ok"] and row["w_bits_measured"] <= 4 and row["a_bits_measured"] <= 4
+    assert row["top1"] > 20  # digits, 10 classes: trained, not chance
