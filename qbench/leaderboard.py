@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,20 @@ def load_rows_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+#: Measured average bits further than this from the target are shown next to it.
+BITS_SHOWN_AT = 0.1
+
+
+def _bits_cell(bits: str, w_bits: float, a_bits: float) -> str:
+    """The target label, plus what the model ended at when that differs (a learned or allocated
+    bit-width, or components that died): ``W2A2 → W4A3``. Without it a method that raised its
+    bits would sit among the W2A2 rows as if it had kept them."""
+    m = re.fullmatch(r"W(\d+)A(\d+)", str(bits))
+    if not m or (abs(w_bits - int(m.group(1))) <= BITS_SHOWN_AT and abs(a_bits - int(m.group(2))) <= BITS_SHOWN_AT):
+        return str(bits)
+    return f"{bits} → W{w_bits:.3g}A{a_bits:.3g}"
+
+
 def _pct(v: Any) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
 
@@ -99,6 +114,8 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
     out.write("Top-1 (%): mean ± std over seeds, with the 95 % Student-t interval half-width; *rank* ties "
               "where intervals overlap (within dataset, model and bits). W/A bits are **measured** by the "
               "bit audit (parameter-weighted mean of ceil(log2 distinct levels) over quantized layers); "
+              "*bits* is the suite's target, followed by `→` what the model measured when that differs by "
+              "more than 0.1 (a method that learns or allocates bits); "
               "*W zeros* is the fraction of deployed quantized weights that are exactly 0; "
               f"first/last layers: `{df['first_last'].iloc[0] if 'first_last' in df else ''}`.\n\n")
     out.write(f"qbench {', '.join(meta['qbench_version'])}; torch {', '.join(meta['torch_version'])}; "
@@ -112,7 +129,8 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
         out.write("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
         for r in g.itertuples():
             rank = "ref" if r.bits == "fp32" else str(r.rank)
-            out.write(f"| {rank} | {r.method} v{r.method_version} | {r.bits} | {r.top1:.2f} ± {_fmt(r.top1_std)} | "
+            out.write(f"| {rank} | {r.method} v{r.method_version} | {_bits_cell(r.bits, r.w_bits, r.a_bits)} | "
+                      f"{r.top1:.2f} ± {_fmt(r.top1_std)} | "
                       f"{_fmt(r.ci95)} | {r.gap:+.2f} | {r.n} | {r.w_bits:.2f} | {r.a_bits:.2f} | "
                       f"{_pct(r.w_sparsity)} | {r.gbitops:.5f} | {r.size_kb:.1f} |\n")
         out.write("\n")

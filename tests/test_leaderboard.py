@@ -171,3 +171,13 @@ def test_compare_notes_a_different_torch_thread_count(tmp_path: Path) -> None:
     cmp = compare(other, against)
     assert cmp.ok and len(cmp.notes) == 1  # a note, not a failure: the numbers decide
     assert "[2] torch threads" in cmp.notes[0] and "--threads 2" in cmp.notes[0]
+
+
+def test_bits_cell_shows_where_a_method_ended_when_it_left_the_target(tmp_path: Path) -> None:
+    spec = rows({("fp32", "fp32"): [95, 95], ("fixed", "W2A2"): [80.0, 81.0], ("learned", "W2A2"): [85.0, 86.0]})
+    for r in spec:
+        if r["method"] == "learned":
+            r["w_bits_measured"], r["a_bits_measured"] = 4.0, 3.0
+    md = (publish(spec, tmp_path, "s", plot=False) / "leaderboard.md").read_text()
+    assert "| learned v1 | W2A2 → W4A3 |" in md
+    assert "| fixed v1 | W2A2 |" in md and "| fp32 v1 | fp32 |" in md
