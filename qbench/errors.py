@@ -14,6 +14,25 @@ class QbenchError(Exception):
     """An error caused by input: a name, a value, a file. Its message is shown as is."""
 
 
+#: Unknown-name errors list every available name up to this many; beyond it they count them.
+LISTED = 30
+
+
+def closest(name: str, available: list[str], n: int = 3) -> list[str]:
+    """The names a typo most likely meant: difflib's closest, then names sharing the typed
+    prefix or containing it (``vit_tiny`` -> ``vit_tiny_patch16_224``), case-insensitively."""
+    key = name.lower()
+    prefix = [a for a in available if a.lower().startswith(key)]
+    lower = {a.lower(): a for a in available}
+    fuzzy = [lower[c] for c in difflib.get_close_matches(key, list(lower), n=n, cutoff=0.6)]
+    inside = [a for a in available if len(key) >= 3 and key in a.lower()]
+    found: list[str] = []
+    for a in prefix + fuzzy + inside:
+        if a not in found:
+            found.append(a)
+    return found[:n]
+
+
 class UnknownNameError(QbenchError, KeyError):
     """A name that is not registered. The message suggests the closest registered names."""
 
@@ -21,13 +40,14 @@ class UnknownNameError(QbenchError, KeyError):
         self.kind = kind
         self.name = name
         self.available = sorted(available)
-        close = difflib.get_close_matches(name, self.available, n=3, cutoff=0.5)
+        close = closest(name, self.available)
         msg = f"Unknown {kind} {name!r}."
         if close:
             msg += " Did you mean " + " or ".join(repr(c) for c in close) + "?"
-        shown = self.available[:25]
-        more = f" (+{len(self.available) - 25} more)" if len(self.available) > 25 else ""
-        msg += " Available: " + (", ".join(shown) + more if shown else "(none installed)") + "."
+        if len(self.available) > LISTED:  # a long list (timm's 1,300 models) buries the fix: count it instead
+            msg += f" {len(self.available)} {kind}s are available."
+        else:
+            msg += " Available: " + (", ".join(self.available) if self.available else "(none installed)") + "."
         if hint:
             msg += " " + hint
         super().__init__(msg)

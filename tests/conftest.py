@@ -9,8 +9,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from qbench.catalog import Catalog  # noqa: E402
-from qbench.plugins import get_plugin_manager  # noqa: E402
+from qbench.plugin.catalog import Catalog  # noqa: E402
+from qbench.plugin.manager import get_plugin_manager  # noqa: E402
 
 TINY_SUITE = """
 name = "tiny"

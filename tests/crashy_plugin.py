@@ -9,8 +9,8 @@ from typing import Callable
 from torch import Tensor, nn
 
 from qbench import hookimpl
-from qbench.method import Method
-from qbench.quant import WeightQuantizer
+from qbench.contract.method import Method
+from qbench.contract.quant import WeightQuantizer
 
 
 class KillWeight(WeightQuantizer):

@@ -6,9 +6,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import toy_plugin  # noqa: E402
 
-from qbench import catalog as catalog_mod  # noqa: E402
 from qbench.cli import main  # noqa: E402
-from qbench.plugins import get_plugin_manager  # noqa: E402
+from qbench.plugin import catalog as catalog_mod  # noqa: E402
+from qbench.plugin.manager import get_plugin_manager  # noqa: E402
 
 pm = get_plugin_manager(load_entrypoints=False)
 pm.register(toy_plugin, name="toy")

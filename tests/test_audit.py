@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-
-from qbench.audit import LayerAudit, audit_model, bitops, bits_for_levels, count_levels, export_parity, summarize
-from qbench.bits import LayerBits
-from qbench.models import create_model
-from qbench.surgery import find_layers, quantize_model
 from toy_plugin import ToyAct, ToyWeight
+
+from qbench.contract.bits import LayerBits
+from qbench.models import create_model
+from qbench.train.audit import LayerAudit, audit_model, bitops, bits_for_levels, count_levels, export_parity, summarize
+from qbench.train.surgery import find_layers, quantize_model
 
 
 def _quantized(extra_levels: int = 0, bits: int = 2) -> tuple[nn.Module, list, torch.Tensor]:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from qbench.catalog import Catalog
-from qbench.method import Method
+from qbench.contract.method import Method
+from qbench.plugin.catalog import Catalog
 from qbench.testing import MethodConformance
 from qbench.testing.conformance import FAMILIES
 

@@ -5,15 +5,15 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY_SUITE
-from qbench.catalog import Catalog
+
 from qbench.cli import plan_jobs
-from qbench.executors import SubprocessExecutor
-from qbench.harness import Harness
-from qbench.plugins import get_plugin_manager
-from qbench.worker import WorkerSpec
-from qbench.workspace import Workspace
+from qbench.plugin.catalog import Catalog
+from qbench.plugin.manager import get_plugin_manager
+from qbench.run.executors import SubprocessExecutor
+from qbench.run.harness import Harness
+from qbench.run.worker import WorkerSpec
+from qbench.run.workspace import Workspace
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from qbench.catalog import Catalog
 from qbench.cli import plan_jobs
-from qbench.harness import Harness
-from qbench.workspace import Workspace
+from qbench.plugin.catalog import Catalog
+from qbench.run.harness import Harness
+from qbench.run.workspace import Workspace
 
 REQUIRED = {"suite", "suite_version", "dataset", "dataset_hash", "model", "method", "method_version", "bits",
             "w_bits_target", "a_bits_target", "w_bits", "w_bits_measured", "a_bits", "a_bits_measured", "gbitops",
@@ -56,7 +56,7 @@ def test_weight_only_method_reports_a32(catalog: Catalog, tiny_suite_path: Path,
 
 def test_failing_job_becomes_a_row_and_the_run_goes_on(catalog: Catalog, tiny_suite_path: Path, tmp_path: Path
                                                        ) -> None:
-    from qbench.method import Method
+    from qbench.contract.method import Method
 
     catalog.methods.add("broken", Method(name="broken", version=1, weight_quantizer="toy-w",
                                          params={"weight": {"no_such_param": 1}}), "test")
@@ -70,7 +70,7 @@ def test_failing_job_becomes_a_row_and_the_run_goes_on(catalog: Catalog, tiny_su
 def test_atomic_write_keeps_the_old_file_on_failure_and_respects_the_umask(tmp_path, monkeypatch) -> None:
     import os
 
-    from qbench import workspace as ws_mod
+    from qbench import atomic as ws_mod
 
     target = tmp_path / "rows" / "k.json"
     ws_mod.atomic_write_text(target, "old")

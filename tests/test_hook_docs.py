@@ -5,7 +5,7 @@ import inspect
 import re
 from pathlib import Path
 
-from qbench import hookspecs
+from qbench.plugin import hookspecs
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "plugin_hooks.md"
 

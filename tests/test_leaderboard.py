@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from scipy import stats as st
 
-from qbench.compare import compare, tolerance
 from qbench.errors import QbenchError
-from qbench.leaderboard import publish, render, render_markdown
-from qbench.plot import pareto_front
-from qbench.stats import aggregate, ci_halfwidth, overlap_ranks
+from qbench.report.compare import compare, tolerance
+from qbench.report.leaderboard import publish, render, render_markdown
+from qbench.report.plot import pareto_front
+from qbench.report.stats import aggregate, ci_halfwidth, overlap_ranks
 
 
 def rows(spec: dict[tuple[str, str], list[float]], version: int = 1) -> list[dict]:

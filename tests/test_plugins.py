@@ -6,11 +6,11 @@ import warnings
 import pytest
 
 from qbench import hookimpl
-from qbench.catalog import Catalog
+from qbench.contract.method import Method
 from qbench.errors import PluginError, QbenchError, UnknownNameError
-from qbench.method import Method
-from qbench.plugins import DEFAULT_PLUGINS, get_plugin_manager
-from qbench.registry import Registry
+from qbench.plugin.catalog import Catalog
+from qbench.plugin.manager import DEFAULT_PLUGINS, get_plugin_manager
+from qbench.plugin.registry import Registry
 
 
 def test_default_plugins_register_the_reference_parts() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qbench.quant.calibration import CALIBRATION_VALUES, calibration_sample, clip_grid, mse_search
-from qbench.quant.levels import nearest_level_index, project_nearest, project_ste
-from qbench.quant.ste import features_per_sample
+from qbench.contract.quant.calibration import CALIBRATION_VALUES, calibration_sample, clip_grid, mse_search
+from qbench.contract.quant.levels import nearest_level_index, project_nearest, project_ste
+from qbench.contract.quant.ste import features_per_sample
 
 
 def test_calibration_sample_is_seeded_bounded_and_draws_from_no_shared_stream() -> None:

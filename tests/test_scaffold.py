@@ -4,17 +4,17 @@ from __future__ import annotations
 import ast
 import importlib
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 import qbench
-from qbench.catalog import Catalog
 from qbench.cli import main
 from qbench.errors import QbenchError
-from qbench.plugins import get_plugin_manager
-from qbench.scaffold import create_plugin, render_plugin, validate_name
+from qbench.plugin.catalog import Catalog
+from qbench.plugin.manager import get_plugin_manager
+from qbench.plugin.scaffold import create_plugin, render_plugin, validate_name
 
 EXPECTED_TREE = {
     "pyproject.toml",
@@ -56,7 +56,7 @@ def test_generated_tree_and_key_contents(tmp_path: Path) -> None:
     assert 'name="my_method", version=1, weight_quantizer="my_method-w", activation_quantizer="my_method-a"' in plugin
     assert "class MyMethodWeightQuantizer(WeightQuantizer)" in plugin
     assert "class MyMethodActivationQuantizer(ActivationQuantizer)" in plugin
-    assert "from qbench.quant.ste import" in plugin
+    assert "from qbench.contract.quant.ste import" in plugin
 
     conformance = (root / "tests/test_conformance.py").read_text()
     assert "class TestMyMethodConformance(MethodConformance):" in conformance

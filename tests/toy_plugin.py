@@ -8,9 +8,9 @@ import torch
 from torch import Tensor, nn
 
 from qbench import hookimpl
-from qbench.method import Method
-from qbench.quant import ActivationQuantizer, WeightQuantizer
-from qbench.quant.ste import int_range, round_ste
+from qbench.contract.method import Method
+from qbench.contract.quant import ActivationQuantizer, WeightQuantizer
+from qbench.contract.quant.ste import int_range, round_ste
 
 
 class ToyWeight(WeightQuantizer):

@@ -16,13 +16,11 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from qbench_bwrf import BWRFWrapper
 from torch import Tensor, nn
 
-from qbench.bits import LayerBits
-from qbench.catalog import get_catalog
-from qbench.models import create_model
-from qbench.surgery import find_layers, quantize_model
-from qbench_bwrf import BWRFWrapper
+from qbench.api import LayerBits, find_layers, quantize_model
+from qbench.testing import create_model, get_catalog
 
 VARIANTS: list[tuple[str, dict]] = [
     ("progressive, block (default)", {}),

@@ -12,14 +12,8 @@ import argparse
 import torch
 from safetensors.torch import load_file
 
-from qbench.bits import BitTarget
-from qbench.catalog import get_catalog
-from qbench.data.digits import load_digits
-from qbench.models import create_model
-from qbench.qat import prepare
-from qbench.quant import quant_layers
-from qbench.suite import TrainRecipe
-from qbench.train import evaluate, train
+from qbench.api import BitTarget, quant_layers
+from qbench.testing import TrainRecipe, create_model, evaluate, get_catalog, load_digits, prepare, train
 
 
 def main() -> None:

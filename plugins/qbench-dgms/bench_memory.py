@@ -28,10 +28,9 @@ def build(chunked: bool, bits: int, chunk_size: int, threads: int) -> tuple[Any,
     """resnet18 with dgms-w on every body layer (quantizers not yet initialised)."""
     import timm
     import torch
-
-    from qbench.bits import LayerBits
-    from qbench.surgery import find_layers, quantize_model
     from qbench_dgms import DGMSWeightQuantizer
+
+    from qbench.api import LayerBits, find_layers, quantize_model
 
     if threads > 0:
         torch.set_num_threads(threads)
@@ -49,7 +48,7 @@ def prepare(path: str, bits: int, threads: int) -> None:
     """k-means-initialise every quantizer and save the state dict."""
     import torch
 
-    from qbench.quant import quant_layers
+    from qbench.api import quant_layers
 
     model, *_ = build(True, bits, 2**18, threads)
     for _, layer in quant_layers(model):
@@ -60,14 +59,12 @@ def prepare(path: str, bits: int, threads: int) -> None:
 def child(chunked: bool, bits: int, chunk_size: int, threads: int, path: str) -> dict[str, float]:
     import torch
 
-    from qbench.quant import quant_layers
+    from qbench.api import quant_layers
 
     model, x, y, n_layers = build(chunked, bits, chunk_size, threads)
     model.load_state_dict(torch.load(path))
-    from qbench.bits import LayerBits
-    from qbench.surgery import find_layers, quantize_model
-    from qbench.quant import quant_layers
-    from qbench_dgms import DGMSWeightQuantizer
+
+    from qbench.api import quant_layers
 
     n_weights = 0
     for _, layer in quant_layers(model):

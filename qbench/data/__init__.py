@@ -1,4 +1,4 @@
 """Datasets: a :class:`DataBundle` per dataset, and fast batching for in-memory ones."""
-from .bundle import DataBundle, iterate_batches, tensor_fingerprint
+from qbench.data.bundle import DataBundle, iterate_batches, tensor_fingerprint
 
 __all__ = ["DataBundle", "iterate_batches", "tensor_fingerprint"]

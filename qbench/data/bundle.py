@@ -7,6 +7,7 @@ cores. Anything else (CIFAR, ImageNet folders) goes through a torch DataLoader.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -44,19 +45,42 @@ def tensor_fingerprint(*tensors: Tensor) -> str:
     return h.hexdigest()[:16]
 
 
+def loader_workers() -> int:
+    """DataLoader workers for file datasets: the cores this process may use, at most 8 (decoding
+    JPEGs is what they do; more than that rarely feeds one GPU faster). ``QBENCH_LOADER_WORKERS``
+    overrides it. The worker count never changes the batches: their order comes from the
+    sampler's generator alone."""
+    env = os.environ.get("QBENCH_LOADER_WORKERS")
+    if env is not None:
+        return max(0, int(env))
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return min(8, cores)
+
+
 def iterate_batches(ds: Dataset, batch_size: int, shuffle: bool, generator: torch.Generator | None = None,
-                    num_workers: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
-    """Yield ``(x, y)`` batches; in-memory ``TensorDataset`` is indexed directly."""
+                    num_workers: int | None = None, device: torch.device | str | None = None
+                    ) -> Iterator[tuple[Tensor, Tensor]]:
+    """Yield ``(x, y)`` batches on ``device``; an in-memory ``TensorDataset`` is indexed directly,
+    file datasets go through a DataLoader with workers (and pinned memory for a GPU)."""
+    dev = torch.device(device) if device is not None else None
     if isinstance(ds, TensorDataset):
         x, y = ds.tensors
         n = len(x)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         for i in range(0, n, batch_size):
             idx = order[i:i + batch_size]
-            yield x[idx], y[idx]
+            xb, yb = x[idx], y[idx]
+            yield (xb.to(dev), yb.to(dev)) if dev is not None and dev.type != "cpu" else (xb, yb)
         return
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers)
-    yield from loader
+    workers = loader_workers() if num_workers is None else num_workers
+    pin = dev is not None and dev.type == "cuda"
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=workers,
+                        pin_memory=pin, persistent_workers=False)
+    for xb, yb in loader:
+        yield (xb.to(dev, non_blocking=pin), yb.to(dev, non_blocking=pin)) if dev is not None else (xb, yb)
 
 
 def num_batches(ds: Dataset, batch_size: int) -> int:

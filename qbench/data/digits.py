@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import TensorDataset
 
-from .bundle import DataBundle, tensor_fingerprint
+from qbench.data.bundle import DataBundle, tensor_fingerprint
 
 
 def load_digits(data_dir: Path | None = None, test_size: float = 0.2, split_seed: int = 0) -> DataBundle:

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-from ..errors import QbenchError
-from .bundle import DataBundle, tensor_fingerprint
+from qbench.data.bundle import DataBundle, tensor_fingerprint
+from qbench.errors import QbenchError
 
 FILES = {
     "train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",

@@ -16,8 +16,8 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from ..errors import QbenchError
-from .bundle import DataBundle
+from qbench.data.bundle import DataBundle
+from qbench.errors import QbenchError
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)

@@ -4,9 +4,9 @@ from __future__ import annotations
 from typing import Callable
 
 from qbench import hookimpl
-from qbench.allocation import AllocationContext, BitAllocator
-from qbench.bits import BitTarget, LayerBits
-from qbench.surgery import LayerInfo
+from qbench.contract.allocation import AllocationContext, BitAllocator
+from qbench.contract.bits import BitTarget, LayerBits
+from qbench.contract.layer_info import LayerInfo
 
 
 class FixedAllocator(BitAllocator):

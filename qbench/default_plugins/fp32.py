@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Callable
 
 from qbench import hookimpl
-from qbench.method import Method
+from qbench.contract.method import Method
 
 FP32 = Method(name="fp32", version=1, reference=True,
               description="Full-precision reference: the shared FP checkpoint, no QAT.")

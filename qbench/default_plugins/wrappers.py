@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from qbench import hookimpl
-from qbench.wrappers import TrainingWrapper
+from qbench.contract.wrappers import TrainingWrapper, kd_loss
 
 
 class PlainWrapper(TrainingWrapper):
@@ -16,13 +16,6 @@ class PlainWrapper(TrainingWrapper):
 
     def loss(self, qmodel: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(qmodel(x), y)
-
-
-def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
-    """KL(teacher || student) at temperature T, scaled by T^2 (Hinton et al., 2015)."""
-    t = temperature
-    return F.kl_div(F.log_softmax(student_logits / t, dim=1), F.softmax(teacher_logits / t, dim=1),
-                    reduction="batchmean") * t * t
 
 
 class DistillWrapper(TrainingWrapper):

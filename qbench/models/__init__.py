@@ -5,8 +5,8 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import QbenchError, UnknownNameError
-from . import cifar_resnet  # noqa: F401  (importing qbench.models registers resnet20 & co. into timm)
+from qbench.errors import QbenchError, UnknownNameError
+from qbench.models import cifar_resnet  # noqa: F401  (importing qbench.models registers resnet20 & co. into timm)
 
 
 def check_model_name(name: str) -> None:
@@ -14,7 +14,7 @@ def check_model_name(name: str) -> None:
     import timm
 
     if not timm.is_model(name):
-        raise UnknownNameError("model", name, timm.list_models(),
+        raise UnknownNameError("model", name, model_names(),
                                "Any timm model name works; `qbench list models` shows qbench's own.")
 
 
@@ -32,3 +32,10 @@ def create_model(name: str, num_classes: int, in_chans: int, **kwargs: Any) -> n
     except TypeError as exc:
         raise QbenchError(f"Model {name!r} rejected its arguments {kwargs}: {exc}. "
                           "Fix the model's kwargs in the suite file.") from None
+
+
+def model_names() -> list[str]:
+    """Every model name timm knows, qbench's own included."""
+    import timm
+
+    return timm.list_models()

@@ -1,4 +1,15 @@
-"""qbench.testing: a pytest plugin (entry point ``pytest11``) and the conformance suite for plugin authors."""
-from .conformance import MethodConformance
+"""qbench.testing: what a plugin's tests may use (with :mod:`qbench.api` for plugin code).
 
-__all__ = ["MethodConformance"]
+* :class:`MethodConformance`: the conformance suite; every installed method also runs it from
+  the host's own tests (``tests/test_conformance.py``), so a plugin cannot skip it.
+* :mod:`qbench.testing.helpers`: models, data, the QAT build and suite runs, re-exported here.
+* ``one_torch_thread``: an autouse fixture a plugin's conftest can import.
+* The pytest plugin (entry point ``pytest11``) in :mod:`qbench.testing.plugin`.
+"""
+from qbench.testing.conformance import FAMILIES, RECIPE, MethodConformance, fp_model, qat, tiny_digits
+from qbench.testing.helpers import *  # noqa: F403  (the re-exports are listed in helpers.__all__)
+from qbench.testing.helpers import __all__ as _helpers
+from qbench.testing.threads import one_torch_thread
+
+__all__ = ["MethodConformance", "FAMILIES", "RECIPE", "fp_model", "qat", "tiny_digits", "one_torch_thread",
+           *_helpers]

@@ -8,7 +8,7 @@ Subclass :class:`MethodConformance` in a plugin's tests and name the method::
         method = "lsq"
 
 Each check builds the method's quantized model through the host's own path
-(:func:`qbench.qat.run_qat`: allocator, first/last rule, quantizers, calibration, wrapper, a few
+(:func:`qbench.train.qat.run_qat`: allocator, first/last rule, quantizers, calibration, wrapper, a few
 optimiser steps) on a few timm families and the embedded digits data, then asserts:
 forward and backward work, gradients reach the quantizer parameters, every hard-quantized layer
 keeps at most 2^b levels (measured by the bit audit, not declared), the export is exact, the
@@ -23,15 +23,15 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from ..audit import audit_model, export_parity, summarize
-from ..bits import BitTarget
-from ..catalog import Catalog, get_catalog
-from ..data.bundle import DataBundle
-from ..data.digits import load_digits
-from ..models import create_model
-from ..qat import QatResult, frozen_copy, prepare, run_qat
-from ..quant.base import Quantizer
-from ..suite import TrainRecipe
+from qbench.contract.bits import BitTarget
+from qbench.contract.quant.base import Quantizer
+from qbench.data.bundle import DataBundle
+from qbench.data.digits import load_digits
+from qbench.models import create_model
+from qbench.plugin.catalog import Catalog, get_catalog
+from qbench.run.suite import TrainRecipe
+from qbench.train.audit import audit_model, export_parity, summarize
+from qbench.train.qat import QatResult, frozen_copy, prepare, run_qat
 
 #: (label, timm name, kwargs): small members of distinct families, for 1x8x8 inputs.
 FAMILIES: tuple[tuple[str, str, dict[str, Any]], ...] = (
@@ -118,7 +118,7 @@ class MethodConformance:
         res = qat(self.method, self.families[0], 4, catalog=catalog)
         x = tiny_digits().test.tensors[0]
         assert export_parity(res.model, x) < 1e-4
-        from ..quant.layers import quant_layers
+        from qbench.contract.quant.layers import quant_layers
         for name, layer in quant_layers(res.model):
             if layer.wq is not None:
                 exported = layer.wq.export(layer.weight)

@@ -21,13 +21,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def qbench_plugin_manager():
-    from qbench.plugins import get_plugin_manager
+    from qbench.plugin.manager import get_plugin_manager
 
     return get_plugin_manager(load_entrypoints=True)
 
 
 @pytest.fixture
 def qbench_catalog(qbench_plugin_manager):
-    from qbench.catalog import Catalog
+    from qbench.plugin.catalog import Catalog
 
     return Catalog(qbench_plugin_manager)

@@ -37,11 +37,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from qbench.allocation import AllocationContext, BitAllocator, StepContext
-from qbench.bits import BitTarget, LayerBits
-from qbench.quant import quant_layers
-from qbench.quant.base import Quantizer
-from qbench.surgery import LayerInfo
+from qbench.api import (
+    AllocationContext,
+    BitAllocator,
+    BitTarget,
+    LayerBits,
+    LayerInfo,
+    Quantizer,
+    StepContext,
+    quant_layers,
+)
 
 GRANULARITIES = ("network", "layer")
 BASE_LOSSES = ("recompute", "step")

@@ -7,16 +7,13 @@ from collections.abc import Callable
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from qbench.allocation import AllocationContext, StepContext
-from qbench.bits import BitTarget, LayerBits
-from qbench.catalog import get_catalog
-from qbench.data.digits import load_digits
-from qbench.surgery import find_layers, quantize_model
 from qbench_adaqat import AdaQATAllocator, ceil_bits
 from qbench_dorefa import DoReFaWeightQuantizer
 from qbench_pact import PACTActQuantizer
+from torch import nn
+
+from qbench.api import AllocationContext, BitTarget, LayerBits, StepContext, find_layers, quantize_model
+from qbench.testing import get_catalog, load_digits
 
 BODY = ["conv2", "conv3"]
 

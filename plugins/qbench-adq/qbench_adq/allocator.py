@@ -29,10 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from qbench.allocation import AllocationContext, BitAllocator
-from qbench.bits import BitTarget, LayerBits
-from qbench.errors import QbenchError
-from qbench.surgery import LayerInfo
+from qbench.api import AllocationContext, BitAllocator, BitTarget, LayerBits, LayerInfo, QbenchError
 
 
 def empirical_fisher(fp_model: nn.Module, names: Sequence[str], batches: Sequence[tuple[Tensor, Tensor]],

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from qbench.quant.levels import nearest_level_index
+from qbench.api import nearest_level_index
 
 SPLITS = ("symmetric", "asymmetric")
 PROBS = ("midpoint", "uniform")

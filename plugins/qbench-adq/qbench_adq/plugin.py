@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Callable
 
 from qbench import hookimpl
-from qbench.method import Method
+from qbench.api import Method
 
 from .allocator import ADQSensitivityAllocator
 from .quantizers import ADQWeightQuantizer

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from qbench.quant import WeightQuantizer
+from qbench.api import WeightQuantizer
 
 from .codebook import PROBS, SPLITS, ema_update, init_codebook, nearest
 

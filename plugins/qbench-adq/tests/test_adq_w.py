@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from qbench_adq import ADQWeightQuantizer
+from torch import nn
 
 
 def _weights(seed: int = 0, shape=(16, 8, 3, 3)) -> torch.Tensor:

@@ -4,15 +4,12 @@ from __future__ import annotations
 import copy
 
 import torch
-from torch import nn
-
-from qbench.allocation import AllocationContext
-from qbench.bits import BitTarget
-from qbench.catalog import get_catalog
-from qbench.quant.layers import quant_layers
-from qbench.surgery import LayerInfo, quantize_model
 from qbench_adq import ADQSensitivityAllocator, ADQWeightQuantizer
 from qbench_adq.allocator import empirical_fisher
+from torch import nn
+
+from qbench.api import AllocationContext, BitTarget, LayerInfo, quant_layers, quantize_model
+from qbench.testing import get_catalog
 
 
 class TwoBranch(nn.Module):

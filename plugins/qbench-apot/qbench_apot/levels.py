@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 # The projection onto a level set is the host's (shared with POST, ADQ and DGMS); re-exported here.
-from qbench.quant.levels import project_nearest, project_ste
+from qbench.api import project_nearest, project_ste
 
 __all__ = ["apot_levels", "apot_levels_exact", "apot_terms", "project_nearest", "project_ste"]
 

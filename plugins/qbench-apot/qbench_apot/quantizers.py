@@ -36,14 +36,20 @@ Not specified by the paper; qbench uses (each a parameter):
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
-from qbench.quant import ActivationQuantizer, WeightQuantizer
-from qbench.quant.calibration import calibration_sample, clip_grid, mse_search
-from qbench.quant.levels import nearest_level_index, project_ste
+from qbench.api import (
+    ActivationQuantizer,
+    WeightQuantizer,
+    calibration_sample,
+    clip_grid,
+    mse_search,
+    nearest_level_index,
+    project_ste,
+)
 
 from .levels import apot_levels
 
@@ -85,7 +91,7 @@ class ApotWeightQuantizer(WeightQuantizer):
 
     def __init__(self, bits: int, layer: nn.Module | None = None, alpha_init: float | str = 3.0,
                  rescale: str = "std", clip_weight_grad: bool = True, detach_stats: bool = False,
-                 **_: Any) -> None:
+                 ) -> None:
         super().__init__(bits)
         if rescale not in RESCALE_MODES:
             raise ValueError(f"apot-w: rescale must be one of {RESCALE_MODES}, got {rescale!r}")
@@ -150,7 +156,7 @@ class ApotActQuantizer(ActivationQuantizer):
     """
 
     def __init__(self, bits: int, layer: nn.Module | None = None, alpha_init: float | str = "mse",
-                 signed: bool | None = None, **_: Any) -> None:
+                 signed: bool | None = None) -> None:
         super().__init__(bits, signed)  # the host decides and saves signedness
         self.alpha_init = alpha_init
         self.alpha = nn.Parameter(torch.tensor(1.0))

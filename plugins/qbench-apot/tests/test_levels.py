@@ -6,7 +6,6 @@ from fractions import Fraction as F
 
 import pytest
 import torch
-
 from qbench_apot.levels import apot_levels, apot_levels_exact, project_nearest
 
 # The additive terms written out by hand (the README's table): each term picks 0 or one power.

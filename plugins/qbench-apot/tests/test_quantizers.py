@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
-from torch import nn
-
-from qbench.catalog import get_catalog
 from qbench_apot.levels import apot_levels
 from qbench_apot.quantizers import ApotActQuantizer, ApotWeightQuantizer
+from torch import nn
+
+from qbench.testing import get_catalog
 
 
 def _conv(seed: int = 0) -> nn.Conv2d:

@@ -21,7 +21,7 @@ Gradient also reaches ``x`` through the adapter's input (ordinary autograd); set
 
 Signed inputs (ViT linear inputs after LayerNorm): not specified by the paper; qbench uses the
 signed range ``-2^(b-1) .. 2^(b-1)-1`` (``Q_P = 2^(b-1)-1`` in ``g`` and the init). The host's
-:class:`~qbench.quant.ActivationQuantizer` decides it from the first batch (``x.min() < 0``) unless
+:class:`~qbench.contract.quant.ActivationQuantizer` decides it from the first batch (``x.min() < 0``) unless
 ``signed`` is given.
 """
 from __future__ import annotations
@@ -33,8 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from qbench.quant import ActivationQuantizer
-from qbench.quant.ste import features_per_sample, int_range, lsq_grad_scale
+from qbench.api import ActivationQuantizer, features_per_sample, int_range, lsq_grad_scale
 
 
 def _per_sample(t: Tensor, like: Tensor) -> Tensor:

@@ -24,9 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import qbench.models.cifar_resnet  # noqa: F401  (registers resnet20 into timm)
-from qbench.bits import LayerBits
-from qbench.surgery import find_layers, quantize_model
+from qbench.api import LayerBits, find_layers, quantize_model
 
 from .asq import ASQActQuantizer
 from .post import POSTWeightQuantizer

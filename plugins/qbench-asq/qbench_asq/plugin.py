@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Callable
 
 from qbench import hookimpl
-from qbench.method import Method
+from qbench.api import Method
 
 from .asq import ASQActQuantizer
 from .post import POSTWeightQuantizer

@@ -29,9 +29,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from qbench.quant import WeightQuantizer
-from qbench.quant.levels import nearest_level_index
-from qbench.quant.ste import lsq_grad_scale
+from qbench.api import WeightQuantizer, lsq_grad_scale, nearest_level_index
 
 DROPS = ("negative", "pair")
 SQRT2 = math.sqrt(2.0)

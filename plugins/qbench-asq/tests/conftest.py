@@ -1,2 +1,2 @@
 """Tests here use tiny tensors: one torch thread each (see qbench.testing.threads)."""
-from qbench.testing.threads import one_torch_thread  # noqa: F401
+from qbench.testing import one_torch_thread  # noqa: F401

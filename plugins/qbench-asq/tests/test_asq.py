@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from qbench_asq.asq import ASQActQuantizer, ASQAdapter, asq_quantize
 from torch import Tensor, nn
 
-from qbench.data.digits import load_digits
-from qbench.quant import QuantConv2d
-from qbench.quant.ste import grad_scale, int_range, lsq_grad_scale, round_ste
-from qbench_asq.asq import ASQActQuantizer, ASQAdapter, asq_quantize
+from qbench.api import QuantConv2d, grad_scale, int_range, lsq_grad_scale, round_ste
+from qbench.testing import load_digits
 
 # --- adapter initialisation --------------------------------------------------------------------
 

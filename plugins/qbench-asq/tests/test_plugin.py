@@ -4,13 +4,10 @@ from __future__ import annotations
 import timm
 import torch
 import torch.nn.functional as F
-
-import qbench.models.cifar_resnet  # noqa: F401  (registers resnet20 into timm)
-from qbench.bits import LayerBits
-from qbench.catalog import get_catalog
-from qbench.quant import quant_layers
-from qbench.surgery import find_layers, quantize_model
 from qbench_asq import ASQActQuantizer, POSTWeightQuantizer
+
+from qbench.api import LayerBits, find_layers, quant_layers, quantize_model
+from qbench.testing import get_catalog
 
 
 def test_registered_method_and_quantizers() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import torch
+from qbench_asq.post import POSTWeightQuantizer, post_decode, post_levels
 from torch import nn
 
-from qbench.quant.ste import lsq_grad_scale
-from qbench_asq.post import POSTWeightQuantizer, post_decode, post_levels
+from qbench.api import lsq_grad_scale
 
 R = math.sqrt(2.0)
 #: The sets written in the README and the post.py docstring (drop="negative").

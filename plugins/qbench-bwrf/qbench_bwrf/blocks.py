@@ -19,7 +19,7 @@ import re
 
 from torch import nn
 
-from qbench.errors import QbenchError
+from qbench.api import QbenchError
 
 GRANULARITIES = ("block", "stage")
 

@@ -27,10 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from qbench.default_plugins.wrappers import kd_loss
-from qbench.errors import QbenchError
-from qbench.train import frozen_bn_stats
-from qbench.wrappers import TrainingWrapper
+from qbench.api import QbenchError, TrainingWrapper, frozen_bn_stats, kd_loss
 
 from .blocks import find_blocks, model_label
 

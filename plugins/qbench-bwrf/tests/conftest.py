@@ -13,11 +13,16 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from qbench.bits import LayerBits
-from qbench.models import create_model
-from qbench.quant import ActivationQuantizer, WeightQuantizer
-from qbench.quant.ste import int_range, round_ste
-from qbench.surgery import find_layers, quantize_model
+from qbench.api import (
+    ActivationQuantizer,
+    LayerBits,
+    WeightQuantizer,
+    find_layers,
+    int_range,
+    quantize_model,
+    round_ste,
+)
+from qbench.testing import create_model
 
 # 2 cores shared with other jobs: one intra-op thread avoids OpenMP oversubscription (20x slower)
 torch.set_num_threads(1)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from qbench_bwrf import BWRFWrapper, find_blocks
 from torch import nn
 
-from qbench.errors import QbenchError
-from qbench.models import create_model
-from qbench_bwrf import BWRFWrapper, find_blocks
+from qbench.api import QbenchError
+from qbench.testing import create_model
 
 
 def test_resnet20_blocks_and_stages() -> None:

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import torch
-
-from qbench.catalog import get_catalog
-from qbench.quant import QuantLayer
 from qbench_bwrf import BWRFWrapper
+
+from qbench.api import QuantLayer
+from qbench.testing import get_catalog
 
 
 def test_wrapper_and_method_are_registered() -> None:

@@ -2,16 +2,12 @@
 suites/bwrf-combos.toml composes ``bwrf-asq`` (no code), and one of its jobs runs end to end."""
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
-from qbench.catalog import get_catalog
-from qbench.harness import Harness
-from qbench.jobs import expand, select_methods, suite_methods
-from qbench.suite import parse_suite
-from qbench.workspace import Workspace
+from qbench.testing import get_catalog, parse_suite, run_suite, suite_method
 
 SUITE_FILE = Path(__file__).resolve().parents[1] / "suites" / "bwrf-combos.toml"
 
@@ -20,8 +16,7 @@ def test_shipped_suite_file_composes_bwrf_around_asq_and_a_job_runs(tmp_path: Pa
     pytest.importorskip("qbench_asq", reason="bwrf-asq uses the asq-a / post-w quantizers of qbench-asq")
     cat = get_catalog()
     raw = tomllib.loads(SUITE_FILE.read_text())
-    full = suite_methods(parse_suite(raw, str(SUITE_FILE)), cat)
-    combo, asq = full["bwrf-asq"], cat.methods.get("asq")
+    combo, asq = suite_method(parse_suite(raw, str(SUITE_FILE)), "bwrf-asq", cat), cat.methods.get("asq")
     assert (combo.weight_quantizer, combo.activation_quantizer, combo.wrapper) == ("post-w", "asq-a", "bwrf")
     assert combo.part_params("weight") == asq.part_params("weight")
     assert combo.part_params("activation") == asq.part_params("activation")
@@ -30,8 +25,7 @@ def test_shipped_suite_file_composes_bwrf_around_asq_and_a_job_runs(tmp_path: Pa
     raw.update(seeds=[0], bits=["W4A4"], models=[{"name": "resnet20", "kwargs": {"width": 4}}])
     raw["fp"]["epochs"], raw["qat"]["epochs"] = 2, 1
     suite = parse_suite(raw, str(SUITE_FILE))
-    jobs = expand(suite, cat, select_methods(["bwrf-asq"], suite_methods(suite, cat)))
-    rows = Harness(cat, Workspace(tmp_path)).run(suite, jobs)
+    rows = run_suite(suite, ["bwrf-asq"], tmp_path, cat)
     assert [r["method"] for r in rows] == ["bwrf-asq"]
     row = rows[0]
     assert row["status"] == "ok", row.get("reason")

@@ -7,12 +7,11 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from qbench.default_plugins.wrappers import kd_loss
-from qbench.quant import QuantLayer
 from qbench_bwrf import BWRFWrapper
 from qbench_bwrf.wrapper import mp_configs
+from torch import nn
+
+from qbench.api import QuantLayer, kd_loss
 
 
 def _setup(qmodel: nn.Module, fp: nn.Module, **params: object) -> BWRFWrapper:

@@ -15,7 +15,7 @@ import bisect
 import torch
 from torch import Tensor
 
-from qbench.quant.levels import nearest_level_index
+from qbench.api import nearest_level_index
 
 
 def kmeans_pp_seeds(x: Tensor, k: int, block: int = 4096) -> Tensor:

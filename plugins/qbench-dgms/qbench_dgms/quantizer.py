@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from qbench.quant import WeightQuantizer, grad_scale
+from qbench.api import WeightQuantizer, grad_scale
 
 from .kmeans import kmeans_1d
 from .mixture import full_means, map_index, soft_weight

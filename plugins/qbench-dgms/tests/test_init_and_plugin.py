@@ -1,16 +1,16 @@
 """k-means initialisation (facts and reproducibility), bit changes, export, and registration."""
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
+from qbench_dgms import DGMSWeightQuantizer, kmeans_1d, kmeans_pp_seeds
 from torch import nn
 
-from qbench.catalog import get_catalog
-from qbench.quant import QuantConv2d
-from qbench_dgms import DGMSWeightQuantizer, kmeans_1d, kmeans_pp_seeds
+from qbench.api import QuantConv2d
+from qbench.testing import get_catalog
 
 
 def _clustered(seed: int = 0) -> torch.Tensor:

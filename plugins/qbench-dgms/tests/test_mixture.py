@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
-
-from qbench.audit import count_levels
 from qbench_dgms import DGMSWeightQuantizer
 from qbench_dgms.mixture import full_means, log_joint, log_mixing, soft_weight
+from torch import nn
+
+from qbench.api import count_levels
 
 
 def _set_mixture(q: DGMSWeightQuantizer, means: list[float], sigmas: list[float], pi: list[float]) -> None:

@@ -28,8 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from qbench.quant import ActivationQuantizer, WeightQuantizer
-from qbench.quant.ste import round_ste
+from qbench.api import ActivationQuantizer, WeightQuantizer, round_ste
 
 WEIGHT_SCALES = ("none", "max_abs")
 BINARY_MODES = ("mean", "grid")

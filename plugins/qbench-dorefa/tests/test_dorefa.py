@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from qbench_dorefa import DoReFaActQuantizer, DoReFaWeightQuantizer, quantize_k
 from torch import nn
 
-from qbench.bits import LayerBits
-from qbench.catalog import get_catalog
-from qbench.quant import QuantConv2d
-from qbench.surgery import quantize_model
-from qbench_dorefa import DoReFaActQuantizer, DoReFaWeightQuantizer, quantize_k
+from qbench.api import LayerBits, QuantConv2d, quantize_model
+from qbench.testing import get_catalog
 
 
 def _weights(seed: int = 0) -> torch.Tensor:

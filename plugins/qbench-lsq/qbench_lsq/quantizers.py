@@ -10,11 +10,11 @@ qbench keeps s as it is).
 from __future__ import annotations
 
 import math
+
 import torch
 from torch import Tensor, nn
 
-from qbench.quant import ActivationQuantizer, WeightQuantizer
-from qbench.quant.ste import features_per_sample, int_range, lsq_grad_scale
+from qbench.api import ActivationQuantizer, WeightQuantizer, features_per_sample, int_range, lsq_grad_scale
 
 from .function import lsq_quantize
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 
 import torch
-
 from qbench_lsq import LSQActivationQuantizer
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 
 import torch
-
 from qbench_lsq import LSQActivationQuantizer, LSQWeightQuantizer, lsq_quantize
 
 

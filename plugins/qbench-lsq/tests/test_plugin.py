@@ -1,10 +1,10 @@
 """The plugin is discovered through its ``qbench`` entry point and registers what it promises."""
 from __future__ import annotations
 
+from qbench_lsq import LSQActivationQuantizer, LSQWeightQuantizer
 from torch import nn
 
-from qbench.catalog import get_catalog, reset_catalog
-from qbench_lsq import LSQActivationQuantizer, LSQWeightQuantizer
+from qbench.testing import get_catalog, reset_catalog
 
 
 def test_entry_point_registers_lsq() -> None:

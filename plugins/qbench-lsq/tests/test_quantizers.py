@@ -5,10 +5,10 @@ import math
 
 import pytest
 import torch
+from qbench_lsq import LSQActivationQuantizer, LSQWeightQuantizer
 from torch import nn
 
-from qbench.quant import QuantConv2d, QuantLinear
-from qbench_lsq import LSQActivationQuantizer, LSQWeightQuantizer
+from qbench.api import QuantConv2d, QuantLinear
 
 
 def distinct(t: torch.Tensor) -> int:

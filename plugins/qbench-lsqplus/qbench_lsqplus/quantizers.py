@@ -29,18 +29,23 @@ Not specified by the paper; qbench uses:
 * s is floored at 1e-8 in the forward pass to keep the division defined.
 * MSE init (``init="mse"``): Adam, lr 1e-2 relative to the min-max step, ``mse_steps`` steps,
   on at most 65536 values of the calibration batch, a seeded random draw (the host's
-  :func:`qbench.quant.calibration.calibration_sample`).
+  :func:`qbench.contract.quant.calibration.calibration_sample`).
 """
 from __future__ import annotations
-
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from qbench.quant import ActivationQuantizer, WeightQuantizer
-from qbench.quant.calibration import calibration_sample
-from qbench.quant.ste import features_per_sample, grad_scale, int_range, lsq_grad_scale, round_ste
+from qbench.api import (
+    ActivationQuantizer,
+    WeightQuantizer,
+    calibration_sample,
+    features_per_sample,
+    grad_scale,
+    int_range,
+    lsq_grad_scale,
+    round_ste,
+)
 
 #: Floor for the step size in the forward pass (keeps (x - beta) / s finite).
 S_MIN = 1e-8
@@ -70,7 +75,7 @@ class LsqPlusWeightQuantizer(WeightQuantizer):
     """
 
     def __init__(self, bits: int, layer: nn.Module, per_channel: bool = False,
-                 init_stds: float = WEIGHT_INIT_STDS, **_: Any) -> None:
+                 init_stds: float = WEIGHT_INIT_STDS) -> None:
         super().__init__(bits)
         self.per_channel = bool(per_channel)
         self.init_stds = float(init_stds)
@@ -120,7 +125,7 @@ class LsqPlusActQuantizer(ActivationQuantizer):
     """
 
     def __init__(self, bits: int, layer: nn.Module | None = None, init: str = "minmax",
-                 mse_steps: int = 200, **_: Any) -> None:
+                 mse_steps: int = 200) -> None:
         super().__init__(bits)
         if init not in ("minmax", "mse"):
             raise ValueError(f"lsqplus-a: init must be 'minmax' or 'mse', got {init!r}")

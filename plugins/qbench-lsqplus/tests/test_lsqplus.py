@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
+from qbench_lsqplus.quantizers import LsqPlusActQuantizer, LsqPlusWeightQuantizer
 from torch import nn
 
-from qbench.catalog import get_catalog
-from qbench_lsqplus.quantizers import LsqPlusActQuantizer, LsqPlusWeightQuantizer
+from qbench.testing import get_catalog
 
 
 def _train_reconstruction(q: LsqPlusActQuantizer, x: torch.Tensor, steps: int) -> float:

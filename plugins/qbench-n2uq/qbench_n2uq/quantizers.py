@@ -34,9 +34,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from qbench.quant import ActivationQuantizer
-from qbench.quant.calibration import calibration_sample, mse_search
-from qbench.quant.ste import features_per_sample, grad_scale, lsq_grad_scale
+from qbench.api import (
+    ActivationQuantizer,
+    calibration_sample,
+    features_per_sample,
+    grad_scale,
+    lsq_grad_scale,
+    mse_search,
+)
 
 from .function import n2uq_levels, segment_boundaries, thresholds_from_boundaries
 

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
-from qbench.catalog import get_catalog
-from qbench.quant.layers import quant_layers
-from qbench.surgery import LayerInfo, quantize_model
-from qbench.bits import LayerBits
 from qbench_n2uq import N2UQActivationQuantizer, n2uq_levels
 from qbench_n2uq.function import segment_boundaries
+from torch import nn
+
+from qbench.api import LayerBits, quant_layers, quantize_model
+from qbench.testing import get_catalog
 
 
 def _quantizer(bits: int, **kw) -> N2UQActivationQuantizer:

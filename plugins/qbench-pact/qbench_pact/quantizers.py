@@ -31,7 +31,7 @@ Choices where the paper is silent (also in the README):
   ``calibrate="train"`` (default) treats it as provisional and recomputes alpha once, on the
   first training-mode forward; ``calibrate="first"`` keeps it.
 * the MSE search runs on at most 65536 values of the batch, a seeded random draw (the host's
-  :func:`qbench.quant.calibration.calibration_sample`).
+  :func:`qbench.contract.quant.calibration.calibration_sample`).
 * alpha_decay: the paper's coefficient per experiment is not reproduced here; qbench uses 5e-4
   (the quick suite's weight decay).
 * alpha is clamped at >= ``min_alpha`` (1e-3) inside the forward to keep the step size positive.
@@ -44,8 +44,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from qbench.quant import ActivationQuantizer
-from qbench.quant.calibration import calibration_sample, clip_grid, mse_search
+from qbench.api import ActivationQuantizer, calibration_sample, clip_grid, mse_search
 
 ALPHA_INITS = ("mse", "max")
 CALIBRATE = ("train", "first")

@@ -5,9 +5,9 @@ import copy
 
 import pytest
 import torch
-
-from qbench.catalog import get_catalog
 from qbench_pact import PACTActQuantizer
+
+from qbench.testing import get_catalog
 
 
 def _quantizer(bits: int, alpha: float, **kw: object) -> PACTActQuantizer:

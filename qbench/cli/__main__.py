@@ -1,0 +1,4 @@
+"""``python -m qbench.cli``."""
+from qbench.cli import main
+
+main()

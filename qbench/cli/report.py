@@ -1,0 +1,74 @@
+"""``qbench leaderboard``, ``publish`` and ``compare``: from rows to published tables and the gate."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from qbench.cli.render import console, report_comparison
+from qbench.plugin.catalog import get_catalog
+from qbench.run.plan import plan_jobs
+from qbench.run.workspace import Workspace
+
+
+@click.command()
+@click.argument("suite")
+@click.option("--root", type=click.Path(path_type=Path), default=Path("leaderboards"), show_default=True,
+              help="Leaderboards directory.")
+@click.option("--version", "version", type=int, help="Suite version (default: the latest published).")
+@click.option("--plot", is_flag=True, help="Also write pareto.png (accuracy vs GBitOPs and vs bits).")
+def leaderboard(suite: str, root: Path, version: int | None, plot: bool) -> None:
+    """Regenerate a published leaderboard's table (and plot) from its CSV, and print it."""
+    from qbench.report.leaderboard import latest_version_dir, render, version_dir
+
+    d = version_dir(root, suite, version) if version else latest_version_dir(root, suite)
+    md = render(d, suite, plot=plot)
+    console.print(md, markup=False, highlight=False)
+    console.print(f"Wrote {d / 'leaderboard.md'}" + (f" and {d / 'pareto.png'}" if plot else ""))
+
+
+@click.command()
+@click.argument("suite")
+@click.option("--workspace", type=click.Path(path_type=Path), help="Results directory of the run.")
+@click.option("--root", type=click.Path(path_type=Path), default=Path("leaderboards"), show_default=True)
+def publish(suite: str, workspace: Path | None, root: Path) -> None:
+    """Publish a run's rows for SUITE as leaderboards/SUITE/v<version>/ (CSV, table, meta, diff, plot).
+
+    Only rows of jobs the suite plans now are published: a workspace also keeps rows from older
+    method versions or parameters (their job keys differ), and a leaderboard must not mix them.
+    """
+    from qbench.report.leaderboard import publish as do_publish
+
+    suite_obj, jobs = plan_jobs(get_catalog(), suite, None, None, None, None, None)
+    planned = {j.key for j in jobs}
+    stored = Workspace(workspace).rows(suite_obj.name)
+    rows = [r for r in stored if r.get("job_key") in planned]
+    if len(rows) < len(stored):
+        superseded = sorted({f"{r.get('method')} v{r.get('method_version')}" for r in stored
+                             if r.get("job_key") not in planned})
+        console.print(f"[yellow]Left out {len(stored) - len(rows)} rows the suite no longer plans[/yellow] "
+                      f"(an older method version or parameters, or a method not installed: "
+                      f"{', '.join(superseded)}).")
+    missing = len(planned - {r.get("job_key") for r in rows})
+    if missing:
+        console.print(f"[yellow]{missing} of {len(planned)} planned jobs have no row yet[/yellow]; the table "
+                      f"shows what finished. Finish them with `qbench run --suite {suite} --all --workspace "
+                      f"{Workspace(workspace).root}` and publish again.")
+    d = do_publish(rows, root, suite_obj.name)
+    console.print(f"Published {len(rows)} rows to {d}")
+
+
+@click.command()
+@click.argument("results", type=click.Path(path_type=Path))
+@click.option("--against", type=click.Path(path_type=Path), required=True,
+              help="Committed leaderboard directory, e.g. leaderboards/quick.")
+@click.option("--floor", type=float, default=1.0, show_default=True, help="Minimum tolerance in top-1 points.")
+def compare(results: Path, against: Path, floor: float) -> None:
+    """Compare a run's results.csv (or its directory) against a committed leaderboard.
+
+    Exits 1 when a method is significantly worse than its committed entry."""
+    from qbench.report.compare import read_results
+
+    if not report_comparison(read_results(results), against, floor):
+        sys.exit(1)

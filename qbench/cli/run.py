@@ -1,0 +1,115 @@
+"""``qbench run``: plan a suite's jobs and execute them into a workspace (resumable)."""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+from rich.table import Table
+
+from qbench.cli.render import console, print_summary, report_comparison
+from qbench.errors import QbenchError
+from qbench.plugin.catalog import get_catalog
+from qbench.run.plan import plan_jobs
+from qbench.run.workspace import Workspace
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _executor_options(pairs: tuple[str, ...], ray_address: str | None) -> dict[str, Any]:
+    """``-X key=value`` pairs for the executor's factory (values parsed as JSON when they can be)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise QbenchError(f"--executor-option {pair!r} is not KEY=VALUE; e.g. -X retries=2.")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    if ray_address:
+        options["address"] = ray_address
+    return options
+
+
+@click.command()
+@click.option("--all", "run_all", is_flag=True, help="Every installed method (on --suite, default quick).")
+@click.option("--suite", "suite_name", default="quick", show_default=True, help="Suite name or TOML path.")
+@click.option("--method", "methods", help="Comma-separated method names or globs (default: the suite's).")
+@click.option("--model", "models", help="Comma-separated model names (suite entries or any timm model).")
+@click.option("--dataset", "datasets", help="Comma-separated dataset names.")
+@click.option("--bits", help="Comma-separated bit targets: 4,2 or W4A4,W2A8.")
+@click.option("--seeds", type=int, help="Number of seeds (0..N-1) instead of the suite's.")
+@click.option("--dry-run", is_flag=True, help="Validate and print the plan; train nothing.")
+@click.option("--workspace", type=click.Path(path_type=Path), help="Results directory (default ./qbench-runs).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Where datasets that need files live.")
+@click.option("--workers", type=int, help="Worker processes (default: cores // the recipe's threads, one per GPU "
+                                          "on CUDA). 1 runs jobs in this process.")
+@click.option("--executor", help="local | pool | subprocess | an executor from a plugin (ray). "
+                                 "Default: pool when --workers > 1, else local.")
+@click.option("--executor-option", "-X", "executor_options", multiple=True, metavar="KEY=VALUE",
+              help="An option for the executor's factory, e.g. -X retries=2 (repeatable).")
+@click.option("--ray-address", help="With --executor ray: the cluster to join (default: start a local one).")
+@click.option("--device", default="cpu", show_default=True, help="auto | cpu | cuda | cuda:N (auto: CUDA when "
+                                                                 "available).")
+@click.option("--progress/--no-progress", default=True, help="Show progress bars.")
+@click.option("--compare-against", type=click.Path(path_type=Path),
+              help="After the run, compare with this committed leaderboard (exit 1 on a regression).")
+@click.option("--threads", type=int, envvar="QBENCH_THREADS",
+              help="Override the recipe's torch threads per job (a different job key; env QBENCH_THREADS).")
+def run(run_all: bool, suite_name: str, methods: str | None, models: str | None, datasets: str | None,
+        bits: str | None, seeds: int | None, dry_run: bool, workspace: Path | None, data_dir: Path | None,
+        workers: int | None, executor: str | None, executor_options: tuple[str, ...], ray_address: str | None,
+        device: str, progress: bool, compare_against: Path | None, threads: int | None) -> None:
+    """Run a suite: FP checkpoints, QAT per method, audit, one row per job (resumable)."""
+    from qbench.run.harness import Harness
+    from qbench.run.progress import RunProgress
+    from qbench.run.runtime import default_workers, resolve_device
+
+    cat = get_catalog()
+    if run_all and methods:
+        raise QbenchError("Give either --all or --method, not both.")
+    dev = resolve_device(device)
+    suite, jobs = plan_jobs(cat, suite_name, ["*"] if run_all else _csv(methods), _csv(models), _csv(datasets),
+                            _csv(bits), seeds, threads=threads, device_type=dev.type)
+    if workers is not None and workers < 1:
+        raise QbenchError(f"--workers must be >= 1, got {workers}.")
+    n_workers = workers or default_workers(suite.threads, dev)
+    executor = executor or ("pool" if n_workers > 1 else "local")
+    options = _executor_options(executor_options, ray_address)
+    if executor == "pool":
+        options.setdefault("workers", n_workers)
+    cat.executors.get(executor)
+    ws = Workspace(workspace)
+    done = sum(ws.is_finished(suite.name, j.key) for j in jobs)
+    fp = len({j.fp_key for j in jobs})
+    console.print(f"Suite [bold]{suite.name}[/bold] v{suite.version}: {len(jobs)} jobs ({done} finished), "
+                  f"{fp} FP checkpoints, methods: {', '.join(dict.fromkeys(j.method.name for j in jobs))}; "
+                  f"{suite.threads} thread(s) a job on {dev}, executor {executor}"
+                  + (f" x{options['workers']}" if "workers" in options else "") + f"; workspace {ws.root}")
+    if dry_run:
+        table = Table(title="plan (dry run)")
+        for col in ("job", "key", "status"):
+            table.add_column(col)
+        for j in jobs:
+            table.add_row(j.label, j.key, "done" if ws.is_finished(suite.name, j.key) else "todo")
+        console.print(table)
+        if suite.gpu_recommended:
+            console.print("[yellow]This suite is paper-scale: run it on a GPU machine with --data-dir.[/yellow]")
+        return
+    command = "qbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    with RunProgress(enabled=progress) as prog:
+        harness = Harness(cat, ws, data_dir=data_dir, progress=prog, command=command, device=str(dev))
+        rows = harness.run(suite, jobs, executor=executor, options=options)
+    print_summary([r for r in rows if r.get("suite_version") == suite.version], f"{suite.name} v{suite.version}")
+    console.print(f"Rows: {ws.root / suite.name / 'rows'}; table: {ws.root / suite.name / 'results.csv'}")
+    if compare_against is not None:
+        run_rows = pd.DataFrame([r for r in rows if r.get("suite_version") == suite.version])
+        if not report_comparison(run_rows, compare_against, 1.0):
+            sys.exit(1)

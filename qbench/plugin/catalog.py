@@ -1,0 +1,216 @@
+"""The catalog: every registry, filled through pluggy's own hook calls.
+
+Each registration hook is called once through ``pm.hook`` (so ``QBENCH_TRACE_PLUGINS`` shows it
+and a plugin's hookwrapper wraps it). The ``register`` callback finds which plugin called it by
+the hook implementation on the call stack, so every entry knows its plugin. When one plugin's
+implementation raises, its plugin is reported and the hook is called again without it: a
+failing plugin never takes the others' registrations down with it.
+"""
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import CodeType, TracebackType
+from typing import Any
+
+from qbench.contract.method import Method
+from qbench.contract.params import bind_params
+from qbench.errors import PluginError, QbenchError
+from qbench.plugin.manager import QbenchPluginManager
+from qbench.plugin.registry import Registry
+
+INSTALL_HINT = "Install a plugin that provides it (pip install plugins/qbench-<name>) or check the spelling."
+
+
+@dataclass(frozen=True)
+class Component:
+    """A registered factory with a description (allocators, wrappers, datasets, executors)."""
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+    kind: str = ""
+
+
+class Catalog:
+    """All registries of one plugin manager."""
+
+    def __init__(self, pm: QbenchPluginManager) -> None:
+        self.pm = pm
+        hint = INSTALL_HINT + (" " + pm.disabled_hint() if pm.disabled_hint() else "")
+        self.quantizers: Registry[Component] = Registry("quantizer", hint)
+        self.allocators: Registry[Component] = Registry("bit-allocator", hint)
+        self.wrappers: Registry[Component] = Registry("training wrapper", hint)
+        self.methods: Registry[Method] = Registry("method", hint + " `qbench list methods` shows what is installed.")
+        self.datasets: Registry[Component] = Registry("dataset", hint)
+        self.models: Registry[Component] = Registry("model")
+        self.executors: Registry[Component] = Registry("executor", hint)
+        self.suites: Registry[Path] = Registry("suite", "Or pass the path of a suite TOML file.")
+        self.errors: dict[str, str] = dict(pm.load_report.errors)
+        self._collect()
+
+    # -- filling -----------------------------------------------------------------------------
+    def _collect(self) -> None:
+        self._call("qbench_register_quantizers", self._add_quantizer)
+        self._call("qbench_register_bit_allocators", self._adder(self.allocators, "allocator"))
+        self._call("qbench_register_training_wrappers", self._adder(self.wrappers, "wrapper"))
+        self._call("qbench_register_methods", self._add_method)
+        self._call("qbench_register_datasets", self._adder(self.datasets, "dataset"))
+        self._call("qbench_register_models", self._add_model)
+        self._call("qbench_register_executors", self._adder(self.executors, "executor"))
+        self._call("qbench_register_suites", self._add_suite)
+
+    def _call(self, hook_name: str, add: Callable[..., None]) -> None:
+        """Call the hook through pluggy, staging registrations until every implementation ran."""
+        owners = _impl_owners(self.pm, hook_name)
+        excluded: list[str] = []
+        while True:
+            staged: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+            def register(*args: Any, **kwargs: Any) -> None:
+                staged.append((_caller_plugin(owners), args, kwargs))
+
+            caller = getattr(self.pm.hook, hook_name) if not excluded else self.pm.subset_hook_caller(
+                hook_name, remove_plugins=[self.pm.get_plugin(n) for n in excluded])
+            try:
+                caller(register=register)
+            except QbenchError:
+                raise
+            except Exception as exc:
+                plugin = _blame(exc.__traceback__, owners)
+                if plugin is None or plugin in excluded:
+                    raise
+                excluded.append(plugin)
+                msg = f"{hook_name} failed: {type(exc).__name__}: {exc}"
+                self.errors[plugin] = msg
+                warnings.warn(f"qbench plugin {plugin!r}: {msg}. Its registrations were skipped.", stacklevel=3)
+                continue
+            break
+        for plugin, args, kwargs in staged:
+            add(plugin, *args, **kwargs)
+
+    def _add_quantizer(self, plugin: str, name: str, factory: Callable[..., Any], kind: str | None = None,
+                       description: str = "") -> None:
+        kind = kind or getattr(factory, "kind", "")
+        if kind not in ("weight", "activation"):
+            raise PluginError(f"Plugin {plugin!r} registered quantizer {name!r} without a valid kind "
+                              f"(got {kind!r}); pass kind='weight' or kind='activation'.")
+        self.quantizers.add(name, Component(name, factory, description or _doc(factory), kind), plugin)
+
+    def _adder(self, registry: Registry[Component], what: str) -> Callable[..., None]:
+        def add(plugin: str, name: str, factory: Callable[..., Any], description: str = "") -> None:
+            if not callable(factory):
+                raise PluginError(f"Plugin {plugin!r} registered {what} {name!r} with a non-callable factory.")
+            registry.add(name, Component(name, factory, description or _doc(factory)), plugin)
+        return add
+
+    def _add_method(self, plugin: str, method: Method) -> None:
+        if not isinstance(method, Method):
+            raise PluginError(f"Plugin {plugin!r}: qbench_register_methods must register qbench.contract.method.Method "
+                              f"objects, got {type(method).__name__}.")
+        self.methods.add(method.name, method, plugin)
+
+    def _add_model(self, plugin: str, name: str, description: str = "") -> None:
+        self.models.add(name, Component(name, lambda: None, description), plugin)
+
+    def _add_suite(self, plugin: str, name: str, path: str | Path) -> None:
+        self.suites.add(name, Path(path), plugin)
+
+    # -- checks ------------------------------------------------------------------------------
+    def check_method(self, method: Method) -> None:
+        """Every part a method names must be registered, with the right kind."""
+        for attr, kind in (("weight_quantizer", "weight"), ("activation_quantizer", "activation")):
+            qname = getattr(method, attr)
+            if qname is None:
+                continue
+            entry = self.quantizers.get(qname)
+            if entry.kind != kind:
+                raise QbenchError(f"Method {method.name!r}: {attr} {qname!r} is an {entry.kind} quantizer, "
+                                  f"not a {kind} quantizer.")
+        if not method.reference:
+            self.allocators.get(method.allocator)
+            self.wrappers.get(method.wrapper)
+
+    def bind_params(self, method: Method) -> dict[str, dict[str, Any]]:
+        """Every part's parameters bound against its factory's signature, defaults included.
+
+        Called when jobs are planned: an unknown key fails here, before any training, and the
+        result goes into the job key, so a changed default is a new job.
+        """
+        if method.reference:
+            return {}
+        parts = {"weight": (self.quantizers, method.weight_quantizer),
+                 "activation": (self.quantizers, method.activation_quantizer),
+                 "allocator": (self.allocators, method.allocator), "wrapper": (self.wrappers, method.wrapper)}
+        bound: dict[str, dict[str, Any]] = {}
+        for part, (registry, name) in parts.items():
+            if name is None:
+                if method.params.get(part):
+                    raise QbenchError(f"Method {method.name!r} sets {part} parameters but has no {part} part; "
+                                      f"remove params[{part!r}].")
+                continue
+            bound[part] = bind_params(registry.get(name).factory, method.part_params(part), method=method.name,
+                                      part=part, component=name)
+        return bound
+
+    def plugin_of(self, registry: Registry[Any], name: str) -> str:
+        return registry.entry(name).plugin
+
+
+def _code(fn: Any) -> CodeType | None:
+    fn = getattr(fn, "__func__", fn)
+    return getattr(fn, "__code__", None)
+
+
+def _impl_owners(pm: QbenchPluginManager, hook_name: str) -> dict[CodeType, str]:
+    """The code object of every implementation of a hook -> its plugin's name."""
+    owners = {}
+    for impl in getattr(pm.hook, hook_name).get_hookimpls():
+        code = _code(impl.function)
+        if code is not None:
+            owners[code] = impl.plugin_name
+    return owners
+
+
+def _caller_plugin(owners: dict[CodeType, str]) -> str:
+    """The plugin whose hook implementation is on the stack above ``register``."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code in owners:
+            return owners[frame.f_code]
+        frame = frame.f_back  # type: ignore[assignment]
+    return "?"
+
+
+def _blame(tb: TracebackType | None, owners: dict[CodeType, str]) -> str | None:
+    """The plugin whose implementation raised: the innermost implementation frame in ``tb``."""
+    found = None
+    while tb is not None:
+        if tb.tb_frame.f_code in owners:
+            found = owners[tb.tb_frame.f_code]
+        tb = tb.tb_next
+    return found
+
+
+def _doc(obj: Any) -> str:
+    doc = (getattr(obj, "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+_CACHE: dict[bool, Catalog] = {}
+
+
+def get_catalog(load_entrypoints: bool = True) -> Catalog:
+    """The process-wide catalog (built on first use)."""
+    if load_entrypoints not in _CACHE:
+        from qbench.plugin.manager import get_plugin_manager
+        _CACHE[load_entrypoints] = Catalog(get_plugin_manager(load_entrypoints))
+    return _CACHE[load_entrypoints]
+
+
+def reset_catalog() -> None:
+    """Forget the cached catalog (tests, or after installing a plugin in-process)."""
+    _CACHE.clear()

@@ -1,0 +1,192 @@
+"""Leaderboards: versioned directories of raw rows, a rendered table, metadata, a diff and a plot.
+
+Layout, one directory per suite version (results of different versions are never mixed)::
+
+    leaderboards/<suite>/v<version>/results.csv     the raw rows (every number comes from here)
+    leaderboards/<suite>/v<version>/leaderboard.md  the table, rendered from results.csv
+    leaderboards/<suite>/v<version>/meta.json       schema, versions, dataset hashes, machine, command
+    leaderboards/<suite>/v<version>/diff.csv        top1_diff / rank_diff against what it replaced
+    leaderboards/<suite>/v<version>/pareto.png      accuracy vs GBitOPs and vs average bits
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from qbench.atomic import atomic_write_text
+from qbench.errors import QbenchError
+from qbench.report.rows_csv import rows_to_csv
+from qbench.report.stats import GROUP, aggregate, torch_threads
+
+SCHEMA_VERSION = 1
+
+
+def version_dir(root: Path, suite: str, version: int) -> Path:
+    return Path(root) / suite / f"v{version}"
+
+
+def published_versions(root: Path, suite: str) -> list[int]:
+    base = Path(root) / suite
+    if not base.exists():
+        return []
+    return sorted(int(p.name[1:]) for p in base.glob("v*") if p.name[1:].isdigit() and (p / "results.csv").exists())
+
+
+def latest_version_dir(root: Path, suite: str) -> Path:
+    versions = published_versions(root, suite)
+    if not versions:
+        raise QbenchError(f"No published leaderboard for suite {suite!r} in {str(Path(root) / suite)!r}. "
+                          f"Publish one with `qbench publish {suite}` after a run.")
+    return version_dir(root, suite, versions[-1])
+
+
+def check_single_version(df: pd.DataFrame) -> int:
+    versions = sorted(set(df["suite_version"].astype(int)))
+    if len(versions) != 1:
+        raise QbenchError(f"Rows mix suite versions {versions}; a table holds one version. "
+                          "Filter the rows, or publish each version on its own.")
+    return versions[0]
+
+
+def load_rows_csv(path: Path) -> pd.DataFrame:
+    if not Path(path).exists():
+        raise QbenchError(f"No results at {str(path)!r}. Run the suite, or publish it first.")
+    return pd.read_csv(path)
+
+
+#: Measured average bits further than this from the target are shown next to it.
+BITS_SHOWN_AT = 0.1
+
+
+def _bits_cell(bits: str, w_bits: float, a_bits: float) -> str:
+    """The target label, plus what the model ended at when that differs (a learned or allocated
+    bit-width, or components that died): ``W2A2 → W4A3``. Without it a method that raised its
+    bits would sit among the W2A2 rows as if it had kept them."""
+    m = re.fullmatch(r"W(\d+)A(\d+)", str(bits))
+    if not m or (abs(w_bits - int(m.group(1))) <= BITS_SHOWN_AT and abs(a_bits - int(m.group(2))) <= BITS_SHOWN_AT):
+        return str(bits)
+    return f"{bits} → W{w_bits:.3g}A{a_bits:.3g}"
+
+
+def _pct(v: Any) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    if isinstance(v, float):
+        return "n/a" if math.isnan(v) else f"{v:.{digits}f}"
+    return str(v)
+
+
+def metadata(df: pd.DataFrame, suite: str, command: str) -> dict[str, Any]:
+    """Provenance of a leaderboard: what produced every row, summarised."""
+    def uniq(col: str) -> list[Any]:
+        return sorted({str(v) for v in df[col].dropna()}) if col in df else []
+
+    plugins = sorted({f"{m}: {p}" for m, p in zip(df.get("method", []), df.get("plugin", []))})
+    return {
+        "schema_version": SCHEMA_VERSION, "suite": suite, "suite_version": check_single_version(df),
+        "suite_sha": uniq("suite_sha"), "qbench_version": uniq("qbench_version"), "plugins": plugins,
+        "torch_version": uniq("torch_version"), "timm_version": uniq("timm_version"),
+        "dataset_hash": sorted({f"{d}: {h}" for d, h in zip(df["dataset"], df.get("dataset_hash", df["dataset"]))}),
+        "machine": uniq("machine"), "torch_threads": sorted(torch_threads(df)), "git_commit": uniq("git_commit"),
+        "command": command,
+        "rows": int(len(df)), "rows_ok": int((df["status"] == "ok").sum()),
+    }
+
+
+def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
+    """The leaderboard table(s), one per (dataset, model), with how they were obtained."""
+    version = check_single_version(df)
+    agg = aggregate(df)
+    meta = metadata(df, suite, command)
+    out = io.StringIO()
+    out.write(f"# qbench leaderboard: suite `{suite}` v{version}\n\n")
+    out.write("Generated from `results.csv` in this directory by `qbench leaderboard "
+              f"{suite} --version {version} --plot`; do not edit by hand.\n\n")
+    if command:
+        out.write(f"Produced by: `{command}`\n\n")
+    out.write("Top-1 (%): mean ± std over seeds, with the 95 % Student-t interval half-width; *rank* ties "
+              "where intervals overlap (within dataset, model and bits). W/A bits are **measured** by the "
+              "bit audit (parameter-weighted mean of ceil(log2 distinct levels) over quantized layers); "
+              "*bits* is the suite's target, followed by `→` what the model measured when that differs by "
+              "more than 0.1 (a method that learns or allocates bits); "
+              "*W zeros* is the fraction of deployed quantized weights that are exactly 0; "
+              f"first/last layers: `{df['first_last'].iloc[0] if 'first_last' in df else ''}`.\n\n")
+    out.write(f"qbench {', '.join(meta['qbench_version'])}; torch {', '.join(meta['torch_version'])}; "
+              f"timm {', '.join(meta['timm_version'])}; commit {', '.join(meta['git_commit'])}; "
+              f"machine: {', '.join(meta['machine'])}; torch threads: "
+              f"{', '.join(map(str, meta['torch_threads'])) or 'n/a'}; datasets: {', '.join(meta['dataset_hash'])}.\n\n")
+    for (dataset, model), g in agg.groupby(["dataset", "model"], sort=False):
+        out.write(f"## {dataset} / {model}\n\n")
+        out.write("| rank | method | bits | top-1 | ±95% CI | Δ FP | seeds | W bits | A bits | W zeros | GBitOPs | "
+                  "size (KB) |\n")
+        out.write("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+        for r in g.itertuples():
+            rank = "ref" if r.bits == "fp32" else str(r.rank)
+            out.write(f"| {rank} | {r.method} v{r.method_version} | {_bits_cell(r.bits, r.w_bits, r.a_bits)} | "
+                      f"{r.top1:.2f} ± {_fmt(r.top1_std)} | "
+                      f"{_fmt(r.ci95)} | {r.gap:+.2f} | {r.n} | {r.w_bits:.2f} | {r.a_bits:.2f} | "
+                      f"{_pct(r.w_sparsity)} | {r.gbitops:.5f} | {r.size_kb:.1f} |\n")
+        out.write("\n")
+    failed = df[df["status"] != "ok"]
+    if not failed.empty:
+        out.write("## Jobs that did not finish\n\n")
+        for r in failed.itertuples():
+            out.write(f"- {r.dataset}/{r.model}/{r.method}/{r.bits}/seed{r.seed}: {r.status}: {getattr(r, 'reason', '')}\n")
+    return out.getvalue()
+
+
+def diff(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """top1_diff and rank_diff per (dataset, model, method, bits) between two leaderboards."""
+    a, b = aggregate(old), aggregate(new)
+    cols = GROUP + ["top1", "rank", "method_version"]
+    m = a[cols].merge(b[cols], on=GROUP, how="outer", suffixes=("_old", "_new"))
+    m["top1_diff"] = m["top1_new"] - m["top1_old"]
+    m["rank_diff"] = m["rank_new"] - m["rank_old"]
+    return m
+
+
+def render(d: Path, suite: str, plot: bool = False) -> str:
+    """Regenerate leaderboard.md (and pareto.png) of a version directory from its results.csv."""
+    df = load_rows_csv(d / "results.csv")
+    command = str(df["command"].dropna().iloc[0]) if "command" in df and df["command"].notna().any() else ""
+    md = render_markdown(df, suite, command)
+    atomic_write_text(d / "leaderboard.md", md)
+    atomic_write_text(d / "meta.json", json.dumps(metadata(df, suite, command), indent=1))
+    if plot:
+        from qbench.report.plot import pareto_plot
+        pareto_plot(aggregate(df), d / "pareto.png", f"{suite} v{check_single_version(df)}")
+    return md
+
+
+def publish(rows: list[dict[str, Any]], root: Path, suite: str, plot: bool = True) -> Path:
+    """Publish rows as ``root/suite/v<version>/``: a new version keeps older ones; republishing a
+    version writes the diff against what it replaces, a first publication the diff against the
+    newest older version."""
+    if not rows:
+        raise QbenchError(f"No result rows for suite {suite!r}: run it first (qbench run --suite {suite}).")
+    new = pd.read_csv(io.StringIO(rows_to_csv(rows)))
+    version = check_single_version(new)
+    d = version_dir(root, suite, version)
+    previous: pd.DataFrame | None = None
+    against = ""
+    if (d / "results.csv").exists():
+        previous, against = pd.read_csv(d / "results.csv"), f"v{version} (previous publication)"
+    else:
+        older = [v for v in published_versions(root, suite) if v < version]
+        if older:
+            previous, against = pd.read_csv(version_dir(root, suite, older[-1]) / "results.csv"), f"v{older[-1]}"
+    atomic_write_text(d / "results.csv", rows_to_csv(rows))
+    if previous is not None:
+        delta = diff(previous, new)
+        delta.insert(0, "against", against)
+        atomic_write_text(d / "diff.csv", delta.to_csv(index=False))
+    render(d, suite, plot=plot)
+    return d

@@ -1,0 +1,138 @@
+"""The result row: one per job, the unit every leaderboard number comes from.
+
+:class:`Row` is the schema. Each field carries its meaning (``Annotated`` text), from which
+docs/result-row.md is generated (``python -m qbench.report.row > docs/result-row.md``; a test keeps
+the two in sync). The harness writes rows of this shape, the leaderboard and the gate read them.
+Bump :data:`SCHEMA_VERSION` when a field changes meaning or disappears.
+"""
+from __future__ import annotations
+
+import io
+from typing import Annotated, Any, TypedDict, get_type_hints
+
+#: 2: the job's recipe threads and determinism, device, budget and collapse flags (qbench 0.2).
+SCHEMA_VERSION = 2
+
+_BITS_RULE = "parameter-weighted mean over quantized layers"
+
+
+class Row(TypedDict, total=False):
+    # -- what ran ----------------------------------------------------------------------------
+    schema_version: Annotated[int, "this schema's version (qbench.report.row.SCHEMA_VERSION)"]
+    job_key: Annotated[str, "content hash of everything that defines the job (recipe, method and its bound "
+                            "parameters, bits, seed, threads, determinism); equal keys give equal rows"]
+    fp_key: Annotated[str, "hash of what defines the FP checkpoint the job started from"]
+    suite: Annotated[str, "suite name"]
+    suite_version: Annotated[int, "suite version; rows of different versions are never compared"]
+    suite_sha: Annotated[str, "hash of the suite's frozen recipe"]
+    dataset: Annotated[str, "dataset name"]
+    dataset_hash: Annotated[str, "fingerprint of the data the job saw"]
+    dataset_source: Annotated[str, "where the data came from, and its split"]
+    model: Annotated[str, "model label in tables (a suite alias or the timm name)"]
+    model_name: Annotated[str, "timm model name"]
+    method: Annotated[str, "method name"]
+    method_version: Annotated[int, "method version; bumped on any change of behaviour"]
+    plugin: Annotated[str, "distribution and version that registered the method"]
+    weight_quantizer: Annotated[str, "registered weight quantizer ('' for FP weights)"]
+    activation_quantizer: Annotated[str, "registered activation quantizer ('' for FP activations)"]
+    allocator: Annotated[str, "registered bit-allocator"]
+    wrapper: Annotated[str, "registered training wrapper"]
+    params: Annotated[str, "JSON of every part's parameters, bound against its factory, defaults included"]
+    bits: Annotated[str, "the suite's bit target, e.g. W4A4 (fp32 for the reference)"]
+    w_bits_target: Annotated[int, "target weight bits"]
+    a_bits_target: Annotated[int, "target activation bits (32 for weight-only methods)"]
+    first_last: Annotated[str, "the suite's first/last-layer rule"]
+    attention: Annotated[str, "which matmuls the job quantized besides Conv2d/Linear inputs ('none' today)"]
+    seed: Annotated[int, "seed of the FP checkpoint and of QAT"]
+    # -- the result --------------------------------------------------------------------------
+    status: Annotated[str, "ok / failed / timeout / crashed"]
+    reason: Annotated[str, "why a job did not finish ('' when ok)"]
+    traceback: Annotated[str, "the failing job's traceback (JSON rows only)"]
+    top1: Annotated[float, "top-1 accuracy (%) of the deployed (hard-quantized) model on the full test split"]
+    top5: Annotated[float, "top-5 accuracy (%)"]
+    fp_top1: Annotated[float, "top-1 of the FP checkpoint the job started from"]
+    # -- the audit: measured, not declared ----------------------------------------------------
+    w_bits: Annotated[float, f"declared weight bits, {_BITS_RULE}"]
+    w_bits_measured: Annotated[float, "measured weight bits: ceil(log2 distinct hard values) per layer (per "
+                                      f"channel for per-channel quantizers: the max over channels), {_BITS_RULE}"]
+    w_bits_layer_mean: Annotated[float, "declared weight bits, plain (unweighted) mean over quantized layers"]
+    a_bits: Annotated[float, "declared activation bits, plain mean over layers with quantized inputs"]
+    a_bits_measured: Annotated[float, "measured activation bits: ceil(log2 distinct values per sample), max "
+                                      "over a test batch, plain mean over layers"]
+    w_sparsity: Annotated[float, "fraction of deployed quantized weights that are exactly 0"]
+    levels_ok: Annotated[bool, "every layer keeps at most 2^bits levels (weights and activations)"]
+    level_violations: Annotated[str, "the layers that keep more levels than declared"]
+    gbitops: Annotated[float, "sum over layers of MACs x measured b_w x measured b_a (32 for an FP side), 1e9"]
+    target_gbitops: Annotated[float, "the same sum at the target bits on the same layers (first/last by rule)"]
+    size_kb: Annotated[float, "packed size: quantized weights at measured bits, everything else at 32 bits"]
+    over_budget: Annotated[bool, "measured W bits, A bits or BitOPs above the target beyond the tolerance: "
+                                 "shown, never ranked with rows that kept the budget"]
+    budget_reason: Annotated[str, "what exceeded the budget, measured against target"]
+    collapsed: Annotated[bool, "far fewer levels than the budget, or top-1 near chance"]
+    collapse_reason: Annotated[str, "why the row counts as collapsed"]
+    export_max_abs_diff: Annotated[float, "max |logit difference| between the eval model and a copy holding only "
+                                          "its hard weights"]
+    extra: Annotated[dict, "what the allocator reports (e.g. learned bit-widths); JSON text in CSV"]
+    layers: Annotated[list, "per-layer audit (JSON rows only)"]
+    # -- how it ran ----------------------------------------------------------------------------
+    wall_s: Annotated[float, "job wall time (s), FP training included when this job trained it"]
+    qat_s: Annotated[float, "QAT wall time (s)"]
+    peak_rss_mb: Annotated[float, "peak resident memory of the process that ran the job (MiB)"]
+    torch_threads: Annotated[int, "torch intra-op threads the job ran with (the recipe's; part of the key)"]
+    deterministic: Annotated[bool, "torch.use_deterministic_algorithms was on (the recipe's; part of the key)"]
+    device: Annotated[str, "device the job ran on: cpu, or cuda:N and the GPU's name"]
+    cuda_version: Annotated[str, "CUDA runtime torch was built with ('' on CPU)"]
+    cudnn_version: Annotated[str, "cuDNN version ('' on CPU)"]
+    executor: Annotated[str, "the executor that ran the job"]
+    resumed_from_epoch: Annotated[int, "0, or the epoch checkpoint a killed job resumed from"]
+    command: Annotated[str, "the command line that produced the row"]
+    qbench_version: Annotated[str, "qbench version"]
+    torch_version: Annotated[str, "torch version and build (results differ slightly across builds)"]
+    timm_version: Annotated[str, "timm version"]
+    python_version: Annotated[str, "Python version"]
+    git_commit: Annotated[str, "qbench checkout commit (+dirty)"]
+    machine: Annotated[str, "architecture, OS and processor"]
+    date: Annotated[str, "UTC time the row was written"]
+
+
+def fields() -> dict[str, tuple[str, str]]:
+    """Field name -> (type name, meaning), in schema order."""
+    hints = get_type_hints(Row, include_extras=True)
+    return {name: (h.__origin__.__name__, h.__metadata__[0]) for name, h in hints.items()}
+
+
+#: Columns every leaderboard CSV must hold to be read (the rest are optional).
+REQUIRED_COLUMNS = ("suite", "suite_version", "dataset", "model", "method", "method_version", "bits", "seed",
+                    "status", "top1", "fp_top1", "w_bits_measured", "a_bits_measured", "gbitops", "size_kb")
+
+#: Columns written first in a CSV, in this order; the rest follow alphabetically.
+LEAD_COLUMNS = ("suite", "suite_version", "dataset", "model", "method", "method_version", "bits", "seed",
+                "status", "top1", "top5", "fp_top1")
+
+#: Fields kept in JSON rows only (too large or too nested for a CSV cell).
+JSON_ONLY = ("layers", "traceback")
+
+
+def unknown_fields(row: dict[str, Any]) -> list[str]:
+    """Keys of ``row`` the schema does not define (a typo in the harness, or a foreign row)."""
+    known = fields()
+    return sorted(k for k in row if k not in known)
+
+
+def render_markdown() -> str:
+    """docs/result-row.md: the schema as a table."""
+    out = io.StringIO()
+    out.write("# The result row\n\n")
+    out.write(f"Schema version {SCHEMA_VERSION}. Generated from `qbench/report/row.py` by "
+              "`python -m qbench.report.row > docs/result-row.md`; a test keeps this page in sync.\n\n")
+    out.write("One row per job: JSON under `<workspace>/<suite>/rows/<job_key>.json`, and a CSV line in "
+              "`results.csv` (without the JSON-only fields).\n\n")
+    out.write("| field | type | meaning |\n|---|---|---|\n")
+    for name, (typ, doc) in fields().items():
+        note = " (JSON only)" if name in JSON_ONLY else ""
+        out.write(f"| `{name}` | {typ} | {doc}{note} |\n")
+    return out.getvalue()
+
+
+if __name__ == "__main__":
+    print(render_markdown(), end="")

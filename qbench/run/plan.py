@@ -1,0 +1,70 @@
+"""Plan a run: a suite, narrowed by the command line's filters, expanded into jobs.
+
+The CLI and library callers (``qbench publish``'s rule, the workers) plan the same way, so the
+set of job keys a suite plans now is defined in one place.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from qbench.contract.bits import BitTarget
+from qbench.errors import QbenchError, UnknownNameError
+from qbench.plugin.catalog import Catalog
+from qbench.run.jobs import Job, expand, select_methods, suite_methods
+from qbench.run.suite import DatasetEntry, ModelEntry, Suite, load_suite
+
+
+def registered_suites(cat: Catalog) -> dict[str, Path]:
+    return {n: cat.suites.get(n) for n in cat.suites}
+
+
+def narrow_suite(suite: Suite, cat: Catalog, models: list[str] | None, datasets: list[str] | None,
+                 bits: list[str] | None, seeds: int | None) -> Suite:
+    """Apply the command line's filters to a suite (unknown names are errors)."""
+    from qbench.models import model_names
+
+    model_entries = None
+    if models:
+        by_name = {**{m.name: m for m in suite.models}, **{m.label: m for m in suite.models}}
+        model_entries = []
+        for m in models:
+            if m in by_name:
+                model_entries.append(by_name[m])
+            elif m in model_names():
+                model_entries.append(ModelEntry(m))
+            else:
+                raise UnknownNameError("model", m, list(by_name) + model_names(),
+                                       "Any timm model name works (timm.list_models()).")
+        model_entries = tuple(model_entries)
+    data_entries = None
+    if datasets:
+        by_name = {d.name: d for d in suite.datasets}
+        data_entries = []
+        for d in datasets:
+            cat.datasets.get(d)
+            data_entries.append(by_name.get(d, DatasetEntry(d)))
+        data_entries = tuple(data_entries)
+    if seeds is not None and seeds < 1:
+        raise QbenchError(f"--seeds must be a positive count of seeds, got {seeds}.")
+    return suite.narrowed(models=model_entries, datasets=data_entries,
+                          bits=tuple(BitTarget.parse(b) for b in bits) if bits else None,
+                          seeds=tuple(range(seeds)) if seeds else None)
+
+
+def plan_jobs(cat: Catalog, suite_name: str, methods: list[str] | None = None, models: list[str] | None = None,
+              datasets: list[str] | None = None, bits: list[str] | None = None, seeds: int | None = None,
+              threads: int | None = None, device_type: str = "cpu") -> tuple[Suite, list[Job]]:
+    """The suite (narrowed by the filters) and its jobs; ``None`` filters keep the suite's own."""
+    suite = load_suite(suite_name, registered_suites(cat))
+    suite = narrow_suite(suite, cat, models, datasets, bits, seeds)
+    if threads is not None:
+        if threads < 1:
+            raise QbenchError(f"--threads must be >= 1, got {threads}.")
+        suite = suite.narrowed(threads=threads)
+    available = suite_methods(suite, cat)
+    chosen = select_methods(methods or suite.methods, available)
+    if not any(m.reference for m in chosen) and "fp32" in available:
+        chosen.insert(0, available["fp32"])  # every table needs its FP32 row
+    return suite, expand(suite, cat, chosen, device_type)
+
+

@@ -1,0 +1,44 @@
+"""How a result was obtained: versions, commit, machine, date."""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import qbench
+from qbench.run.runtime import usable_cores
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str:
+    """The commit of the qbench checkout (with '+dirty' when it has local changes), or ''."""
+    here = Path(qbench.__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+        if not sha:
+            return ""
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> dict[str, Any]:
+    import timm
+    import torch
+
+    return {
+        "qbench_version": qbench.__version__, "torch_version": torch.__version__, "timm_version": timm.__version__,
+        "python_version": platform.python_version(), "git_commit": git_commit(),
+        "machine": f"{platform.machine()} {platform.system()} {usable_cores()} cores ({platform.processor() or 'cpu'})",
+    }
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

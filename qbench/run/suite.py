@@ -1,0 +1,190 @@
+"""Suites: frozen, versioned recipe files (TOML, parsed with tomllib: nothing is ever evaluated).
+
+A suite fixes datasets, models, bit targets, the FP and QAT training recipes, seeds and the
+first/last-layer rule, for every method alike. Its integer ``version`` is bumped on any change;
+results from different versions are never mixed.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from qbench.contract.bits import FIRST_LAST_RULES, BitTarget
+from qbench.errors import QbenchError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """One training phase (FP pre-training or QAT fine-tuning)."""
+
+    epochs: int
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A timm model name with constructor kwargs; ``label`` is what tables show."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    alias: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.alias or self.name
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    version: int
+    description: str
+    datasets: tuple[DatasetEntry, ...]
+    models: tuple[ModelEntry, ...]
+    bits: tuple[BitTarget, ...]
+    seeds: tuple[int, ...]
+    fp: TrainRecipe
+    qat: TrainRecipe
+    first_last: str = "fp"
+    methods: tuple[str, ...] = ("*",)
+    compose: dict[str, dict[str, Any]] = field(default_factory=dict)
+    job_timeout_s: float = 0.0
+    gpu_recommended: bool = False
+    #: torch intra-op threads of every job: the order of float reductions depends on it, so it is
+    #: fixed by the recipe (1 in the CPU suites) and is part of every job key
+    threads: int = 1
+    #: torch.use_deterministic_algorithms (and cuDNN's deterministic flags) for every job
+    deterministic: bool = True
+    path: str = ""
+
+    def recipe(self) -> dict[str, Any]:
+        """The frozen recipe as plain data (what job hashes are made of)."""
+        d = asdict(self)
+        d.pop("path")
+        d.pop("description")
+        return json.loads(json.dumps(d, default=str, sort_keys=True))
+
+    @property
+    def sha(self) -> str:
+        return hashlib.sha256(json.dumps(self.recipe(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def narrowed(self, **changes: Any) -> "Suite":
+        """The same suite restricted from the command line (a subset of its jobs)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+_TOP_KEYS = {"name", "version", "description", "datasets", "models", "bits", "seeds", "fp", "qat",
+             "first_last", "methods", "compose", "job_timeout_s", "gpu_recommended", "threads",
+             "deterministic"}
+_COMPOSE_KEYS = {"base", "weight_quantizer", "activation_quantizer", "allocator", "wrapper", "params", "version"}
+
+
+def _check_keys(where: str, got: dict[str, Any], allowed: set[str]) -> None:
+    for key in got:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise QbenchError(f"Unknown key {key!r} in {where}.{hint} Allowed: {', '.join(sorted(allowed))}.")
+
+
+def _recipe(where: str, raw: dict[str, Any]) -> TrainRecipe:
+    allowed = set(TrainRecipe.__dataclass_fields__)
+    _check_keys(where, raw, allowed)
+    if "epochs" not in raw:
+        raise QbenchError(f"{where} needs 'epochs'.")
+    r = TrainRecipe(**raw)
+    if r.optimizer not in OPTIMIZERS:
+        raise QbenchError(f"{where}.optimizer {r.optimizer!r} is not supported; use one of {', '.join(OPTIMIZERS)}.")
+    if r.schedule not in SCHEDULES:
+        raise QbenchError(f"{where}.schedule {r.schedule!r} is not supported; use one of {', '.join(SCHEDULES)}.")
+    if r.epochs < 0 or r.batch_size < 1 or r.lr <= 0:
+        raise QbenchError(f"{where}: epochs must be >= 0, batch_size >= 1 and lr > 0.")
+    return r
+
+
+def parse_suite(raw: dict[str, Any], path: str = "<memory>") -> Suite:
+    """Validate a suite's data; every error names the key and the fix."""
+    where = f"suite {path}"
+    _check_keys(where, raw, _TOP_KEYS)
+    for key in ("name", "version", "datasets", "models", "bits", "seeds", "fp", "qat"):
+        if key not in raw:
+            raise QbenchError(f"{where} is missing {key!r}.")
+    if not isinstance(raw["version"], int) or raw["version"] < 1:
+        raise QbenchError(f"{where}: version must be a positive integer.")
+    datasets = []
+    for d in raw["datasets"]:
+        d = {"name": d} if isinstance(d, str) else d
+        _check_keys(f"{where} datasets", d, {"name", "options"})
+        datasets.append(DatasetEntry(d["name"], dict(d.get("options", {}))))
+    models = []
+    for m in raw["models"]:
+        m = {"name": m} if isinstance(m, str) else m
+        _check_keys(f"{where} models", m, {"name", "kwargs", "alias"})
+        models.append(ModelEntry(m["name"], dict(m.get("kwargs", {})), m.get("alias", "")))
+    compose = {}
+    for cname, spec in raw.get("compose", {}).items():
+        _check_keys(f"{where} compose.{cname}", spec, _COMPOSE_KEYS)
+        if "base" not in spec:
+            raise QbenchError(f"{where} compose.{cname} needs 'base', the method it starts from.")
+        compose[cname] = dict(spec)
+    first_last = raw.get("first_last", "fp")
+    if first_last not in FIRST_LAST_RULES:
+        raise QbenchError(f"{where}: first_last {first_last!r} is not a rule; use one of {', '.join(FIRST_LAST_RULES)}.")
+    methods = raw.get("methods", ["*"])
+    return Suite(
+        name=raw["name"], version=raw["version"], description=raw.get("description", ""),
+        datasets=tuple(datasets), models=tuple(models),
+        bits=tuple(BitTarget.parse(b) for b in raw["bits"]), seeds=tuple(int(s) for s in raw["seeds"]),
+        fp=_recipe(f"{where} [fp]", raw["fp"]), qat=_recipe(f"{where} [qat]", raw["qat"]),
+        first_last=first_last, methods=tuple([methods] if isinstance(methods, str) else methods),
+        compose=compose, job_timeout_s=float(raw.get("job_timeout_s", 0)),
+        gpu_recommended=bool(raw.get("gpu_recommended", False)), threads=_threads(where, raw.get("threads", 1)),
+        deterministic=bool(raw.get("deterministic", True)), path=path)
+
+
+def _threads(where: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise QbenchError(f"{where}: threads must be a positive integer (torch intra-op threads per job), "
+                          f"got {value!r}.")
+    return value
+
+
+def load_suite(name_or_path: str, suites: dict[str, Path]) -> Suite:
+    """A registered suite by name, or a TOML file by path."""
+    path = Path(name_or_path)
+    if name_or_path not in suites and path.suffix == ".toml":
+        if not path.exists():
+            raise QbenchError(f"Suite file {name_or_path!r} does not exist.")
+    elif name_or_path in suites:
+        path = suites[name_or_path]
+    else:
+        from qbench.errors import UnknownNameError
+        raise UnknownNameError("suite", name_or_path, suites, "Or pass the path of a suite TOML file.")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise QbenchError(f"Suite file {str(path)!r} is not valid TOML: {exc}.") from None
+    return parse_suite(raw, str(path))

@@ -1,0 +1,48 @@
+"""Host pieces a plugin's own tests and benchmark scripts may use, re-exported in one place.
+
+Like :mod:`qbench.api` for plugin code, this is the only door plugin tests take into the host:
+build a model, load the embedded data, build a method's quantized model through the host's
+own path, train, and run a suite's jobs end to end into a workspace.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from qbench.data.bundle import DataBundle
+from qbench.data.digits import load_digits
+from qbench.models import create_model
+from qbench.plugin.catalog import Catalog, get_catalog, reset_catalog
+from qbench.plugin.manager import get_plugin_manager
+from qbench.run.suite import Suite, TrainRecipe, parse_suite
+from qbench.train.audit import audit_model, export_parity, summarize
+from qbench.train.loop import evaluate, train
+from qbench.train.qat import QatResult, frozen_copy, prepare, run_qat
+
+
+def run_suite(suite: Suite, methods: list[str], workspace: Path, catalog: Catalog | None = None
+              ) -> list[dict[str, Any]]:
+    """Plan ``methods`` on ``suite`` (its compositions included) and run the jobs into
+    ``workspace`` with the local executor; the rows, as ``qbench run`` writes them."""
+    from qbench.run.harness import Harness
+    from qbench.run.jobs import expand, select_methods, suite_methods
+    from qbench.run.workspace import Workspace
+
+    cat = catalog or get_catalog()
+    available = suite_methods(suite, cat)
+    jobs = expand(suite, cat, select_methods(methods, available))
+    return Harness(cat, Workspace(workspace)).run(suite, jobs)
+
+
+def suite_method(suite: Suite, name: str, catalog: Catalog | None = None) -> Any:
+    """A method as the suite sees it: registered, or composed by the suite file."""
+    from qbench.run.jobs import suite_methods
+
+    return suite_methods(suite, catalog or get_catalog())[name]
+
+
+__all__ = [
+    "DataBundle", "load_digits", "create_model", "Catalog", "get_catalog", "reset_catalog", "get_plugin_manager",
+    "Suite", "TrainRecipe", "parse_suite", "audit_model", "export_parity", "summarize", "evaluate", "train",
+    "QatResult", "frozen_copy", "prepare", "run_qat", "run_suite", "suite_method",
+]

@@ -1,0 +1,116 @@
+"""Build a method's quantized model from the FP checkpoint, then fine-tune it.
+
+This is where the three parts of a method meet: the allocator decides bits, the quantizers are
+attached, the training wrapper computes the loss, and a learning allocator acts after each step.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from qbench.contract.allocation import AllocationContext, BitAllocator, StepContext
+from qbench.contract.bits import BitTarget, LayerBits, first_last_bits
+from qbench.contract.layer_info import LayerInfo
+from qbench.contract.method import Method
+from qbench.contract.quant.layers import quant_layers
+from qbench.contract.wrappers import TrainingWrapper
+from qbench.data.bundle import DataBundle, iterate_batches
+from qbench.errors import PluginError
+from qbench.plugin.catalog import Catalog
+from qbench.train.loop import EpochStats, frozen_bn_stats, train
+from qbench.train.resume import Checkpointer
+from qbench.train.surgery import find_layers, quantize_model
+
+CALIB_BATCHES = 4
+
+
+@dataclass
+class QatResult:
+    model: nn.Module  # what is evaluated: wrapper.eval_model(qmodel)
+    layers: list[LayerInfo]
+    allocator: BitAllocator
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def frozen_copy(model: nn.Module) -> nn.Module:
+    fp = copy.deepcopy(model).eval()
+    for p in fp.parameters():
+        p.requires_grad_(False)
+    return fp
+
+
+def prepare(method: Method, catalog: Catalog, fp_model: nn.Module, data: DataBundle, target: BitTarget,
+            first_last: str, seed: int, device: torch.device | None = None
+            ) -> tuple[nn.Module, list[LayerInfo], BitAllocator]:
+    """The quantized model (quantizers attached and initialised, on ``device``) and its allocator."""
+    torch.manual_seed(seed)
+    qmodel = copy.deepcopy(fp_model)
+    layers = find_layers(qmodel, data.sample().to(device or "cpu"))
+    params_w, params_a = method.part_params("weight"), method.part_params("activation")
+    wq_entry = catalog.quantizers.get(method.weight_quantizer) if method.weight_quantizer else None
+    aq_entry = catalog.quantizers.get(method.activation_quantizer) if method.activation_quantizer else None
+    make_wq = (lambda bits, layer: wq_entry.factory(bits=bits, layer=layer, **params_w)) if wq_entry else None
+    make_aq = (lambda bits, layer: aq_entry.factory(bits=bits, layer=layer, **params_a)) if aq_entry else None
+
+    gen = torch.Generator().manual_seed(seed)
+    calib = [b for _, b in zip(range(CALIB_BATCHES), iterate_batches(data.train, 64, True, gen, device=device))]
+    allocator: BitAllocator = catalog.allocators.get(method.allocator).factory(**method.part_params("allocator"))
+    body = [l for l in layers if l.role == "body"]
+    ctx = AllocationContext(fp_model=fp_model, calib_batches=calib, make_weight_quantizer=make_wq, seed=seed,
+                            modules=dict(fp_model.named_modules()))
+    plan = dict(allocator.allocate(body, target, ctx))
+    missing = {l.name for l in body} - set(plan)
+    if missing:
+        raise PluginError(f"Bit-allocator {method.allocator!r} gave no bits for layers {sorted(missing)}; "
+                          "allocate() must return bits for every body layer it is given.")
+    edge = first_last_bits(first_last)
+    for l in layers:
+        if l.role != "body":
+            plan[l.name] = edge
+    if method.weight_only:
+        plan = {k: LayerBits(v.w, None) for k, v in plan.items()}
+    quantize_model(qmodel, plan, make_wq, make_aq)
+    if device is not None:
+        qmodel.to(device)  # the quantizers' own parameters and buffers join the model there
+    for _, layer in quant_layers(qmodel):
+        if layer.wq is not None:
+            layer.wq.initialize(layer.weight)
+    # Activation quantizers initialise from the first batch as training will see it (BN on batch
+    # statistics: quantized weights change every layer's scale), without moving running statistics.
+    qmodel.train()
+    with torch.no_grad(), frozen_bn_stats(qmodel):
+        qmodel(calib[0][0])
+    allocator.attach(qmodel)
+    if device is not None:
+        qmodel.to(device)  # state a data-dependent init created on the CPU
+    return qmodel, layers, allocator
+
+
+def run_qat(method: Method, catalog: Catalog, fp_model: nn.Module, data: DataBundle, target: BitTarget,
+            suite_qat: Any, first_last: str, seed: int, on_epoch: Callable[[EpochStats], None] | None = None,
+            deadline: float | None = None, checkpoint: Checkpointer | None = None,
+            device: torch.device | None = None) -> QatResult:
+    """Build the method's quantized model and fine-tune it (resuming from ``checkpoint``)."""
+    qmodel, layers, allocator = prepare(method, catalog, fp_model, data, target, first_last, seed, device)
+    wrapper: TrainingWrapper = catalog.wrappers.get(method.wrapper).factory(**method.part_params("wrapper"))
+    wrapper.setup(qmodel, frozen_copy(fp_model))
+
+    def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return wrapper.loss(qmodel, x, y)
+
+    def after_step(x: torch.Tensor, y: torch.Tensor, loss: float, step: int, epoch: int) -> None:
+        def task_loss() -> float:
+            with torch.no_grad(), frozen_bn_stats(qmodel):
+                return float(torch.nn.functional.cross_entropy(qmodel(x), y))
+        allocator.after_step(StepContext(qmodel, x, y, loss, step, epoch, task_loss))
+
+    extra = [(p, allocator.optim_spec()) for p in allocator.parameters()]
+    extra += [(p, wrapper.optim_spec()) for p in wrapper.parameters()]
+    train(qmodel, loss_fn, data, suite_qat, seed, extra_params=extra, after_step=after_step,
+          on_epoch=on_epoch, deadline=deadline, checkpoint=checkpoint, stateful=(allocator, wrapper), device=device)
+    return QatResult(model=wrapper.eval_model(qmodel), layers=layers, allocator=allocator,
+                     extra=dict(allocator.report()))
