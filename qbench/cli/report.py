@@ -18,14 +18,21 @@ from qbench.run.workspace import Workspace
               help="Leaderboards directory.")
 @click.option("--version", "version", type=int, help="Suite version (default: the latest published).")
 @click.option("--plot", is_flag=True, help="Also write pareto.png (accuracy vs GBitOPs and vs bits).")
-def leaderboard(suite: str, root: Path, version: int | None, plot: bool) -> None:
-    """Regenerate a published leaderboard's table (and plot) from its CSV, and print it."""
+@click.option("--html", is_flag=True, help="Also write the browsable page v<N>/index.html (sortable table, "
+                                           "Pareto charts, provenance, diff) and ROOT/index.html.")
+def leaderboard(suite: str, root: Path, version: int | None, plot: bool, html: bool) -> None:
+    """Regenerate a published leaderboard's table (and plot, and page) from its CSV, and print it."""
     from qbench.report.leaderboard import latest_version_dir, render, version_dir
 
     d = version_dir(root, suite, version) if version else latest_version_dir(root, suite)
     md = render(d, suite, plot=plot)
     console.print(md, markup=False, highlight=False)
-    console.print(f"Wrote {d / 'leaderboard.md'}" + (f" and {d / 'pareto.png'}" if plot else ""))
+    written = [d / "leaderboard.md"] + ([d / "pareto.png"] if plot else [])
+    if html:
+        from qbench.report.html import write_pages
+
+        written += write_pages(root, suite, [int(d.name[1:])])
+    console.print("Wrote " + ", ".join(str(p) for p in written))
 
 
 @click.command()
