@@ -1,7 +1,7 @@
 """Tables the commands print: the run summary and the gate's verdict.
 
 Kept apart from the commands so the rendering (rich on a terminal, whole tables in a pipe) is
-one module's business.
+one module's business: every command prints through :data:`console`.
 """
 from __future__ import annotations
 
@@ -9,11 +9,59 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 from rich.table import Table
+from rich.text import Text
 
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)  # never break a path or name across lines
+
+def _plain(cell: Any) -> str:
+    """A table cell as plain text for Markdown: markup dropped, pipes escaped, one line."""
+    if isinstance(cell, str):
+        cell = Text.from_markup(cell)
+    text = cell.plain if isinstance(cell, Text) else str(cell)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def table_markdown(table: Table) -> str:
+    """A rich Table as a Markdown table (title first): no width limit, so no cell is cut."""
+    align: dict[JustifyMethod, str] = {"right": "---:", "center": ":---:"}
+    lines = [f"### {_plain(table.title)}", ""] if table.title else []
+    lines.append("| " + " | ".join(_plain(c.header) for c in table.columns) + " |")
+    lines.append("|" + "|".join(align.get(c.justify, "---") for c in table.columns) + "|")
+    for row in zip(*(list(c.cells) for c in table.columns)):
+        lines.append("| " + " | ".join(_plain(cell) for cell in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+class PipeAwareConsole(Console):
+    """rich on a terminal; whole tables and unwrapped lines anywhere else.
+
+    On a terminal rich fits a table to the window, which suits a person. In a pipe (a CI log,
+    ``| cat``, ``| grep``) rich assumes 80 columns and cuts cells ("dig… vit… adq"), so the gate's
+    verdict cannot be read. There a Table is printed as Markdown (greppable, renders on GitHub)
+    and other text keeps its lines whole. Overriding ``print`` covers every command at once,
+    including tables built outside this module (``qbench run --dry-run``)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        if self.is_terminal:
+            super().print(*objects, **kwargs)
+            return
+        kwargs.setdefault("soft_wrap", True)
+        pending: list[Any] = []
+        for obj in objects:
+            if isinstance(obj, Table):
+                if pending:
+                    super().print(*pending, **kwargs)
+                    pending = []
+                super().print(table_markdown(obj), markup=False, highlight=False, soft_wrap=True)
+            else:
+                pending.append(obj)
+        if pending or not objects:
+            super().print(*pending, **kwargs)
+
+
+console = PipeAwareConsole()
+err_console = PipeAwareConsole(stderr=True, soft_wrap=True)  # never break a path or name across lines
 
 
 def print_summary(rows: list[dict[str, Any]], title: str) -> None:
