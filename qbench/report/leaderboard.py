@@ -22,7 +22,8 @@ import pandas as pd
 from qbench.atomic import atomic_write_text
 from qbench.errors import QbenchError
 from qbench.report.rows_csv import rows_to_csv
-from qbench.report.stats import GROUP, aggregate, torch_threads
+from qbench.report.budget import BITOPS_RTOL, BITS_TOL, CHANCE_MARGIN
+from qbench.report.stats import GROUP, aggregate, is_ranked, torch_threads
 
 SCHEMA_VERSION = 1
 
@@ -64,14 +65,22 @@ def load_rows_csv(path: Path) -> pd.DataFrame:
 BITS_SHOWN_AT = 0.1
 
 
-def _bits_cell(bits: str, w_bits: float, a_bits: float) -> str:
+def _bits_cell(bits: str, w_bits: float, a_bits: float, always: bool = False) -> str:
     """The target label, plus what the model ended at when that differs (a learned or allocated
     bit-width, or components that died): ``W2A2 → W4A3``. Without it a method that raised its
-    bits would sit among the W2A2 rows as if it had kept them."""
+    bits would sit among the W2A2 rows as if it had kept them. ``always``: show the measured bits
+    whatever the difference (an over-budget entry)."""
     m = re.fullmatch(r"W(\d+)A(\d+)", str(bits))
-    if not m or (abs(w_bits - int(m.group(1))) <= BITS_SHOWN_AT and abs(a_bits - int(m.group(2))) <= BITS_SHOWN_AT):
+    if not m or (not always and abs(w_bits - int(m.group(1))) <= BITS_SHOWN_AT
+                 and abs(a_bits - int(m.group(2))) <= BITS_SHOWN_AT):
         return str(bits)
     return f"{bits} → W{w_bits:.3g}A{a_bits:.3g}"
+
+
+def _pareto_cell(r: Any) -> str:
+    """★ marks on the Pareto front: B = top-1 vs measured GBitOPs, S = top-1 vs packed size."""
+    marks = [m for m, on in (("B", r.pareto_bitops), ("S", r.pareto_size)) if on]
+    return "★ " + "".join(marks) if marks else ""
 
 
 def _pct(v: Any) -> str:
@@ -118,6 +127,10 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
               "*bits* is the suite's target, followed by `→` what the model measured when that differs by "
               "more than 0.1 (a method that learns or allocates bits); "
               "*W zeros* is the fraction of deployed quantized weights that are exactly 0; "
+              "*Pareto* ★ marks the entries no other entry of the same dataset and model beats on top-1 at "
+              "lower or equal measured cost: B = GBitOPs, S = packed size (mixed-precision and learned-bit "
+              "methods are compared there by what they measured); over-budget and collapsed entries are "
+              "listed apart, not ranked; "
               f"first/last layers: `{df['first_last'].iloc[0] if 'first_last' in df else ''}`.\n\n")
     out.write(f"qbench {', '.join(meta['qbench_version'])}; torch {', '.join(meta['torch_version'])}; "
               f"timm {', '.join(meta['timm_version'])}; commit {', '.join(meta['git_commit'])}; "
@@ -126,14 +139,35 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
     for (dataset, model), g in agg.groupby(["dataset", "model"], sort=False):
         out.write(f"## {dataset} / {model}\n\n")
         out.write("| rank | method | bits | top-1 | ±95% CI | Δ FP | seeds | W bits | A bits | W zeros | GBitOPs | "
-                  "size (KB) |\n")
-        out.write("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+                  "size (KB) | Pareto |\n")
+        out.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
         for r in g.itertuples():
+            if r.bits != "fp32" and not is_ranked(r.rank):
+                continue
             rank = "ref" if r.bits == "fp32" else str(r.rank)
             out.write(f"| {rank} | {r.method} v{r.method_version} | {_bits_cell(r.bits, r.w_bits, r.a_bits)} | "
                       f"{r.top1:.2f} ± {_fmt(r.top1_std)} | "
                       f"{_fmt(r.ci95)} | {r.gap:+.2f} | {r.n} | {r.w_bits:.2f} | {r.a_bits:.2f} | "
-                      f"{_pct(r.w_sparsity)} | {r.gbitops:.5f} | {r.size_kb:.1f} |\n")
+                      f"{_pct(r.w_sparsity)} | {r.gbitops:.5f} | {r.size_kb:.1f} | {_pareto_cell(r)} |\n")
+        out.write("\n")
+    unranked = agg[(agg["bits"] != "fp32") & ~agg["rank"].map(is_ranked)]
+    if not unranked.empty:
+        out.write("## Not ranked: over budget or collapsed\n\n")
+        out.write("Entries whose measured cost exceeds their target (W or A bits above it by more than "
+                  f"{BITS_TOL:g}, or GBitOPs above the target's on the same layers by more than "
+                  f"{100 * BITOPS_RTOL:g} %), or that collapsed (most layers below 2^(b-1) levels, or top-1 "
+                  f"within {CHANCE_MARGIN:g} points of chance). Shown with what they measured, never ranked "
+                  "with the entries that kept the budget; they stay on the Pareto view by measured cost "
+                  "(collapsed ones excepted).\n\n")
+        out.write("| dataset / model | method | bits (target → measured) | top-1 | seeds | W bits | A bits | GBitOPs "
+                  "| target GBitOPs | size (KB) | Pareto | why |\n")
+        out.write("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+        for r in unranked.itertuples():
+            out.write(f"| {r.dataset} / {r.model} | {r.method} v{r.method_version} | "
+                      f"{_bits_cell(r.bits, r.w_bits, r.a_bits, always=bool(r.over_budget))} | "
+                      f"{r.top1:.2f} ± {_fmt(r.top1_std)} | {r.n} | {r.w_bits:.2f} | {r.a_bits:.2f} | "
+                      f"{r.gbitops:.5f} | {_fmt(r.target_gbitops, 5)} | {r.size_kb:.1f} | {_pareto_cell(r)} | "
+                      f"{r.flag} |\n")
         out.write("\n")
     failed = df[df["status"] != "ok"]
     if not failed.empty:
@@ -149,7 +183,7 @@ def diff(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     cols = GROUP + ["top1", "rank", "method_version"]
     m = a[cols].merge(b[cols], on=GROUP, how="outer", suffixes=("_old", "_new"))
     m["top1_diff"] = m["top1_new"] - m["top1_old"]
-    m["rank_diff"] = m["rank_new"] - m["rank_old"]
+    m["rank_diff"] = pd.to_numeric(m["rank_new"], errors="coerce") - pd.to_numeric(m["rank_old"], errors="coerce")
     return m
 
 

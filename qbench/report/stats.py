@@ -2,8 +2,14 @@
 where intervals overlap.
 
 With n = 1 the std and the interval are unknown (NaN): a single seed says nothing about its own
-spread. Ranking then uses the point value (an interval of width 0), and comparisons fall back on
-the other side's spread or on the floor (see :mod:`qbench.report.compare`).
+spread. Ranking then uses the point value (an interval of width 0); the CI gate pools the spread
+across methods (see :mod:`qbench.report.compare`).
+
+Only entries that kept the budget are ranked (:mod:`qbench.report.budget`): an entry with an
+over-budget or collapsed seed gets rank ``—`` (:data:`UNRANKED`) and its reason in ``flag``. The
+Pareto columns mark the entries no other entry of the same (dataset, model) dominates on top-1
+against measured GBitOPs (``pareto_bitops``) and against packed size (``pareto_size``), flagged
+entries included (they are placed by what they measured), collapsed ones excepted.
 """
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ from scipy import stats as st
 
 GROUP = ["dataset", "model", "method", "bits"]
 CONFIDENCE = 0.95
+#: The rank of an entry that is not ranked (over budget or collapsed).
+UNRANKED = "—"
 
 
 def t_quantile(n: int, confidence: float = CONFIDENCE) -> float:
@@ -28,30 +36,68 @@ def ci_halfwidth(std: float, n: int, confidence: float = CONFIDENCE) -> float:
     return t_quantile(n, confidence) * std / math.sqrt(n)
 
 
-def aggregate(df: pd.DataFrame) -> pd.DataFrame:
+def _join(values: pd.Series) -> str:
+    return "; ".join(dict.fromkeys(v for v in values if isinstance(v, str) and v))
+
+
+def aggregate(df: pd.DataFrame, num_classes: int | dict[str, int] | None = None) -> pd.DataFrame:
     """One row per (dataset, model, method, bits) of ``ok`` rows: n, mean, std, 95 % CI, FP gap,
-    measured bits, weight sparsity, BitOPs, size, and ``rank`` within (dataset, model, bits)."""
+    measured bits, weight sparsity, BitOPs (and the target's, when known), size, the budget flags
+    (``over_budget``, ``collapsed``, their reasons, ``flag``: any seed flagged flags the entry),
+    ``rank`` within (dataset, model, bits) among the entries that kept the budget (:data:`UNRANKED`
+    for the others), and the Pareto marks ``pareto_bitops`` / ``pareto_size``.
+
+    The flags are recomputed from the columns (:func:`qbench.report.budget.flag_frame`, with
+    ``num_classes`` for the chance level), so CSVs written before they existed are judged alike."""
+    from qbench.report.budget import flag_frame
+    from qbench.report.plot import pareto_front
+
     ok = df[df["status"] == "ok"].copy()
     if ok.empty:
         return pd.DataFrame()
-    if "w_sparsity" not in ok:  # rows written before the audit measured sparsity
-        ok["w_sparsity"] = float("nan")
-    ok["w_sparsity"] = pd.to_numeric(ok["w_sparsity"], errors="coerce")
+    for col in ("w_sparsity", "target_gbitops"):  # rows written before the audit measured them
+        if col not in ok:
+            ok[col] = float("nan")
+        ok[col] = pd.to_numeric(ok[col], errors="coerce")
+    ok = flag_frame(ok, num_classes)
+    for col in ("budget_reason", "collapse_reason"):  # name the seed when entries hold several
+        ok[col] = [f"seed {seed}: {why}" if why else "" for seed, why in zip(ok["seed"], ok[col])]
     agg = ok.groupby(GROUP, sort=False).agg(
         n=("seed", "nunique"), top1=("top1", "mean"), top1_std=("top1", "std"),
         fp_top1=("fp_top1", "mean"), w_bits=("w_bits_measured", "mean"), a_bits=("a_bits_measured", "mean"),
-        gbitops=("gbitops", "mean"), size_kb=("size_kb", "mean"), method_version=("method_version", "max"),
-        w_sparsity=("w_sparsity", "mean"),
+        gbitops=("gbitops", "mean"), target_gbitops=("target_gbitops", "mean"), size_kb=("size_kb", "mean"),
+        method_version=("method_version", "max"), w_sparsity=("w_sparsity", "mean"),
+        over_budget=("over_budget", "any"), budget_reason=("budget_reason", _join),
+        collapsed=("collapsed", "any"), collapse_reason=("collapse_reason", _join),
     ).reset_index()
     agg["ci95"] = [ci_halfwidth(s, n) for s, n in zip(agg["top1_std"], agg["n"])]
     agg["gap"] = agg["top1"] - agg["fp_top1"]
-    agg["rank"] = 0
-    for _, idx in agg.groupby(["dataset", "model", "bits"], sort=False).groups.items():
-        agg.loc[idx, "rank"] = overlap_ranks(agg.loc[idx, "top1"].tolist(), agg.loc[idx, "ci95"].tolist())
+    agg["flag"] = [("over budget: " + b if o else "") + ("; " if o and c else "") + ("collapsed: " + cr if c else "")
+                   for o, b, c, cr in zip(agg["over_budget"], agg["budget_reason"], agg["collapsed"],
+                                          agg["collapse_reason"])]
+    ranked = ~(agg["over_budget"] | agg["collapsed"])
+    agg["rank"] = pd.Series([UNRANKED] * len(agg), dtype=object)
+    for _, idx in agg[ranked].groupby(["dataset", "model", "bits"], sort=False).groups.items():
+        ranks = overlap_ranks(agg.loc[idx, "top1"].tolist(), agg.loc[idx, "ci95"].tolist())
+        for i, r in zip(idx, ranks):
+            agg.at[i, "rank"] = int(r)
+    agg["pareto_bitops"] = False
+    agg["pareto_size"] = False
+    for _, g in agg[~agg["collapsed"]].groupby(["dataset", "model"], sort=False):
+        for col, cost in (("pareto_bitops", "gbitops"), ("pareto_size", "size_kb")):
+            agg.loc[g.index, col] = pareto_front(g[cost].tolist(), g["top1"].tolist())
+    agg["pareto_bitops"] = agg["pareto_bitops"].astype(bool)
+    agg["pareto_size"] = agg["pareto_size"].astype(bool)
     agg["_ref"] = agg["bits"] != "fp32"
-    agg = agg.sort_values(["dataset", "model", "_ref", "bits", "rank", "top1"],
+    agg["_rank"] = pd.to_numeric(agg["rank"], errors="coerce").fillna(math.inf)
+    agg = agg.sort_values(["dataset", "model", "_ref", "bits", "_rank", "top1"],
                           ascending=[True, True, True, False, True, False])
-    return agg.drop(columns="_ref").reset_index(drop=True)
+    return agg.drop(columns=["_ref", "_rank"]).reset_index(drop=True)
+
+
+def is_ranked(rank: object) -> bool:
+    """True for a numeric rank, False for :data:`UNRANKED`."""
+    return rank != UNRANKED and not (isinstance(rank, float) and math.isnan(rank))
 
 
 def overlap_ranks(means: list[float], halfwidths: list[float]) -> list[int]:

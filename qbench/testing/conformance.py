@@ -11,7 +11,8 @@ Each check builds the method's quantized model through the host's own path
 (:func:`qbench.train.qat.run_qat`: allocator, first/last rule, quantizers, calibration, wrapper, a few
 optimiser steps) on a few timm families and the embedded digits data, then asserts:
 forward and backward work, gradients reach the quantizer parameters, every hard-quantized layer
-keeps at most 2^b levels (measured by the bit audit, not declared), the export is exact, the
+keeps at most 2^b levels (measured by the bit audit, not declared) and has not collapsed (most
+quantized layers below 2^(b-1) levels: :func:`collapse_reasons`), the export is exact, the
 state dict round-trips through ``torch.load(weights_only=True)``, and a seed fixes the result.
 """
 from __future__ import annotations
@@ -39,6 +40,15 @@ FAMILIES: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("vit", "vit_tiny_patch16_224", {"img_size": 8, "patch_size": 2, "depth": 2, "embed_dim": 32, "num_heads": 2}),
 )
 RECIPE = TrainRecipe(epochs=1, batch_size=64, lr=0.01)
+
+
+def collapse_reasons(layers: list[dict[str, Any]]) -> list[str]:
+    """Why a short training counts as collapsed: most quantized layers keep fewer than 2^(b-1)
+    weight levels (or activation levels per sample), b the layer's declared bits; the rule rows
+    are flagged by (:mod:`qbench.report.budget`). Empty when it did not collapse."""
+    from qbench.report.budget import _layer_collapse
+
+    return _layer_collapse(layers)
 
 
 def tiny_digits(n_train: int = 128, n_test: int = 64) -> DataBundle:
@@ -113,6 +123,9 @@ class MethodConformance:
                                               f"declares: {summary['level_violations']}")
                 quantized = [la for la in summary["layers"] if la["w_levels"]]
                 assert quantized, f"{self.method} on {family}: no layer has quantized weights"
+                collapse = collapse_reasons(summary["layers"])
+                assert not collapse, (f"{self.method} on {family} at {b} bits collapsed after a short training: "
+                                      f"{'; '.join(collapse)}")
 
     def test_export_is_exact(self, catalog: Catalog) -> None:
         res = qat(self.method, self.families[0], 4, catalog=catalog)

@@ -60,6 +60,22 @@ def bitops(layers: list[LayerAudit], measured: bool = True) -> int:
     return total
 
 
+def target_bitops(layers: list[LayerAudit] | list[dict[str, Any]], w_target: int, a_target: int) -> int:
+    """The BitOPs the job's target allows on the same layers: MACs x target b_w x target b_a, with
+    body layers at the job's target bits (``a_target`` is 32 for a weight-only method) and the
+    first/last layers at the bits they were declared with (the suite's first/last rule: 32 when FP,
+    8 under ``8bit``). Accepts audits or their dicts (a row's ``layers``)."""
+    total = 0
+    for la in layers:
+        get = la.get if isinstance(la, dict) else la.__getattribute__
+        if get("role") == "body":
+            bw, ba = w_target, a_target
+        else:
+            bw, ba = get("w_bits"), get("a_bits")
+        total += int(get("macs")) * int(bw) * int(ba)
+    return total
+
+
 def packed_size_bits(model: nn.Module, layers: list[LayerAudit]) -> int:
     """Quantized weights at their measured bits, every other parameter and buffer at 32 bits
     (per-channel scales, codebooks and BN included: they ship with the model)."""
@@ -127,11 +143,13 @@ def audit_model(model: nn.Module, layers: list[LayerInfo], x: Tensor) -> list[La
     return out
 
 
-def summarize(model: nn.Module, audits: list[LayerAudit]) -> dict[str, Any]:
+def summarize(model: nn.Module, audits: list[LayerAudit], target: tuple[int, int] | None = None) -> dict[str, Any]:
     """Row fields: declared and measured bits (parameter-weighted and plain means over quantized
     layers), the deployed weights' sparsity (fraction of exact zeros over quantized layers; None
     when no weight is quantized), BitOPs, packed size, and whether every layer kept within its
-    declared levels."""
+    declared levels. With ``target`` = (w, a) target bits (a = 32 for a weight-only method), also
+    ``target_gbitops`` (:func:`target_bitops`); without it,
+    :func:`qbench.report.budget.flag_row` fills it from the row's ``layers``."""
     qw = [la for la in audits if la.w_levels]
     qa = [la for la in audits if la.a_levels]
 
@@ -145,7 +163,7 @@ def summarize(model: nn.Module, audits: list[LayerAudit]) -> dict[str, Any]:
     violations = [f"{la.name}: {la.w_levels} weight levels > 2^{la.w_bits}" for la in qw if la.w_levels > 2 ** la.w_bits]
     violations += [f"{la.name}: {la.a_levels} activation levels > 2^{la.a_bits}" for la in qa
                    if la.a_levels > 2 ** la.a_bits]
-    return {
+    out = {
         "w_bits": round(pw("w_bits"), 4), "w_bits_measured": round(pw("w_bits_measured"), 4),
         "w_bits_layer_mean": round(mean(qw, "w_bits"), 4),
         "a_bits": round(mean(qa, "a_bits"), 4) if qa else FP_BITS,
@@ -155,6 +173,9 @@ def summarize(model: nn.Module, audits: list[LayerAudit]) -> dict[str, Any]:
         "levels_ok": not violations, "level_violations": "; ".join(violations),
         "layers": [asdict(la) for la in audits],
     }
+    if target is not None:
+        out["target_gbitops"] = target_bitops(audits, int(target[0]), int(target[1])) / 1e9
+    return out
 
 
 def deployed_copy(model: nn.Module) -> nn.Module:
