@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_SUITE
 
-from qbench.cli import plan_jobs
+from qbench.run.plan import plan_jobs
 from qbench.plugin.catalog import Catalog
 from qbench.plugin.manager import get_plugin_manager
 from qbench.run.executors import SubprocessExecutor

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from qbench.cli import plan_jobs
+from qbench.run.plan import plan_jobs
 from qbench.plugin.catalog import Catalog
 from qbench.run.harness import Harness
 from qbench.run.workspace import Workspace
@@ -57,14 +57,66 @@ def test_weight_only_method_reports_a32(catalog: Catalog, tiny_suite_path: Path,
 def test_failing_job_becomes_a_row_and_the_run_goes_on(catalog: Catalog, tiny_suite_path: Path, tmp_path: Path
                                                        ) -> None:
     from qbench.contract.method import Method
+    from qbench.contract.quant.base import WeightQuantizer
+    from qbench.plugin.catalog import Component
 
-    catalog.methods.add("broken", Method(name="broken", version=1, weight_quantizer="toy-w",
-                                         params={"weight": {"no_such_param": 1}}), "test")
+    class Boom(WeightQuantizer):
+        def __init__(self, bits: int, layer: object = None) -> None:
+            super().__init__(bits)
+
+        def forward(self, w):  # a plugin bug that shows only once training runs
+            raise RuntimeError("boom in forward")
+
+    catalog.quantizers.add("boom-w", Component("boom-w", Boom, "", "weight"), "test")
+    catalog.methods.add("broken", Method(name="broken", version=1, weight_quantizer="boom-w"), "test")
     suite, jobs = plan_jobs(catalog, str(tiny_suite_path), ["broken", "toy"], None, None, None, None)
     rows = Harness(catalog, Workspace(tmp_path)).run(suite, jobs)
     by = {r["method"]: r for r in rows}
-    assert by["broken"]["status"] == "failed" and "no_such_param" in by["broken"]["reason"]
+    assert by["broken"]["status"] == "failed" and "boom in forward" in by["broken"]["reason"]
     assert by["toy"]["status"] == "ok"
+
+
+def test_a_typo_in_a_method_parameter_fails_at_plan_time(catalog: Catalog, tiny_suite_path: Path) -> None:
+    """Bound against the factory's signature when jobs are planned: one line naming the method,
+    the part, the key, the likely fix and the accepted keys, before anything trains."""
+    import pytest
+
+    from qbench.contract.method import Method
+    from qbench.errors import QbenchError
+
+    catalog.methods.add("typo", Method(name="typo", version=1, weight_quantizer="toy-w",
+                                       params={"weight": {"extra_level": 1}}), "test")
+    with pytest.raises(QbenchError) as err:
+        plan_jobs(catalog, str(tiny_suite_path), ["typo"], None, None, None, None)
+    assert str(err.value) == ("Method 'typo', part 'weight' (toy-w): unknown parameter 'extra_level'. "
+                              "Did you mean 'extra_levels'? Accepted: extra_levels.")
+
+
+def test_a_typo_in_a_suite_file_composition_fails_at_plan_time(catalog: Catalog, tmp_path: Path) -> None:
+    import pytest
+
+    from conftest import TINY_SUITE
+    from qbench.errors import QbenchError
+
+    suite = tmp_path / "typo.toml"
+    suite.write_text(TINY_SUITE.replace('methods = ["fp32", "toy"]', 'methods = ["toy-x"]')
+                     + '\n[compose.toy-x]\nbase = "toy"\nparams = { weight = { extra_levls = 1 } }\n')
+    with pytest.raises(QbenchError, match="Method 'toy-x', part 'weight' \\(toy-w\\): unknown parameter 'extra_levls'"):
+        plan_jobs(catalog, str(suite), None, None, None, None, None)
+
+
+def test_bound_defaults_are_part_of_the_job_key(catalog: Catalog, tiny_suite_path: Path) -> None:
+    """Spelling out a default gives the same job; changing it gives a new one."""
+    from qbench.contract.method import Method
+
+    toy = catalog.methods.get("toy")
+    _, base = plan_jobs(catalog, str(tiny_suite_path), ["toy"], None, None, None, None)
+    for name, params, same in (("toy-explicit", {"weight": {"extra_levels": 0}}, True),
+                               ("toy-more", {"weight": {"extra_levels": 1}}, False)):
+        catalog.methods.add(name, toy.compose(name, params=params), "test")
+        _, jobs = plan_jobs(catalog, str(tiny_suite_path), [name], None, None, None, None)
+        assert jobs[-1].params_json == base[-1].params_json if same else jobs[-1].params_json != base[-1].params_json
+        assert isinstance(toy, Method)
 
 
 def test_atomic_write_keeps_the_old_file_on_failure_and_respects_the_umask(tmp_path, monkeypatch) -> None:

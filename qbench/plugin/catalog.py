@@ -89,7 +89,10 @@ class Catalog:
                 warnings.warn(f"qbench plugin {plugin!r}: {msg}. Its registrations were skipped.", stacklevel=3)
                 continue
             break
-        for plugin, args, kwargs in staged:
+        # pluggy calls the newest plugin first; register in load order (defaults first), so a
+        # duplicate name is blamed on the plugin that came second
+        order = {name: i for i, (name, _) in enumerate(self.pm.list_name_plugin())}
+        for plugin, args, kwargs in sorted(staged, key=lambda s: order.get(s[0], len(order))):
             add(plugin, *args, **kwargs)
 
     def _add_quantizer(self, plugin: str, name: str, factory: Callable[..., Any], kind: str | None = None,
