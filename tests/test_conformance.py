@@ -34,3 +34,28 @@ def test_cheating_plugin_fails_with_layer_and_counts(catalog: Catalog) -> None:
     msg = str(exc.value)
     assert "toy-cheat on resnet20 at 2 bits keeps more levels than it declares" in msg
     assert "layer1.0.conv1: 7 weight levels > 2^2" in msg
+
+
+# -- every installed method, driven by the registry (as timm runs its model tests over its registry) --
+
+def _installed_methods() -> list[str]:
+    from qbench.plugin.catalog import get_catalog
+
+    cat = get_catalog()
+    return [name for name in cat.methods.names() if not cat.methods.get(name).reference]
+
+
+CHECKS = sorted(name for name in dir(MethodConformance) if name.startswith("test_"))
+
+
+@pytest.mark.parametrize("check", CHECKS)
+@pytest.mark.parametrize("method", _installed_methods())
+def test_every_installed_method_passes_conformance(method: str, check: str) -> None:
+    """No plugin can skip the conformance suite: the host runs it on whatever is installed."""
+    import torch
+
+    from qbench.plugin.catalog import get_catalog
+
+    torch.set_num_threads(1)
+    suite = type(f"Conformance[{method}]", (MethodConformance,), {"method": method})()
+    getattr(suite, check)(get_catalog())

@@ -14,7 +14,10 @@ from qbench.data.digits import load_digits
 from qbench.models import create_model
 from qbench.plugin.catalog import Catalog, get_catalog, reset_catalog
 from qbench.plugin.manager import get_plugin_manager
+from qbench.run.harness import Harness
+from qbench.run.plan import plan_jobs
 from qbench.run.suite import Suite, TrainRecipe, parse_suite
+from qbench.run.workspace import Workspace
 from qbench.train.audit import audit_model, export_parity, summarize
 from qbench.train.loop import evaluate, train
 from qbench.train.qat import QatResult, frozen_copy, prepare, run_qat
@@ -44,5 +47,5 @@ def suite_method(suite: Suite, name: str, catalog: Catalog | None = None) -> Any
 __all__ = [
     "DataBundle", "load_digits", "create_model", "Catalog", "get_catalog", "reset_catalog", "get_plugin_manager",
     "Suite", "TrainRecipe", "parse_suite", "audit_model", "export_parity", "summarize", "evaluate", "train",
-    "QatResult", "frozen_copy", "prepare", "run_qat", "run_suite", "suite_method",
+    "QatResult", "frozen_copy", "prepare", "run_qat", "run_suite", "suite_method", "Harness", "plan_jobs", "Workspace",
 ]
