@@ -91,12 +91,11 @@ def test_pareto_front() -> None:
     assert pareto_front([1, 4, 4, 8], [50, 90, 80, 85]) == [True, True, False, False]
 
 
-def test_tolerance_from_seed_variance_with_floor() -> None:
-    assert tolerance(math.nan, 1, math.nan, 1, 1.0) == 1.0
-    t = tolerance(2.0, 3, 2.0, 3, 0.5)
-    assert t == pytest.approx(st.t.ppf(0.975, 4) * math.sqrt(4 / 3 + 4 / 3))
-    assert tolerance(2.0, 3, math.nan, 1, 0.5) == pytest.approx(st.t.ppf(0.975, 2) * math.sqrt(4 / 3 + 4))
-    assert tolerance(0.01, 3, 0.01, 3, 1.0) == 1.0
+def test_tolerance_never_uses_t_at_one_degree_of_freedom_and_has_a_floor() -> None:
+    assert tolerance(math.nan, 0, 1, 1, 1.0) == 1.0
+    assert tolerance(2.0, 12, 2, 2, 0.5) == pytest.approx(st.t.ppf(0.975, 12) * 2.0)
+    assert tolerance(2.0, 1, 2, 2, 0.5) == pytest.approx(st.t.ppf(0.975, 2) * 2.0)  # t at 2 dof, never 12.7
+    assert tolerance(0.01, 20, 3, 3, 1.0) == 1.0
 
 
 def _committed(tmp_path: Path) -> Path:
@@ -114,7 +113,8 @@ def test_compare_against_itself_passes(tmp_path: Path) -> None:
 def test_compare_flags_a_real_regression_and_names_it(tmp_path: Path) -> None:
     against = _committed(tmp_path)
     run = pd.read_csv(against / "v1" / "results.csv")
-    tol = tolerance(1.0, 3, 1.0, 3, 1.0)
+    tol = compare(run, against).table.set_index("method").loc["lsq", "tolerance"]
+    assert 1.0 < tol < 5.0
     run.loc[run.method == "lsq", "top1"] -= tol + 0.5
     cmp = compare(run, against)
     assert not cmp.ok and cmp.regressions.method.tolist() == ["lsq"]

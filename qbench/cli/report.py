@@ -64,18 +64,42 @@ def publish(suite: str, workspace: Path | None, root: Path) -> None:
                       f"{Workspace(workspace).root}` and publish again.")
     d = do_publish(rows, root, suite_obj.name)
     console.print(f"Published {len(rows)} rows to {d}")
+    _print_unranked(rows)
+
+
+def _print_unranked(rows: list[dict]) -> None:
+    """Name the entries a leaderboard lists apart (over budget or collapsed), never ranked."""
+    import pandas as pd
+
+    from qbench.report.stats import aggregate, is_ranked
+
+    agg = aggregate(pd.DataFrame(rows)) if rows else pd.DataFrame()
+    if agg.empty:
+        return
+    apart = agg[(agg["bits"] != "fp32") & ~agg["rank"].map(is_ranked)]
+    for r in apart.itertuples():
+        console.print(f"[yellow]Not ranked[/yellow] {r.dataset}/{r.model}/{r.method} v{r.method_version}/{r.bits} "
+                      f"(measured W{r.w_bits:.3g}A{r.a_bits:.3g}): {r.flag}", highlight=False)
+    if not apart.empty:
+        console.print(f"{len(apart)} entries listed apart in leaderboard.md (\"Not ranked: over budget or collapsed\").")
 
 
 @click.command()
 @click.argument("results", type=click.Path(path_type=Path))
-@click.option("--against", type=click.Path(path_type=Path), required=True,
-              help="Committed leaderboard directory, e.g. leaderboards/quick.")
+@click.option("--against", required=True,
+              help="A published suite shipped with qbench, SUITE or SUITE@vN (e.g. quick, quick@v1), or a "
+                   "leaderboard directory (e.g. leaderboards/quick).")
 @click.option("--floor", type=float, default=1.0, show_default=True, help="Minimum tolerance in top-1 points.")
-def compare(results: Path, against: Path, floor: float) -> None:
-    """Compare a run's results.csv (or its directory) against a committed leaderboard.
+def compare(results: Path, against: str, floor: float) -> None:
+    """Compare a run's results.csv (or its directory) against a published leaderboard.
 
-    Exits 1 when a method is significantly worse than its committed entry."""
-    from qbench.report.compare import read_results
+    Only the method versions the leaderboard holds are compared (rows of other versions are named
+    and left out); each row's tolerance comes from the seed variance pooled across methods
+    (qbench.report.compare). Over-budget or collapsed entries are reported. Exits 1 when a method
+    is significantly worse than its committed entry, or newly over budget."""
+    from qbench.report.compare import read_results, tolerance_rule
 
-    if not report_comparison(read_results(results), against, floor):
+    ok = report_comparison(read_results(results), against, floor)
+    console.print(tolerance_rule(floor), highlight=False)
+    if not ok:
         sys.exit(1)

@@ -1,24 +1,69 @@
-"""Compare a run against a committed leaderboard and decide whether anything really regressed.
+"""Compare a run against a published leaderboard and decide whether anything really regressed.
 
-For each (dataset, model, method, bits) present in both, the tolerance comes from the recorded
-seed variance: tol = max(floor, t_{0.975, df} * sqrt(s_ref^2 / n_ref + s_run^2 / n_run))
-(a Welch-style interval on the difference of means). When one side has a single seed its
-variance is taken from the other side; when both do, only the floor remains. A method is a
-regression when run - committed < -tol; improvements beyond tol are reported, never failed.
+**What is compared.** Each (dataset, model, method, bits) entry present on both sides, using only
+the method versions the leaderboard holds: run rows of another version of a method are named (in
+:attr:`Comparison.left_out` and a note) and left out, never averaged with it. A quantized entry is
+compared on its mean *gap to its own FP checkpoint* (top-1 − the job's ``fp_top1``, paired by seed):
+every method of a seed starts from the same FP checkpoint, so the checkpoint's seed-to-seed
+spread (3.7 points on the quick suite's ViT) cancels, on either machine. The reference (fp32) is
+compared on top-1. ``delta`` = run − committed of that statistic; ``delta_top1`` is the plain
+top-1 difference.
+
+**The tolerance, per entry** (column ``tolerance``, with ``tol_sd`` and ``tol_df``)::
+
+    tol = max(floor, t(0.975, df) * s * sqrt(1 / n_ref + 1 / n_run))
+
+* ``s`` is a *moderated* seed standard deviation (Smyth's empirical Bayes, as in limma): the seed
+  variance pooled across the methods of the same (dataset, model, bits) in the leaderboard, s0² on
+  d0 degrees of freedom, combined with the entry's own seed variance on both sides (d_e degrees of
+  freedom): s² = (d0 s0² + d_e s_e²) / (d0 + d_e), df = d0 + d_e. s0² is the median of the
+  entries' variances (unbiased for the chi² median), so one wild method does not widen everyone's
+  tolerance, while a method that is itself noisy keeps its own wider one. Over-budget and collapsed
+  entries stay out of the pool. When the group pools fewer than :data:`MIN_POOL_DF` degrees of
+  freedom the pool widens to (dataset, model), then the dataset, then the whole leaderboard.
+* Never Student-t at 1 degree of freedom (t = 12.7): df is at least :data:`MIN_DF`; with no seed
+  spread at all (single-seed leaderboards), only the floor remains.
+* **Another machine or torch build** (CPU wheels against the committed CUDA build: a rerun there
+  matched 16 of 108 quick rows exactly, mean |Δ| 2.7 points) changes the order of floating-point
+  reductions, which sends training down another trajectory: statistically a new draw of the
+  seed noise. The rule above treats every run row as exactly that (an independent draw with the
+  recorded seed variance), and the FP checkpoint, retrained on the new machine, cancels in the gap.
+  So no same-machine assumption is made; the floor (default :data:`DEFAULT_FLOOR` points, 3–4
+  digits test images) covers the rows whose seeds agree to the image.
+
+A regression is ``delta < -tol``; improvements beyond ``tol`` are reported, never failed. A run
+entry that is over budget (:mod:`qbench.report.budget`: measured bits or BitOPs above the target,
+which does not depend on the seed) where the committed one was not is a regression too; any
+flagged run entry, over budget or collapsed, is named in the notes (a collapse shows in top-1,
+which the tolerance judges: a seed near the chance threshold must not fail the gate on its own).
+
+``against`` is a leaderboard directory (``leaderboards/quick``, or one version's directory), or a
+published suite by name, ``quick`` or ``quick@v1``: looked up in the leaderboards shipped inside
+the package (``qbench/leaderboards``, see :func:`leaderboard_roots`), so the gate works from a
+plugin's own repository without a qbench checkout.
 """
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from scipy import stats as st
 
 from qbench.errors import QbenchError
-from qbench.report.leaderboard import check_single_version, load_rows_csv
-from qbench.report.stats import GROUP, aggregate, t_quantile, torch_threads
+from qbench.report.budget import flag_frame
+from qbench.report.leaderboard import check_single_version, load_rows_csv, published_versions
+from qbench.report.stats import CONFIDENCE, GROUP, aggregate, torch_threads
 
 DEFAULT_FLOOR = 1.0  # top-1 points
+#: The pool of seed variance widens until it holds at least this many degrees of freedom.
+MIN_POOL_DF = 4
+#: The t quantile never uses fewer degrees of freedom than this.
+MIN_DF = 2
+
+_SPEC = re.compile(r"^(?P<suite>[A-Za-z0-9_.-]+?)(?:@v?(?P<version>\d+))?$")
 
 
 @dataclass
@@ -26,6 +71,9 @@ class Comparison:
     table: pd.DataFrame  # one row per entry, with status regression / improved / within / new / not run
     suite_version: int
     notes: list[str] = field(default_factory=list)  # conditions that differ between the two sides
+    left_out: list[str] = field(default_factory=list)  # run rows of method versions the leaderboard does not hold
+    flagged: list[str] = field(default_factory=list)  # run entries over budget or collapsed
+    reference: Path | None = None  # the leaderboard version directory compared against
 
     @property
     def regressions(self) -> pd.DataFrame:
@@ -36,16 +84,137 @@ class Comparison:
         return self.regressions.empty
 
 
-def tolerance(std_ref: float, n_ref: int, std_run: float, n_run: int, floor: float) -> float:
-    s_ref = std_ref if n_ref >= 2 and not math.isnan(std_ref) else math.nan
-    s_run = std_run if n_run >= 2 and not math.isnan(std_run) else math.nan
-    if math.isnan(s_ref) and math.isnan(s_run):
+# -- where leaderboards are ------------------------------------------------------------------
+def leaderboard_roots() -> list[Path]:
+    """Directories holding ``<suite>/v<version>/results.csv``, in lookup order: the copy shipped in
+    the package (``qbench/leaderboards``: a symlink to the repository's ``leaderboards/`` in a
+    checkout, real files in a wheel), then a checkout's ``leaderboards/`` beside the package."""
+    import qbench
+
+    pkg = Path(qbench.__file__).resolve().parent
+    roots = [pkg / "leaderboards", pkg.parent / "leaderboards"]
+    out: list[Path] = []
+    for r in roots:
+        if r.is_dir() and r.resolve() not in {o.resolve() for o in out}:
+            out.append(r)
+    return out
+
+
+def resolve_against(against: str | Path, version: int | None = None) -> Path:
+    """The leaderboard version directory (holding results.csv) that ``against`` names.
+
+    ``against``: a directory (a suite's ``leaderboards/<suite>`` or a ``v<N>`` directory inside
+    it), or ``SUITE`` / ``SUITE@vN`` from the shipped leaderboards. ``version``: the run's suite
+    version, used when ``against`` names no version.
+    """
+    path = Path(against)
+    if path.exists():
+        if (path / "results.csv").exists():
+            return path
+        if version is not None:
+            return path / f"v{version}"
+        found = published_versions(path.parent, path.name)
+        if not found:
+            raise QbenchError(f"No published leaderboard under {str(path)!r}.")
+        return path / f"v{found[-1]}"
+    m = _SPEC.match(str(against))
+    roots = leaderboard_roots()
+    if not m:
+        raise QbenchError(f"--against {str(against)!r} is neither a directory nor SUITE[@vN] (e.g. quick@v1).")
+    suite, asked = m.group("suite"), m.group("version")
+    want = int(asked) if asked else version
+    for root in roots:
+        vers = published_versions(root, suite)
+        if vers:
+            if want is None:
+                return root / suite / f"v{vers[-1]}"
+            if want in vers:
+                return root / suite / f"v{want}"
+            raise QbenchError(f"The shipped leaderboard of suite {suite!r} has versions "
+                              f"{', '.join(f'v{v}' for v in vers)}, not v{want}. Results from different suite "
+                              "versions are never compared; publish this version first, or upgrade qbench.")
+    shipped = sorted({p.parent.parent.name for r in roots for p in r.glob("*/v*/results.csv")})
+    raise QbenchError(f"No leaderboard {str(against)!r}: not a directory, and not a shipped suite "
+                      f"({', '.join(shipped) or 'none shipped'}; looked in "
+                      f"{', '.join(str(r) for r in roots) or 'no leaderboard directory'}).")
+
+
+# -- the tolerance ---------------------------------------------------------------------------
+def t_crit(df: float, confidence: float = CONFIDENCE) -> float:
+    """Two-sided Student-t critical value at ``df`` degrees of freedom, never below :data:`MIN_DF`."""
+    return float(st.t.ppf(0.5 + confidence / 2, max(df, MIN_DF)))
+
+
+def tolerance(sd: float, df: float, n_ref: int, n_run: int, floor: float = DEFAULT_FLOOR) -> float:
+    """max(floor, t(0.975, df) x sd x sqrt(1/n_ref + 1/n_run)); the floor alone when sd or df is unknown."""
+    if sd is None or math.isnan(sd) or not df or n_ref < 1 or n_run < 1:
         return floor
-    s_ref = s_run if math.isnan(s_ref) else s_ref
-    s_run = s_ref if math.isnan(s_run) else s_run
-    df = max(n_ref + n_run - 2, 1)
-    half = t_quantile(df + 1) * math.sqrt(s_ref**2 / n_ref + s_run**2 / n_run)
-    return max(floor, half)
+    return max(floor, t_crit(df) * sd * math.sqrt(1 / n_ref + 1 / n_run))
+
+
+def _stat(df: pd.DataFrame) -> pd.Series:
+    """Per row: top-1 minus the job's FP top-1 (quantized rows), top-1 (the reference)."""
+    top1 = pd.to_numeric(df["top1"], errors="coerce")
+    fp = pd.to_numeric(df["fp_top1"], errors="coerce")
+    use_gap = (df["bits"].astype(str) != "fp32") & fp.notna()
+    return (top1 - fp).where(use_gap, top1)
+
+
+def _entry_spread(df: pd.DataFrame) -> pd.DataFrame:
+    """Per entry: n, sum of squared deviations of the statistic around its mean, and degrees of freedom."""
+    d = df.assign(_x=_stat(df))
+    g = d.groupby(GROUP, sort=False)["_x"]
+    out = pd.DataFrame({"n": g.count(), "mean": g.mean(), "var": g.var(ddof=1)}).reset_index()
+    out["dof"] = (out["n"] - 1).clip(lower=0)
+    out["ss"] = (out["var"].fillna(0.0) * out["dof"])
+    return out
+
+
+def _robust_pool(entries: pd.DataFrame) -> tuple[float, int]:
+    """(s0², d0): the median entry variance, unbiased for the chi² median, and the pooled dof."""
+    e = entries[(entries["dof"] >= 1) & entries["var"].notna()]
+    if e.empty:
+        return math.nan, 0
+    k = max(1, int(round(float(e["dof"].median()))))
+    s0 = float(e["var"].median()) / (float(st.chi2.median(k)) / k)
+    return s0, int(e["dof"].sum())
+
+
+def pooled_spread(ref: pd.DataFrame) -> dict[tuple, tuple[float, int]]:
+    """For each entry of ``ref``: (s0², d0) of the seed variance pooled as the module says."""
+    flagged = flag_frame(ref[ref["status"] == "ok"])
+    bad = flagged[flagged["over_budget"] | flagged["collapsed"]]
+    bad_keys = {tuple(r) for r in bad[GROUP].itertuples(index=False)}
+    spread = _entry_spread(flagged)
+    spread["_ref"] = spread["bits"].astype(str) == "fp32"
+    pool = spread[[tuple(r) not in bad_keys for r in spread[GROUP].itertuples(index=False)]]
+    levels = (["dataset", "model", "bits"], ["dataset", "model"], ["dataset"], [])
+    out: dict[tuple, tuple[float, int]] = {}
+    for r in spread.to_dict("records"):
+        same_kind = pool[pool["_ref"] == r["_ref"]]
+        best = (math.nan, 0)
+        # the reference is compared on top-1, quantized entries on their gap: never pooled together
+        for cand in (same_kind,):
+            for keys in levels:
+                sub = cand
+                for k in keys:
+                    sub = sub[sub[k] == r[k]]
+                s0, d0 = _robust_pool(sub)
+                if d0 > best[1]:
+                    best = (s0, d0)
+                if d0 >= MIN_POOL_DF:
+                    break
+            if best[1] >= MIN_POOL_DF:
+                break
+        out[tuple(r[k] for k in GROUP)] = best
+    return out
+
+
+def tolerance_rule(floor: float = DEFAULT_FLOOR) -> str:
+    """One line saying what Δ and the tolerance are, for the command to print."""
+    return (f"Δ is the change of top-1 minus the job's own FP top-1 (paired by seed; top-1 for fp32); tolerance per "
+            f"row = max({floor:g}, t95(df) x moderated seed sd x sqrt(1/n_ref + 1/n_run)), the seed variance pooled "
+            "across the methods of the same dataset, model and bits (see qbench.report.compare).")
 
 
 def read_results(path: Path) -> pd.DataFrame:
@@ -56,46 +225,108 @@ def read_results(path: Path) -> pd.DataFrame:
     return load_rows_csv(path)
 
 
-def compare(run: pd.DataFrame, against: Path, floor: float = DEFAULT_FLOOR) -> Comparison:
-    """Compare ``run`` rows with the committed leaderboard directory of the same suite version."""
+def _true(v: object) -> bool:
+    return isinstance(v, (bool, int)) and bool(v) or (hasattr(v, "item") and bool(v.item()))
+
+
+def _versions(df: pd.DataFrame) -> dict[str, set[int]]:
+    out: dict[str, set[int]] = {}
+    for m, v in zip(df["method"], df["method_version"]):
+        if not pd.isna(v):
+            out.setdefault(str(m), set()).add(int(v))
+    return out
+
+
+def compare(run: pd.DataFrame, against: str | Path, floor: float = DEFAULT_FLOOR) -> Comparison:
+    """Compare ``run`` rows with the published leaderboard of the same suite version."""
     suite = sorted(set(run["suite"]))
     if len(suite) != 1:
         raise QbenchError(f"The results hold several suites {suite}; compare one suite at a time.")
     version = check_single_version(run)
-    against = Path(against)
-    ref_dir = against if (against / "results.csv").exists() else against / f"v{version}"
+    ref_dir = resolve_against(against, version)
     if not (ref_dir / "results.csv").exists():
         raise QbenchError(f"No committed leaderboard for suite {suite[0]!r} v{version} under {str(against)!r} "
-                          f"(expected {str(Path(against) / f'v{version}' / 'results.csv')!r}). Results from different "
+                          f"(expected {str(ref_dir / 'results.csv')!r}). Results from different "
                           "suite versions are never compared; publish this version first.")
     ref = load_rows_csv(ref_dir / "results.csv")
     if check_single_version(ref) != version:
         raise QbenchError(f"{str(ref_dir)!r} holds suite v{check_single_version(ref)}, the run is v{version}.")
+    notes: list[str] = []
+
+    # only the method versions the leaderboard holds (its newest, should it hold several)
+    held = {m: max(v) for m, v in _versions(ref).items()}
+    for m, vs in _versions(ref).items():
+        if len(vs) > 1:
+            notes.append(f"The leaderboard holds {m} versions {sorted(vs)}; compared with v{held[m]} only.")
+            ref = ref[(ref["method"] != m) | (ref["method_version"] == held[m])]
+    keep = [str(m) not in held or (not pd.isna(v) and int(v) == held[str(m)])
+            for m, v in zip(run["method"], run["method_version"])]
+    out_rows = run[[not k for k in keep]]
+    left_out = []
+    if not out_rows.empty:
+        for (m, v), g in out_rows.groupby(["method", "method_version"], sort=True):
+            left_out.append(f"{m} v{int(v)} ({len(g)} rows)")
+            notes.append(f"Left out {len(g)} rows of {m} v{int(v)}: the leaderboard holds {m} v{held[str(m)]}, and "
+                         "rows of different method versions are never compared or averaged. Publish the new "
+                         "version to compare against it.")
+    run = run[keep]
+
     a, b = aggregate(ref), aggregate(run)
-    cols = GROUP + ["n", "top1", "top1_std", "method_version"]
+    if b.empty:
+        raise QbenchError("The run holds no finished row of a method version the leaderboard holds"
+                          + (f" (left out: {', '.join(left_out)})." if left_out else "."))
+    pools = pooled_spread(ref)
+    sp_ref = _entry_spread(ref[ref["status"] == "ok"]).set_index(GROUP)
+    sp_run = _entry_spread(run[run["status"] == "ok"]).set_index(GROUP)
+    cols = GROUP + ["n", "top1", "top1_std", "method_version", "over_budget", "collapsed", "flag"]
     m = a[cols].merge(b[cols], on=GROUP, how="outer", suffixes=("_ref", "_run"), indicator=True)
-    statuses, tols = [], []
+    statuses, tols, sds, dofs, deltas = [], [], [], [], []
+    flagged = []
     for r in m.to_dict("records"):
+        key = tuple(r[k] for k in GROUP)
+        label = f"{r['method']} {r['bits']} on {r['dataset']}/{r['model']}"
+        flag_run = _true(r["over_budget_run"]) or _true(r["collapsed_run"])
+        if r["_merge"] != "left_only" and flag_run:
+            flagged.append(f"{label}: {r['flag_run']}")
         if r["_merge"] == "left_only":
             statuses.append("not run")
-            tols.append(math.nan)
+            tols.append(math.nan), sds.append(math.nan), dofs.append(math.nan), deltas.append(math.nan)
             continue
         if r["_merge"] == "right_only":
             statuses.append("new")
-            tols.append(math.nan)
+            tols.append(math.nan), sds.append(math.nan), dofs.append(math.nan), deltas.append(math.nan)
             continue
-        tol = tolerance(r["top1_std_ref"], int(r["n_ref"]), r["top1_std_run"], int(r["n_run"]), floor)
-        delta = r["top1_run"] - r["top1_ref"]
-        statuses.append("regression" if delta < -tol else "improved" if delta > tol else "within")
-        tols.append(tol)
-    m["delta"] = m["top1_run"] - m["top1_ref"]
+        s0, d0 = pools.get(key, (math.nan, 0))
+        e_ref, e_run = sp_ref.loc[key], sp_run.loc[key]
+        d_e = int(e_ref["dof"] + e_run["dof"])
+        ss = float(e_ref["ss"] + e_run["ss"])
+        if d0 > 0 and not math.isnan(s0):
+            var, dof = (d0 * s0 + ss) / (d0 + d_e), d0 + d_e
+        elif d_e > 0:
+            var, dof = ss / d_e, d_e
+        else:
+            var, dof = math.nan, 0
+        sd = math.sqrt(var) if not math.isnan(var) else math.nan
+        tol = tolerance(sd, dof, int(e_ref["n"]), int(e_run["n"]), floor)
+        delta = float(e_run["mean"] - e_ref["mean"])
+        newly_flagged = _true(r["over_budget_run"]) and not _true(r["over_budget_ref"])
+        if newly_flagged:
+            notes.append(f"{label} is {r['flag_run']}, where the leaderboard's entry kept the budget: a regression.")
+        statuses.append("regression" if (delta < -tol or newly_flagged) else "improved" if delta > tol else "within")
+        tols.append(tol), sds.append(sd), dofs.append(dof if dof else math.nan), deltas.append(delta)
+    m["delta"] = deltas
+    m["delta_top1"] = m["top1_run"] - m["top1_ref"]
     m["tolerance"] = tols
+    m["tol_sd"] = sds
+    m["tol_df"] = dofs
     m["status"] = statuses
-    notes = []
+    if flagged:
+        notes.append("Over budget or collapsed in this run (never ranked with entries that kept the budget): "
+                     + "; ".join(flagged) + ".")
     t_ref, t_run = torch_threads(ref), torch_threads(run)
     if t_ref and t_run and t_ref != t_run:
         notes.append(f"The committed rows were trained with {sorted(t_ref)} torch threads, this run with "
                      f"{sorted(t_run)}. The thread count changes the order of floating-point reductions, so "
                      "results differ by about a seed's spread even with identical code; rerun with "
                      f"--threads {min(t_ref)} for a like-for-like comparison.")
-    return Comparison(m.drop(columns="_merge"), version, notes)
+    return Comparison(m.drop(columns="_merge"), version, notes, left_out, flagged, ref_dir)
