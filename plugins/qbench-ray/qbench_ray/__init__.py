@@ -1,0 +1,1 @@
+"""qbench-ray: run a suite's jobs as Ray tasks (``qbench run --executor ray``)."""
