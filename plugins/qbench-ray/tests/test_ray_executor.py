@@ -44,9 +44,8 @@ def catalog() -> Catalog:
     """lsq, this plugin and the test's ``crash`` method, registered by hand: the Ray workers
     import the same modules by name (WorkerSpec), and no other installed plugin is loaded."""
     import qbench_lsq.plugin
-    import ray_crash_plugin
-
     import qbench_ray.plugin
+    import ray_crash_plugin
 
     pm = get_plugin_manager(load_entrypoints=False)
     pm.register(qbench_lsq.plugin, name="lsq")
