@@ -113,11 +113,23 @@ def make_venv(root: Path) -> Path:
     ``--without-pip``: the venv's own bundled pip/setuptools would shadow the installed, newer
     ones (and that old setuptools cannot build an editable wheel offline). The two scripts run the
     installed pip and qbench with the venv's interpreter, so pip installs into the venv only.
+
+    ``--system-site-packages`` shows the *base* interpreter's packages; when the tests themselves
+    run in a virtualenv (where most users install), qbench lives in that venv instead. A ``.pth``
+    file that calls ``site.addsitedir`` on the running interpreter's site-packages makes them
+    visible too, editable installs included (addsitedir processes their own .pth files).
     """
+    import site
+
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
                    check=True, timeout=300)
     bindir = venv / ("Scripts" if os.name == "nt" else "bin")
+    inner = subprocess.run([str(bindir / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    outer = [d for d in site.getsitepackages() if Path(d).is_dir()]
+    Path(inner, "_qbench_outer_env.pth").write_text(
+        "".join(f"import site; site.addsitedir({d!r})\n" for d in outer))
     for name, entry in (("pip", "from pip._internal.cli.main import main"), ("qbench", "from qbench.cli import main")):
         script = bindir / name
         script.write_text(f"#!{bindir / 'python'}\nimport sys\n{entry}\nsys.exit(main())\n")

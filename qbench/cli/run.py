@@ -11,9 +11,10 @@ import click
 import pandas as pd
 from rich.table import Table
 
-from qbench.cli.render import console, print_summary, report_comparison
+from qbench.cli.render import console, err_console, print_summary, report_comparison
 from qbench.errors import QbenchError
 from qbench.plugin.catalog import get_catalog
+from qbench.report.budget import budget_warnings
 from qbench.run.plan import plan_jobs
 from qbench.run.workspace import Workspace
 
@@ -107,7 +108,10 @@ def run(run_all: bool, suite_name: str, methods: str | None, models: str | None,
     with RunProgress(enabled=progress) as prog:
         harness = Harness(cat, ws, data_dir=data_dir, progress=prog, command=command, device=str(dev))
         rows = harness.run(suite, jobs, executor=executor, options=options)
-    print_summary([r for r in rows if r.get("suite_version") == suite.version], f"{suite.name} v{suite.version}")
+    current = [r for r in rows if r.get("suite_version") == suite.version]
+    print_summary(current, f"{suite.name} v{suite.version}")
+    for line in budget_warnings(current):
+        err_console.print(f"[yellow]Warning:[/yellow] {line}", highlight=False)
     console.print(f"Rows: {ws.root / suite.name / 'rows'}; table: {ws.root / suite.name / 'results.csv'}")
     if compare_against is not None:
         run_rows = pd.DataFrame([r for r in rows if r.get("suite_version") == suite.version])

@@ -19,6 +19,7 @@ from torch import nn
 from qbench.data.bundle import DataBundle, iterate_batches
 from qbench.models import create_model
 from qbench.plugin.catalog import Catalog
+from qbench.report.budget import flag_row
 from qbench.report.row import SCHEMA_VERSION, Row, unknown_fields
 from qbench.run.jobs import Job
 from qbench.run.progress import RunProgress
@@ -165,10 +166,17 @@ class Harness:
             row["reason"] = f"{type(exc).__name__}: {exc}"
             row["traceback"] = traceback.format_exc(limit=8)
             self._notify("qbench_on_training_error", job=job, error=exc)
+        flag_row(row, self._num_classes(job))
         row["wall_s"] = round(time.perf_counter() - t0, 3)
         # the process's peak so far: per job under the subprocess executor, a running max otherwise
         row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         return row
+
+    def _num_classes(self, job: Job) -> int:
+        try:
+            return self.data(job.dataset).num_classes
+        except Exception:  # the data itself failed to load: the row already says why
+            return 0
 
     def write_row(self, job: Job, row: dict[str, Any]) -> dict[str, Any]:
         """Write a finished job's row (the one place rows are written) and drop its epoch checkpoints."""
