@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent / "browser"))
 
 from html_sample import ENTRIES, EVIL, SUITE, publish_sample, sample_rows  # noqa: E402
 
-from qbench.report.html import page_data, render_index, render_page, write_pages  # noqa: E402
+from qbench.report.html import page_data, publish_pages, render_index, render_page, write_pages  # noqa: E402
 from qbench.report.html.data import _flags  # noqa: E402
 from qbench.report.leaderboard import publish, published_versions  # noqa: E402
 from qbench.report.stats import aggregate  # noqa: E402
@@ -30,11 +30,64 @@ def embedded(html: str) -> dict:
     return json.loads(m.group(1))
 
 
-def test_publish_writes_every_version_page_and_the_index(tmp_path: Path) -> None:
+PAGES_SUITE = """
+name = "pages"
+version = 1
+seeds = [0, 1]
+bits = ["W4A4"]
+first_last = "fp"
+methods = ["fp32", "lsq"]
+
+[[datasets]]
+name = "digits"
+
+[[models]]
+name = "resnet20"
+
+[fp]
+epochs = 1
+
+[qat]
+epochs = 1
+"""
+
+
+def test_publish_command_writes_the_pages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`qbench publish` on a workspace whose rows carry the keys the suite plans (no training)."""
+    from qbench.cli import main
+    from qbench.plugin.catalog import get_catalog
+    from qbench.run.plan import plan_jobs
+    from qbench.run.workspace import Workspace
+
+    suite = tmp_path / "pages.toml"
+    suite.write_text(PAGES_SUITE)
+    _, jobs = plan_jobs(get_catalog(), str(suite))
+    template = {r["method"]: r for r in sample_rows(1) if r["dataset"] == "digits" and r["bits"] in ("fp32", "W4A4")}
+    ws = Workspace(tmp_path / "ws")
+    for job in jobs:
+        dataset, model, method, bits, seed = job.label.split("/")
+        ws.write_row("pages", {**template[method], "suite": "pages", "job_key": job.key, "seed": int(seed[4:]),
+                               "dataset": dataset, "model": model, "bits": bits})
+    root = tmp_path / "lb"
+    main(["publish", str(suite), "--workspace", str(ws.root), "--root", str(root)])
+    out = " ".join(capsys.readouterr().out.split())
+    assert (root / "pages" / "v1" / "index.html").is_file() and (root / "index.html").is_file()
+    assert f"Pages: {root / 'pages' / 'v1' / 'index.html'}" in out
+    assert [e["method"] for e in page_data(root / "pages" / "v1", "pages")["entries"]] == ["fp32", "lsq"]
+
+
+def test_a_page_failure_never_fails_publishing(tmp_path: Path) -> None:
+    d = publish(sample_rows(1), tmp_path, SUITE, plot=False)
+    (d / "results.csv").write_text("not,a\nleaderboard,csv\n")  # the view breaks; the message says how to retry
+    msg = publish_pages(tmp_path, SUITE)
+    assert "HTML pages were not written" in msg and f"qbench leaderboard {SUITE} --html --root {tmp_path}" in msg
+
+
+def test_publishing_writes_every_version_page_and_the_index(tmp_path: Path) -> None:
     v2 = publish_sample(tmp_path)
     v1 = tmp_path / SUITE / "v1"
     assert (v1 / "index.html").is_file() and (v2 / "index.html").is_file()
-    # the v1 page was rewritten when v2 appeared, so it links the newer version
+    # writing after v2's publication rewrote the v1 page, so it links the newer version
     assert embedded((v1 / "index.html").read_text())["versions"] == [1, 2]
     index = (tmp_path / "index.html").read_text()
     assert f'href="{SUITE}/v1/index.html"' in index and f'href="{SUITE}/v2/index.html"' in index
@@ -95,9 +148,8 @@ def test_write_pages_names_an_unpublished_version(tmp_path: Path) -> None:
 def test_leaderboard_command_writes_the_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from qbench.cli import main
 
-    publish(sample_rows(1), tmp_path, SUITE, plot=False)
-    (tmp_path / SUITE / "v1" / "index.html").unlink()
-    (tmp_path / "index.html").unlink()
+    publish(sample_rows(1), tmp_path, SUITE, plot=False)  # the library call writes no page: the commands do
+    assert not (tmp_path / SUITE / "v1" / "index.html").exists()
     main(["leaderboard", SUITE, "--root", str(tmp_path), "--html"])
     assert (tmp_path / SUITE / "v1" / "index.html").is_file() and (tmp_path / "index.html").is_file()
     assert str(tmp_path / SUITE / "v1" / "index.html") in capsys.readouterr().out

@@ -64,6 +64,9 @@ def publish(suite: str, workspace: Path | None, root: Path) -> None:
                       f"{Workspace(workspace).root}` and publish again.")
     d = do_publish(rows, root, suite_obj.name)
     console.print(f"Published {len(rows)} rows to {d}")
+    from qbench.report.html import publish_pages
+
+    console.print(publish_pages(root, suite_obj.name), highlight=False)  # the web pages; never fails publishing
     _print_unranked(rows)
 
 

@@ -223,19 +223,4 @@ def publish(rows: list[dict[str, Any]], root: Path, suite: str, plot: bool = Tru
         delta.insert(0, "against", against)
         atomic_write_text(d / "diff.csv", delta.to_csv(index=False))
     render(d, suite, plot=plot)
-    write_html_pages(root, suite)
     return d
-
-
-def write_html_pages(root: Path, suite: str) -> None:
-    """The browsable pages (every version of ``suite`` and the top-level index). They are a view
-    of the files just written, so a failure here warns and never undoes a publication."""
-    try:
-        from qbench.report.html import write_pages
-
-        write_pages(root, suite)
-    except Exception as exc:  # noqa: BLE001 - any page bug must not lose the published rows
-        import warnings
-
-        warnings.warn(f"Published {suite!r}, but its HTML pages were not written ({type(exc).__name__}: {exc}); "
-                      f"write them with `qbench leaderboard {suite} --html`.", stacklevel=2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from qbench.report.html import write_pages
 from qbench.report.leaderboard import publish
 
 SUITE = "demo"
@@ -61,8 +62,10 @@ def sample_rows(version: int = 1, shift: float = 0.0, flags: bool = True) -> lis
 
 
 def publish_sample(root: Path) -> Path:
-    """Publish v1, republish it with lsq moved (diff.csv), then v2 (diff against v1): the root
-    then holds two versions whose pages link each other. Returns the v2 directory."""
-    publish(sample_rows(1), root, SUITE, plot=False)
-    publish(sample_rows(1, shift=0.5), root, SUITE, plot=False)
-    return publish(sample_rows(2, shift=1.0), root, SUITE, plot=False)
+    """Publish v1, republish it with lsq moved (diff.csv), then v2 (diff against v1), writing
+    the pages after each as ``qbench publish`` does: the root then holds two versions whose
+    pages link each other. Returns the v2 directory."""
+    for version, shift in ((1, 0.0), (1, 0.5), (2, 1.0)):
+        d = publish(sample_rows(version, shift=shift), root, SUITE, plot=False)
+        write_pages(root, SUITE)
+    return d

@@ -5,6 +5,14 @@ drawer in ``app.js`` rather than a vendored library: a scatter with a log axis, 
 a tooltip is ~150 lines, ships no third-party license, and keeps each page one small file.
 """
 from qbench.report.html.data import page_data
-from qbench.report.html.page import render_index, render_page, write_index, write_pages, write_version_page
+from qbench.report.html.page import (
+    publish_pages,
+    render_index,
+    render_page,
+    write_index,
+    write_pages,
+    write_version_page,
+)
 
-__all__ = ["page_data", "render_index", "render_page", "write_index", "write_pages", "write_version_page"]
+__all__ = ["page_data", "publish_pages", "render_index", "render_page", "write_index", "write_pages",
+           "write_version_page"]

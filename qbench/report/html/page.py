@@ -128,3 +128,17 @@ def write_pages(root: Path, suite: str, versions: list[int] | None = None) -> li
                           f"(published: {known or 'none'}). Publish it first with `qbench publish {suite}`.")
     paths = [write_version_page(version_dir(root, suite, v), suite) for v in wanted]
     return [*paths, write_index(root)]
+
+
+def publish_pages(root: Path, suite: str) -> str:
+    """Write the pages after ``qbench publish`` and say what happened, in one line.
+
+    The pages are a view of files already published, so a failure here is reported (with the
+    command that retries) and never fails the publication. Called by the command rather than
+    by :func:`qbench.report.leaderboard.publish`, which this package imports: no import cycle."""
+    try:
+        paths = write_pages(root, suite)
+    except Exception as exc:  # noqa: BLE001 - whatever broke the view, the rows are published
+        return (f"[yellow]Published, but the HTML pages were not written[/yellow] ({type(exc).__name__}: {exc}); "
+                f"write them with `qbench leaderboard {suite} --html --root {root}`.")
+    return "Pages: " + ", ".join(str(p) for p in paths)
