@@ -28,10 +28,11 @@ from qbench.contract.quant.ste import (
 )
 from qbench.contract.wrappers import TrainingWrapper, kd_loss
 from qbench.errors import PluginError, QbenchError
-from qbench.run.executors import Executor
-from qbench.run.harness import FpCheckpoint, Harness
+from qbench.run.executors import Executor, locked
+from qbench.run.harness import FpCheckpoint, Harness, load_state, save_state
 from qbench.run.jobs import Job
 from qbench.run.worker import WorkerSpec
+from qbench.run.workspace import Workspace
 from qbench.train.audit import count_levels
 from qbench.train.loop import frozen_bn_stats
 from qbench.train.surgery import find_layers, quantize_model
@@ -51,7 +52,7 @@ __all__ = [
     # helpers for allocators and wrappers that probe the model
     "frozen_bn_stats", "find_layers", "quantize_model", "count_levels",
     # executors (qbench_register_executors): what they receive and call
-    "Executor", "Job", "Harness", "FpCheckpoint", "WorkerSpec",
+    "Executor", "Job", "Harness", "FpCheckpoint", "WorkerSpec", "Workspace", "locked", "save_state", "load_state",
     # errors
     "QbenchError", "PluginError",
 ]

@@ -56,9 +56,24 @@ def check_single_version(df: pd.DataFrame) -> int:
 
 
 def load_rows_csv(path: Path) -> pd.DataFrame:
+    """A results.csv, checked to be one: a foreign or damaged file is a one-line error naming it."""
+    from qbench.report.row import REQUIRED_COLUMNS
+
     if not Path(path).exists():
         raise QbenchError(f"No results at {str(path)!r}. Run the suite, or publish it first.")
-    return pd.read_csv(path)
+    try:
+        df = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise QbenchError(f"{str(path)!r} is empty: it holds no result rows. Rerun the suite, or restore the "
+                          "file from git.") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise QbenchError(f"{str(path)!r} cannot be parsed as CSV ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}). Restore it from git or rerun the suite.") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise QbenchError(f"{str(path)!r} is not a qbench results table: it lacks the columns {', '.join(missing)}. "
+                          "Pass a results.csv written by `qbench run` or `qbench publish`.")
+    return df
 
 
 #: Measured average bits further than this from the target are shown next to it.

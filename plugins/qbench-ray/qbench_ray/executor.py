@@ -32,15 +32,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from qbench.errors import QbenchError
-from qbench.run.executors import locked
-from qbench.run.harness import FpCheckpoint, load_state, save_state
-from qbench.run.jobs import Job
-from qbench.run.worker import WorkerSpec
-from qbench.run.workspace import Workspace
+from qbench.api import FpCheckpoint, Job, QbenchError, WorkerSpec, Workspace, load_state, locked, save_state
 
 if TYPE_CHECKING:
-    from qbench.run.harness import Harness
+    from qbench.api import Harness
 
 #: Ray's ``max_retries`` for a task whose worker or node died. 0: a crash in qbench is most often
 #: deterministic (a segfaulting extension, a model that does not fit in memory), so a retry would

@@ -8,11 +8,7 @@ from pathlib import Path
 import pytest
 
 from qbench.api import QbenchError
-from qbench.plugin.catalog import Catalog
-from qbench.plugin.manager import get_plugin_manager
-from qbench.run.harness import Harness
-from qbench.run.plan import plan_jobs
-from qbench.run.workspace import Workspace
+from qbench.testing import Catalog, Harness, Workspace, get_plugin_manager, plan_jobs
 
 TINY_SUITE = """
 name = "tiny"
