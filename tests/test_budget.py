@@ -24,7 +24,8 @@ def row(method: str, bits: str = "W2A2", seed: int = 0, top1: float = 90.0, w: f
          "model": "resnet20", "method": method, "method_version": 1, "bits": bits, "seed": seed, "status": "ok",
          "top1": top1, "top5": 100.0, "fp_top1": 95.0, "w_bits_target": wt, "a_bits_target": at,
          "w_bits_measured": wt if w is None else w, "a_bits_measured": at if a is None else a,
-         "gbitops": 0.01 * (wt if w is None else w) * (at if a is None else a), "size_kb": 10.0 * (wt if w is None else w),
+         "gbitops": 0.01 * (wt if w is None else w) * (at if a is None else a),
+         "size_kb": 10.0 * (wt if w is None else w),
          "first_last": "fp", "dataset_hash": "abc", "plugin": "p", "command": "qbench run x"}
     r.update(extra)
     return r

@@ -84,7 +84,8 @@ def _print_unranked(rows: list[dict]) -> None:
         console.print(f"[yellow]Not ranked[/yellow] {r.dataset}/{r.model}/{r.method} v{r.method_version}/{r.bits} "
                       f"(measured W{r.w_bits:.3g}A{r.a_bits:.3g}): {r.flag}", highlight=False)
     if not apart.empty:
-        console.print(f"{len(apart)} entries listed apart in leaderboard.md (\"Not ranked: over budget or collapsed\").")
+        console.print(f"{len(apart)} entries listed apart in leaderboard.md "
+                      "(\"Not ranked: over budget or collapsed\").")
 
 
 @click.command()

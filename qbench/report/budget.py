@@ -64,7 +64,8 @@ def budget_reasons(row: dict[str, Any]) -> list[str]:
     if row.get("status") != "ok" or _is_reference(row):
         return []
     out = []
-    for side, measured, target in (("W", "w_bits_measured", "w_bits_target"), ("A", "a_bits_measured", "a_bits_target")):
+    for side, measured, target in (("W", "w_bits_measured", "w_bits_target"),
+                                   ("A", "a_bits_measured", "a_bits_target")):
         m, t = _num(row.get(measured)), _num(row.get(target))
         if not (math.isnan(m) or math.isnan(t)) and t < FP_BITS and m > t + BITS_TOL:
             out.append(f"measured {side} bits {m:.3g} > target {t:.0f}")

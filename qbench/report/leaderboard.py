@@ -21,8 +21,8 @@ import pandas as pd
 
 from qbench.atomic import atomic_write_text
 from qbench.errors import QbenchError
-from qbench.report.rows_csv import rows_to_csv
 from qbench.report.budget import BITOPS_RTOL, BITS_TOL, CHANCE_MARGIN
+from qbench.report.rows_csv import rows_to_csv
 from qbench.report.stats import GROUP, aggregate, is_ranked, torch_threads
 
 SCHEMA_VERSION = 1
