@@ -1,4 +1,5 @@
-"""Executors: the subprocess executor turns a killed or hung job into a row and goes on."""
+"""Executors: the subprocess executor turns a killed or hung job into a row and goes on; the pool
+gives the local executor's rows and trains each FP checkpoint once."""
 from __future__ import annotations
 
 import json
@@ -54,3 +55,41 @@ def test_subprocess_executor_records_a_killed_and_a_hung_job_and_goes_on(crashy_
     on_disk = {json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in ws.rows_dir("tiny").glob("*.json")}
     assert on_disk["crash"]["job_key"] == jobs[1].key and on_disk["hang"]["status"] == "timeout"
     assert rows["toy"]["peak_rss_mb"] > 0 and 0 <= rows["toy"]["top1"] <= 100
+
+
+def test_pool_rows_equal_local_rows_and_each_fp_checkpoint_is_trained_once(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers, two FP groups of three jobs: every job key and top-1 equals the local
+    executor's, each FP checkpoint is trained by exactly one process, and the parent wrote every row."""
+    import epoch_log_plugin
+    import toy_plugin
+
+    from qbench.run.executors import PoolExecutor
+
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(toy_plugin, name="toy")
+    pm.register(epoch_log_plugin, name="epoch-log")
+    cat = Catalog(pm)
+    suite_file = tmp_path / "tiny.toml"
+    suite_file.write_text(TINY_SUITE.replace('bits = ["W4A4"]', 'bits = ["W4A4", "W2A2"]')
+                          .replace("seeds = [0]", "seeds = [0, 1]"))
+    suite, jobs = plan_jobs(cat, str(suite_file), None, None, None, None, None)
+    log = tmp_path / "epochs.log"
+    monkeypatch.setenv("QBENCH_TEST_EPOCH_LOG", str(log))
+    pooled = {r["job_key"]: r for r in Harness(cat, Workspace(tmp_path / "pool")).run(
+        suite, jobs, executor="pool", options={"workers": 2})}
+    trained = [line.split() for line in log.read_text().splitlines()]
+    by_fp: dict[str, set[str]] = {}
+    for pid, fp_key, _ in trained:
+        by_fp.setdefault(fp_key, set()).add(pid)
+    assert len(by_fp) == 2 and all(len(pids) == 1 for pids in by_fp.values()), by_fp
+    assert len(trained) == 2 * suite.fp.epochs  # no FP epoch ran twice
+    log.unlink()
+    local = {r["job_key"]: r for r in Harness(cat, Workspace(tmp_path / "local")).run(suite, jobs)}
+    assert pooled.keys() == local.keys() and len(pooled) == 6
+    for key, row in pooled.items():
+        assert row["status"] == "ok", row.get("reason")
+        assert (row["top1"], row["w_bits_measured"], row["gbitops"]) == \
+            (local[key]["top1"], local[key]["w_bits_measured"], local[key]["gbitops"]), row["method"]
+        assert row["executor"] == "pool" and local[key]["executor"] == "local"
+    assert PoolExecutor(workers=2).pool.workers == 2
