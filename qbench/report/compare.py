@@ -39,8 +39,8 @@ which the tolerance judges: a seed near the chance threshold must not fail the g
 
 ``against`` is a leaderboard directory (``leaderboards/quick``, or one version's directory), or a
 published suite by name, ``quick`` or ``quick@v1``: looked up in the leaderboards shipped inside
-the package (``qbench/leaderboards``, see :func:`leaderboard_roots`), so the gate works from a
-plugin's own repository without a qbench checkout.
+the package (``qbench/leaderboards``, see :func:`leaderboard_roots`; ``$QBENCH_LEADERBOARDS`` adds
+roots searched first), so the gate works from a plugin's own repository without a qbench checkout.
 """
 from __future__ import annotations
 
@@ -85,14 +85,22 @@ class Comparison:
 
 
 # -- where leaderboards are ------------------------------------------------------------------
+#: Extra leaderboard roots searched first (``os.pathsep``-separated), e.g. a team's own published runs.
+ROOTS_ENV = "QBENCH_LEADERBOARDS"
+
+
 def leaderboard_roots() -> list[Path]:
-    """Directories holding ``<suite>/v<version>/results.csv``, in lookup order: the copy shipped in
-    the package (``qbench/leaderboards``: a symlink to the repository's ``leaderboards/`` in a
-    checkout, real files in a wheel), then a checkout's ``leaderboards/`` beside the package."""
+    """Directories holding ``<suite>/v<version>/results.csv``, in lookup order: those in
+    ``$QBENCH_LEADERBOARDS``, the copy shipped in the package (``qbench/leaderboards``: a symlink to
+    the repository's ``leaderboards/`` in a checkout, real files in a wheel or sdist), then a
+    checkout's ``leaderboards/`` beside the package (where the symlink cannot exist, e.g. Windows)."""
+    import os
+
     import qbench
 
-    pkg = Path(qbench.__file__).resolve().parent
-    roots = [pkg / "leaderboards", pkg.parent / "leaderboards"]
+    pkg = Path(qbench.__file__).parent
+    extra = [Path(p) for p in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if p]
+    roots = [*extra, pkg / "leaderboards", pkg.parent / "leaderboards"]
     out: list[Path] = []
     for r in roots:
         if r.is_dir() and r.resolve() not in {o.resolve() for o in out}:
@@ -226,7 +234,10 @@ def read_results(path: Path) -> pd.DataFrame:
 
 
 def _true(v: object) -> bool:
-    return isinstance(v, (bool, int)) and bool(v) or (hasattr(v, "item") and bool(v.item()))
+    """A flag cell: True only for a true boolean (NaN, from an entry missing on one side, is False)."""
+    if hasattr(v, "item"):
+        v = v.item()  # numpy scalars
+    return isinstance(v, (bool, int)) and bool(v)
 
 
 def _versions(df: pd.DataFrame) -> dict[str, set[int]]:
