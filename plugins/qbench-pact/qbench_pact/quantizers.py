@@ -10,8 +10,9 @@ with a learnable clipping level alpha per layer and the paper's straight-through
 
 (the rounding, and alpha's role in the step size, are both treated as identity, as in the paper).
 They are written out in a custom autograd function so that they hold exactly. PACT regularises
-alpha with an L2 penalty; qbench's harness gives quantizer parameters no weight decay, so the
-penalty's gradient ``alpha_decay * alpha`` is added by a gradient hook on alpha (once per backward).
+alpha with an L2 penalty: the quantizer declares it to the host's optimizer as alpha's weight decay
+(``optim_specs``: ``{"alpha": OptimSpec(weight_decay=alpha_decay)}``), which adds
+``alpha_decay * alpha`` to alpha's gradient once per step.
 
 Choices where the paper is silent (also in the README):
 
@@ -38,13 +39,12 @@ Choices where the paper is silent (also in the README):
 """
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from qbench.api import ActivationQuantizer, calibration_sample, clip_grid, mse_search
+from qbench.api import ActivationQuantizer, OptimSpec, calibration_sample, clip_grid, mse_search
 
 ALPHA_INITS = ("mse", "max")
 CALIBRATE = ("train", "first")
@@ -98,7 +98,8 @@ class PACTActQuantizer(ActivationQuantizer):
     :param bits: k (read at every forward; an allocator such as AdaQAT may change it).
     :param layer: unused.
     :param init_alpha: "mse" (default; not the paper's), "max", or a number (the paper: 10).
-    :param alpha_decay: L2 coefficient on alpha, applied as ``grad += alpha_decay * alpha``.
+    :param alpha_decay: L2 coefficient on alpha: alpha's weight decay in the host's optimizer
+        (:meth:`optim_specs`), i.e. ``grad += alpha_decay * alpha`` at every step.
     :param signed: force the signed/unsigned variant; ``None`` decides from the first batch.
     :param min_alpha: lower bound on alpha inside the forward.
     :param calibrate: "train" (default): an init from an eval-mode batch is redone once on the
@@ -121,22 +122,13 @@ class PACTActQuantizer(ActivationQuantizer):
         self.alpha = nn.Parameter(torch.tensor(start))
         # True once alpha comes from a batch as training sees it (or needs no batch)
         self.register_buffer("alpha_settled", torch.tensor(False))
-        self._hooked_id: int | None = None
-        self._ensure_decay_hook()
+        if self.alpha_decay < 0:
+            raise ValueError(f"pact-a: alpha_decay must be >= 0, got {alpha_decay}")
 
     # -- the L2 penalty on alpha ---------------------------------------------------------------
-    def _ensure_decay_hook(self) -> None:
-        """Register the decay hook on the current alpha (a deepcopy drops tensor hooks)."""
-        if self.alpha_decay == 0.0 or self._hooked_id == id(self.alpha):
-            return
-        ref = weakref.ref(self)
-
-        def add_decay(grad: Tensor) -> Tensor:
-            q = ref()
-            return grad if q is None else grad + q.alpha_decay * q.alpha.detach()
-
-        self.alpha.register_hook(add_decay)
-        self._hooked_id = id(self.alpha)
+    def optim_specs(self) -> dict[str, OptimSpec]:
+        """PACT's L2 penalty on alpha, as alpha's weight decay (the recipe's lr)."""
+        return {"alpha": OptimSpec(weight_decay=self.alpha_decay)}
 
     # -- initialisation ------------------------------------------------------------------------
     def init_from(self, t: Tensor) -> None:
@@ -167,7 +159,6 @@ class PACTActQuantizer(ActivationQuantizer):
             with torch.no_grad():
                 self._calibrate(x.detach())
             self.alpha_settled.fill_(True)
-        self._ensure_decay_hook()
         return PACTFunction.apply(x, self.alpha, 2**self.bits - 1, self.signed, self.min_alpha)
 
     def extra_repr(self) -> str:

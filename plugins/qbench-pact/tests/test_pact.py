@@ -7,7 +7,8 @@ import pytest
 import torch
 from qbench_pact import PACTActQuantizer
 
-from qbench.testing import get_catalog
+from qbench.api import OptimSpec
+from qbench.testing import TrainRecipe, get_catalog, tiny_digits, train
 
 
 def _quantizer(bits: int, alpha: float, **kw: object) -> PACTActQuantizer:
@@ -71,23 +72,32 @@ def test_signed_variant_clips_symmetrically() -> None:
     assert torch.equal(x.grad, ((xd >= -alpha) & (xd <= alpha)).float())
 
 
-def test_alpha_l2_penalty_is_added_once_per_backward_and_survives_deepcopy() -> None:
+def test_alpha_l2_penalty_is_alphas_weight_decay_in_the_hosts_optimizer() -> None:
+    """The penalty is declared (``optim_specs``), not hooked: alpha's gradient is the paper's
+    indicator sum alone, and the host's training loop applies ``alpha_decay`` as alpha's weight
+    decay, so alpha's first SGD step is exactly -lr (count + alpha_decay * alpha)."""
     alpha, decay = 1.5, 0.1
     q = _quantizer(3, alpha, alpha_decay=decay, signed=False)
+    assert q.optim_specs() == {"alpha": OptimSpec(lr_scale=1.0, weight_decay=decay)}
     x = _inputs(5, alpha)
     count = float((x.detach() >= alpha).sum())
     q(x).sum().backward()
-    assert float(q.alpha.grad) == pytest.approx(count + decay * alpha, rel=1e-6)
-    # two forwards, one backward: the penalty is still added once
-    q.alpha.grad = None
-    (q(x).sum() + q(x).sum()).backward()
-    assert float(q.alpha.grad) == pytest.approx(2 * count + decay * alpha, rel=1e-6)
-    # a deep copy (the host copies models) keeps the penalty, on its own alpha
-    q2 = copy.deepcopy(q)
-    q2.alpha.data.fill_(3.0)
-    q2.alpha.grad = None
-    q2(x).sum().backward()
-    assert float(q2.alpha.grad) == pytest.approx(float((x.detach() >= 3.0).sum()) + decay * 3.0, abs=1e-5)
+    assert float(q.alpha.grad) == count  # no penalty in the gradient itself
+    q2 = copy.deepcopy(q)  # the host copies models: the setting travels with the quantizer
+    assert q2.optim_specs() == q.optim_specs()
+    with pytest.raises(ValueError, match="alpha_decay"):
+        _quantizer(3, alpha, alpha_decay=-1.0)
+
+    # through the host's loop: a model whose only parameter is alpha, one step of plain SGD
+    q3 = _quantizer(3, alpha, alpha_decay=decay, signed=False)
+    data = tiny_digits(n_train=64)
+    xs = data.train.tensors[0]
+    q3.initialize(xs)
+    n_up = float((xs >= alpha).sum())
+    lr = 0.01
+    recipe = TrainRecipe(epochs=1, batch_size=64, lr=lr, momentum=0.0, weight_decay=0.0, schedule="constant")
+    train(q3, lambda x, y: q3(x).sum(), data, recipe, seed=0)
+    assert float(q3.alpha.detach()) == pytest.approx(alpha - lr * (n_up + decay * alpha), rel=1e-6)
 
 
 def test_alpha_learns_by_gradient_descent() -> None:
@@ -102,7 +112,7 @@ def test_alpha_learns_by_gradient_descent() -> None:
         opt.step()
     assert q.alpha.item() > 1.0
     q2 = _quantizer(4, 1.0, alpha_decay=1.0, signed=False)
-    opt2 = torch.optim.SGD(q2.parameters(), lr=0.1)
+    opt2 = torch.optim.SGD(q2.parameters(), lr=0.1, weight_decay=q2.optim_specs()["alpha"].weight_decay)
     for _ in range(5):
         opt2.zero_grad()
         (q2(torch.zeros(1, 10)).sum()).backward()  # no x >= alpha: only the L2 term acts
