@@ -199,20 +199,17 @@ def pooled_spread(ref: pd.DataFrame) -> dict[tuple, tuple[float, int]]:
     levels = (["dataset", "model", "bits"], ["dataset", "model"], ["dataset"], [])
     out: dict[tuple, tuple[float, int]] = {}
     for r in spread.to_dict("records"):
+        # the reference is compared on top-1, quantized entries on their gap: never pooled together
         same_kind = pool[pool["_ref"] == r["_ref"]]
         best = (math.nan, 0)
-        # the reference is compared on top-1, quantized entries on their gap: never pooled together
-        for cand in (same_kind,):
-            for keys in levels:
-                sub = cand
-                for k in keys:
-                    sub = sub[sub[k] == r[k]]
-                s0, d0 = _robust_pool(sub)
-                if d0 > best[1]:
-                    best = (s0, d0)
-                if d0 >= MIN_POOL_DF:
-                    break
-            if best[1] >= MIN_POOL_DF:
+        for keys in levels:
+            sub = same_kind
+            for k in keys:
+                sub = sub[sub[k] == r[k]]
+            s0, d0 = _robust_pool(sub)
+            if d0 > best[1]:
+                best = (s0, d0)
+            if d0 >= MIN_POOL_DF:
                 break
         out[tuple(r[k] for k in GROUP)] = best
     return out
