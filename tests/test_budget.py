@@ -98,9 +98,15 @@ def test_aggregate_ranks_only_rows_within_budget_and_recomputes_from_old_columns
 def test_stored_flags_are_kept_when_columns_alone_do_not_show_them() -> None:
     rows = [row("alloc", over_budget=True, budget_reason="GBitOPs 0.05 > target 0.04 (+25%)"),
             row("lsq", over_budget=False, budget_reason="")]
+    # the per-layer verdict stored in a row wins over the columns' approximation of it; chance is recomputed
+    rows += [row("fewlevels", bits="W4A4", w=2.9, collapsed=False, collapse_reason=""),
+             row("guess", bits="W4A4", top1=12.0, collapsed=False, collapse_reason=""),
+             row("oldcsv", bits="W4A4", w=2.9)]
     f = flag_frame(pd.DataFrame(rows)).set_index("method")
     assert f.loc["alloc", "over_budget"] and f.loc["alloc", "budget_reason"].startswith("GBitOPs")
     assert not f.loc["lsq", "over_budget"]
+    assert not f.loc["fewlevels", "collapsed"] and f.loc["guess", "collapsed"]
+    assert f.loc["oldcsv", "collapse_reason"] == "measured W bits 2.9 far below target 4"
 
 
 def test_pareto_marks_against_bitops_and_size() -> None:

@@ -86,14 +86,16 @@ def _layer_collapse(layers: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def collapse_reasons(row: dict[str, Any], num_classes: int | None = None) -> list[str]:
+def collapse_reasons(row: dict[str, Any], num_classes: int | None = None, levels: bool = True) -> list[str]:
     """Why a row counts as collapsed (empty when it did not). Uses the per-layer audit when the
-    row has one, else the measured average bits."""
+    row has one, else the measured average bits (``levels=False``: the chance rule only)."""
     if row.get("status") != "ok" or _is_reference(row):
         return []
     out = []
     layers = row.get("layers")
-    if isinstance(layers, list) and layers:
+    if not levels:
+        pass
+    elif isinstance(layers, list) and layers:
         out += _layer_collapse(layers)
     else:
         for side, measured, target in (("W", "w_bits_measured", "w_bits_target"),
@@ -148,13 +150,17 @@ def _classes(dataset: Any, num_classes: int | dict[str, int] | None) -> int | No
 
 def flag_frame(df: pd.DataFrame, num_classes: int | dict[str, int] | None = None) -> pd.DataFrame:
     """A copy of ``df`` whose flag columns hold the rule recomputed from its columns, OR-ed with
-    the flags stored in the rows (those may use the per-layer audit the CSV does not keep).
+    the flags stored in the rows (those may use the per-layer audit the CSV does not keep; where a
+    row stores ``collapsed``, its levels verdict is kept and only the chance rule is recomputed).
     ``num_classes``: one count, a dataset -> count mapping, or None (:data:`KNOWN_CLASSES`)."""
     out = df.copy()
     over, over_why, col, col_why = [], [], [], []
     for r in out.to_dict("records"):
         b = budget_reasons(r)
-        c = collapse_reasons({k: v for k, v in r.items() if k != "layers"}, _classes(r.get("dataset"), num_classes))
+        # a stored flag came from the per-layer audit, which the columns only approximate
+        stored = not math.isnan(_num(r.get("collapsed"))) or isinstance(r.get("collapsed"), str)
+        c = collapse_reasons({k: v for k, v in r.items() if k != "layers"}, _classes(r.get("dataset"), num_classes),
+                             levels=not stored)
         if _truthy(r.get("over_budget")) and isinstance(r.get("budget_reason"), str) and r["budget_reason"]:
             b = list(dict.fromkeys([r["budget_reason"]] + [x for x in b if x not in r["budget_reason"]]))
         elif _truthy(r.get("over_budget")) and not b:
