@@ -7,6 +7,7 @@ from torch import nn
 
 from qbench.errors import QbenchError, UnknownNameError
 from qbench.models import cifar_resnet  # noqa: F401  (importing qbench.models registers resnet20 & co. into timm)
+from qbench.models.caches import clear_caches_after_forward
 
 
 def check_model_name(name: str) -> None:
@@ -28,10 +29,11 @@ def create_model(name: str, num_classes: int, in_chans: int, **kwargs: Any) -> n
 
     check_model_name(name)
     try:
-        return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
+        model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
     except TypeError as exc:
         raise QbenchError(f"Model {name!r} rejected its arguments {kwargs}: {exc}. "
                           "Fix the model's kwargs in the suite file.") from None
+    return clear_caches_after_forward(model)  # eval-time caches would break deep copies
 
 
 def model_names() -> list[str]:

@@ -22,6 +22,7 @@ from qbench.contract.bits import FIRST_LAST_RULES, BitTarget
 from qbench.errors import QbenchError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+ATTENTION = ("fp", "quantized")
 SCHEDULES = ("cosine", "constant")
 
 
@@ -78,6 +79,9 @@ class Suite:
     threads: int = 1
     #: torch.use_deterministic_algorithms (and cuDNN's deterministic flags) for every job
     deterministic: bool = True
+    #: "fp": attention matmuls (QK^T, AV, SDPA) run FP, counted at 32 bits; "quantized": their
+    #: inputs are quantized at the job's activation bits by the method's activation quantizer
+    attention: str = "fp"
     path: str = ""
 
     def recipe(self) -> dict[str, Any]:
@@ -85,6 +89,8 @@ class Suite:
         d = asdict(self)
         d.pop("path")
         d.pop("description")
+        if d["attention"] == "fp":
+            d.pop("attention")  # the default: suites written before the option keep their keys
         return json.loads(json.dumps(d, default=str, sort_keys=True))
 
     @property
@@ -98,7 +104,7 @@ class Suite:
 
 _TOP_KEYS = {"name", "version", "description", "datasets", "models", "bits", "seeds", "fp", "qat",
              "first_last", "methods", "compose", "job_timeout_s", "gpu_recommended", "threads",
-             "deterministic"}
+             "deterministic", "attention"}
 _COMPOSE_KEYS = {"base", "weight_quantizer", "activation_quantizer", "allocator", "wrapper", "params", "version"}
 
 
@@ -154,6 +160,9 @@ def parse_suite(raw: dict[str, Any], path: str = "<memory>") -> Suite:
     if first_last not in FIRST_LAST_RULES:
         raise QbenchError(f"{where}: first_last {first_last!r} is not a rule; use one of {', '.join(FIRST_LAST_RULES)}.")
     methods = raw.get("methods", ["*"])
+    attention = raw.get("attention", "fp")
+    if attention not in ATTENTION:
+        raise QbenchError(f"{where}: attention {attention!r} is not a setting; use one of {', '.join(ATTENTION)}.")
     return Suite(
         name=raw["name"], version=raw["version"], description=raw.get("description", ""),
         datasets=tuple(datasets), models=tuple(models),
@@ -162,7 +171,7 @@ def parse_suite(raw: dict[str, Any], path: str = "<memory>") -> Suite:
         first_last=first_last, methods=tuple([methods] if isinstance(methods, str) else methods),
         compose=compose, job_timeout_s=float(raw.get("job_timeout_s", 0)),
         gpu_recommended=bool(raw.get("gpu_recommended", False)), threads=_threads(where, raw.get("threads", 1)),
-        deterministic=bool(raw.get("deterministic", True)), path=path)
+        deterministic=bool(raw.get("deterministic", True)), attention=attention, path=path)
 
 
 def _threads(where: str, value: Any) -> int:

@@ -4,7 +4,10 @@
   the quantizer is per-channel. Measured bits = ceil(log2(levels)).
 * Activation levels: distinct values of each quantized layer input, per sample, on a test batch.
 * BitOPs = MACs x b_w x b_a per layer (32 for an FP side), and packed size, by :func:`bitops`
-  and :func:`packed_size_bits`: the one convention every method is counted with.
+  and :func:`packed_size_bits`: the one convention every method is counted with. Matmuls outside
+  Conv2d/Linear layers (attention's QK^T and AV, SDPA, functional linear calls) are audited too,
+  as entries of role ``matmul`` at the bits their two inputs run at (32 unless the suite's
+  ``attention = "quantized"`` quantized them): :func:`qbench.train.matmul.record_sites`.
 * Export parity: the eval model against a plain copy holding only the hard weights.
 """
 from __future__ import annotations
@@ -19,6 +22,7 @@ from torch import Tensor, nn
 
 from qbench.contract.layer_info import LayerInfo
 from qbench.contract.quant.layers import QuantLayer, quant_layers
+from qbench.train.matmul import record_sites
 
 FP_BITS = 32
 
@@ -37,6 +41,9 @@ class LayerAudit:
     a_bits_measured: int
     per_channel: bool
     w_zeros: int = 0  # exact zeros in the deployed weight (pruned by DGMS's zero component, ternary levels, ...)
+    #: conv | linear for layers; for role "matmul" entries the op (matmul, sdpa.qk, sdpa.av, linear_fn,
+    #: conv_fn), with w_bits / a_bits the bits of its left / right input
+    kind: str = ""
 
 
 def bits_for_levels(levels: int) -> int:
@@ -139,7 +146,12 @@ def audit_model(model: nn.Module, layers: list[LayerInfo], x: Tensor) -> list[La
             w_bits=wq.bits if wq is not None else FP_BITS, a_bits=aq.bits if aq is not None else FP_BITS,
             w_levels=w_levels, w_bits_measured=bits_for_levels(w_levels) if wq is not None else FP_BITS,
             a_levels=al, a_bits_measured=bits_for_levels(al) if aq is not None else FP_BITS,
-            per_channel=per_channel, w_zeros=w_zeros))
+            per_channel=per_channel, w_zeros=w_zeros, kind=info.kind))
+    for site in record_sites(model, x[:1]):
+        out.append(LayerAudit(
+            name=site.name, role="matmul", weight_numel=0, macs=site.macs, w_bits=site.bits_left,
+            a_bits=site.bits_right, w_levels=0, w_bits_measured=site.bits_left, a_levels=0,
+            a_bits_measured=site.bits_right, per_channel=False, kind=site.op))
     return out
 
 
@@ -184,9 +196,7 @@ def deployed_copy(model: nn.Module) -> nn.Module:
     dep = copy.deepcopy(model)
     for _, mod in quant_layers(dep):
         if mod.wq is not None:
-            with torch.no_grad():
-                mod.weight.copy_(mod.hard_weight())
-            mod.wq = None
+            mod.deploy()
     return dep.eval()
 
 

@@ -1,4 +1,11 @@
-"""Find a model's quantizable layers and swap them for quantized ones.
+"""Find a model's quantizable layers and quantize them.
+
+A plain ``nn.Conv2d`` / ``nn.Linear`` is swapped for its :class:`QuantConv2d` / :class:`QuantLinear`
+twin. Any subclass (timm's Conv2dSame, StdConv2d, ScaledStdConv2d, Linear...) is quantized in
+place by :func:`qbench.contract.quant.layers.wrap_layer`: it keeps its own forward (padding,
+weight standardisation), its input is quantized, and so is the weight it really computes with.
+With the suite's ``attention = "quantized"`` (:data:`qbench.train.matmul.ATTENTION`), the inputs of
+the activation x activation matmuls are quantized too (:mod:`qbench.train.matmul`).
 
 The first layer (the stem) and the last (the classifier) follow the suite's first/last-layer
 rule, applied here for every method alike so that no plugin can change it silently.
@@ -13,8 +20,9 @@ from torch import Tensor, nn
 from qbench.contract.bits import LayerBits
 from qbench.contract.layer_info import LayerInfo
 from qbench.contract.quant.base import ActivationQuantizer, WeightQuantizer
-from qbench.contract.quant.layers import QuantConv2d, QuantLinear
+from qbench.contract.quant.layers import QuantConv2d, QuantLinear, wrap_layer
 from qbench.errors import QbenchError
+from qbench.train.matmul import ATTENTION, attach_matmul_quantizers
 
 
 def _classifier_name(model: nn.Module) -> str | None:
@@ -89,7 +97,8 @@ ActFactory = Callable[[int, nn.Module], ActivationQuantizer]
 
 def quantize_model(model: nn.Module, plan: dict[str, LayerBits], make_wq: WeightFactory | None,
                    make_aq: ActFactory | None) -> nn.Module:
-    """Replace each planned layer of ``model`` (in place) by its quantized twin.
+    """Quantize each planned layer of ``model`` (in place): a plain Conv2d / Linear is replaced by its
+    quantized twin, a subclass is wrapped keeping its own forward.
 
     :param plan: layer name -> bits; a ``None`` side, or a missing factory, stays FP.
     """
@@ -100,9 +109,17 @@ def quantize_model(model: nn.Module, plan: dict[str, LayerBits], make_wq: Weight
         aq = make_aq(bits.a, m) if (bits.a is not None and make_aq is not None) else None
         if wq is None and aq is None:
             continue
-        cls = QuantConv2d if isinstance(m, nn.Conv2d) else QuantLinear
-        new = cls.from_float(m, wq, aq, name)
-        parent_name, _, child = name.rpartition(".")
-        parent = modules[parent_name] if parent_name else model
-        setattr(parent, child, new)
+        if type(m) in (nn.Conv2d, nn.Linear):
+            cls = QuantConv2d if isinstance(m, nn.Conv2d) else QuantLinear
+            new = cls.from_float(m, wq, aq, name)
+            parent_name, _, child = name.rpartition(".")
+            parent = modules[parent_name] if parent_name else model
+            setattr(parent, child, new)
+        else:
+            wrap_layer(m, wq, aq, name)
+            if wq is not None and m._transforms_weight:
+                wq.initialize(m.effective_weight())  # from the weight it computes with, not the raw one
+    attention = ATTENTION.get()
+    if attention is not None and attention[0] == "quantized" and make_aq is not None:
+        attach_matmul_quantizers(model, make_aq, attention[1])
     return model
