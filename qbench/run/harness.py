@@ -30,6 +30,7 @@ from qbench.run.workspace import Workspace
 from qbench.train.audit import audit_model, export_parity, summarize
 from qbench.train.loop import EpochStats, evaluate, train
 from qbench.train.qat import run_qat
+from qbench.train.matmul import ATTENTION
 from qbench.train.surgery import find_layers
 
 AUDIT_BATCH = 256
@@ -140,7 +141,8 @@ class Harness:
             "bits": "fp32" if m.reference else job.bits.label,
             "w_bits_target": 32 if m.reference else job.bits.w,
             "a_bits_target": 32 if (m.reference or m.weight_only) else job.bits.a,
-            "first_last": job.suite.first_last, "attention": "none", "seed": job.seed, "command": self.command,
+            "first_last": job.suite.first_last, "attention": job.suite.attention, "seed": job.seed,
+            "command": self.command,
             "torch_threads": job.suite.threads, "deterministic": job.suite.deterministic,
             "executor": self.executor, "date": now(), **environment(), **device_facts(self.device),
         }
@@ -217,9 +219,13 @@ class Harness:
         task = self.progress.start_epochs(job.label, suite.qat.epochs)
         t0 = time.perf_counter()
         ckpt = self.ws.epoch_checkpoint(job.key, "qat")
-        result = run_qat(job.method, self.catalog, fp_model, data, job.bits, suite.qat, suite.first_last, job.seed,
-                         on_epoch=self._epoch_cb(job, "qat", task), deadline=deadline, checkpoint=ckpt,
-                         device=self.device)
+        token = ATTENTION.set((suite.attention, job.bits.a))  # read by the surgery (qbench.train.matmul)
+        try:
+            result = run_qat(job.method, self.catalog, fp_model, data, job.bits, suite.qat, suite.first_last,
+                             job.seed, on_epoch=self._epoch_cb(job, "qat", task), deadline=deadline, checkpoint=ckpt,
+                             device=self.device)
+        finally:
+            ATTENTION.reset(token)
         out["qat_s"] = round(time.perf_counter() - t0, 3)
         out["resumed_from_epoch"] = ckpt.resumed_from
         self.progress.finish_epochs(task)
