@@ -1,9 +1,10 @@
 """DGMS under the suite's learning rate: top-1 of the hard model per epoch on digits/resnet20.
 
 Usage: python plugins/qbench-dgms/bench_lr.py FP_CHECKPOINT.safetensors --lr 0.01 --epochs 3
-       --bits 2 [--param-grad-scale 0.002]
+       --bits 2 [--mixture-lr-scale 0.002]
 FP_CHECKPOINT is a resnet20 digits checkpoint from a qbench workspace (WORKSPACE/fp/KEY.safetensors).
-Each epoch is its own 1-epoch run of qbench's training loop (SGD 0.9, wd 5e-4, cosine), seed 0.
+The mixture parameters train at --mixture-lr-scale x --lr (an OptimSpec the host applies);
+each epoch is its own 1-epoch run of qbench's training loop (SGD 0.9, wd 5e-4, cosine), seed 0.
 """
 from __future__ import annotations
 
@@ -22,11 +23,11 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--bits", type=int, default=2)
-    ap.add_argument("--param-grad-scale", type=float, default=1.0)
+    ap.add_argument("--mixture-lr-scale", type=float, default=1.0)
     args = ap.parse_args()
     torch.set_num_threads(1)
     cat = get_catalog()
-    method = cat.methods.get("dgms").compose("dgms-bench", params={"weight": {"param_grad_scale": args.param_grad_scale}})
+    method = cat.methods.get("dgms").compose("dgms-bench", params={"weight": {"mixture_lr_scale": args.mixture_lr_scale}})
     fp = create_model("resnet20", 10, 1)
     fp.load_state_dict(load_file(args.fp))
     data = load_digits()

@@ -9,8 +9,8 @@ import torch
 from qbench_dgms import DGMSWeightQuantizer, kmeans_1d, kmeans_pp_seeds
 from torch import nn
 
-from qbench.api import QuantConv2d
-from qbench.testing import get_catalog
+from qbench.api import BitTarget, QuantConv2d
+from qbench.testing import TrainRecipe, fp_model, get_catalog, prepare, tiny_digits, train
 
 
 def _clustered(seed: int = 0) -> torch.Tensor:
@@ -116,7 +116,7 @@ def test_method_registered_and_quantized_layer_trains_soft_and_evaluates_hard() 
     cat = get_catalog()
     m = cat.methods.get("dgms")
     assert (m.weight_quantizer, m.activation_quantizer, m.allocator, m.wrapper) == ("dgms-w", None, "fixed", "plain")
-    assert m.weight_only and m.version == 1
+    assert m.weight_only and m.version == 2
     torch.manual_seed(0)
     conv = nn.Conv2d(4, 8, 3)
     wq = cat.quantizers.get("dgms-w").factory(bits=2, layer=conv, **m.part_params("weight"))
@@ -133,14 +133,40 @@ def test_method_registered_and_quantized_layer_trains_soft_and_evaluates_hard() 
     assert not torch.equal(wq.train()(layer.weight).detach(), hard)  # training uses the soft weight
 
 
-def test_paperlr_variant_differs_from_dgms_only_in_the_mixture_gradient_scale() -> None:
+def test_mixture_trains_at_the_papers_lr_through_the_hosts_optimizer() -> None:
+    """``dgms`` declares lr 2e-5 for the mixture (means, sigmas, pi, tau) as an OptimSpec, 0.002 x the
+    suites' QAT lr 0.01, and no longer scales gradients: through the host's own training loop, the
+    first SGD step moves the mixture exactly ``mixture_lr_scale`` x as far as the recipe's lr would
+    (0.25 here: a 0.002 x step is below float32 resolution for some parameters), and the latent
+    weights exactly as far."""
     cat = get_catalog()
-    base, variant = cat.methods.get("dgms"), cat.methods.get("dgms-paperlr")
-    assert variant.weight_only and variant.weight_quantizer == base.weight_quantizer
-    params, base_params = variant.part_params("weight"), base.part_params("weight")
-    assert params.pop("param_grad_scale") == pytest.approx(2e-5 / 0.01)
-    assert base_params.pop("param_grad_scale") == 1.0
-    assert params == base_params
-    # every shipped suite trains QAT at the lr the scale assumes
+    m = cat.methods.get("dgms")
+    assert m.part_params("weight")["mixture_lr_scale"] == pytest.approx(2e-5 / 0.01)
+    assert "dgms-paperlr" not in cat.methods.names()
+    q = DGMSWeightQuantizer(2, mixture_lr_scale=0.002)
+    specs = q.optim_specs()
+    assert set(specs) == {"means", "log_sigma", "pi", "log_tau"}
+    assert all(s.lr_scale == pytest.approx(0.002) and s.weight_decay == 0.0 for s in specs.values())
+    # every shipped suite trains QAT at the lr the ratio assumes
     for entry in cat.suites.entries():
         assert tomllib.loads(Path(entry.obj).read_text())["qat"]["lr"] == 0.01, entry.name
+
+    data = tiny_digits(n_train=64)  # one batch of 64: one optimiser step
+    recipe = TrainRecipe(epochs=1, batch_size=64, lr=0.01, weight_decay=0.0)
+    moved = {}
+    for scale in (0.25, 1.0):
+        method = m.compose(f"dgms-lr{scale}", params={"weight": {"mixture_lr_scale": scale}})
+        qmodel, _, _ = prepare(method, cat, fp_model("resnet20"), data, BitTarget(2, 2), "fp", 0)
+        before = {n: p.detach().clone() for n, p in qmodel.named_parameters()}
+        train(qmodel, lambda x, y: nn.functional.cross_entropy(qmodel(x), y), data, recipe, seed=0)
+        moved[scale] = {n: p.detach() - before[n] for n, p in qmodel.named_parameters()}
+    ulp = {n: 2 * torch.finfo(torch.float32).eps * v.abs() for n, v in before.items()}  # float32 rounding of p
+    mixture = [n for n in moved[1.0] if n.rsplit(".", 1)[-1] in ("means", "log_sigma", "pi", "log_tau")]
+    latent = [n for n in moved[1.0] if n.endswith(".weight") and n.replace(".weight", ".wq.means") in moved[1.0]]
+    assert mixture and latent
+    assert sum(bool(moved[1.0][n].abs().max() > 0) for n in mixture) > len(mixture) // 2
+    for n in mixture:
+        assert ((moved[0.25][n] - 0.25 * moved[1.0][n]).abs() <= ulp[n] + 1e-12).all(), n
+    for n in latent:
+        assert moved[1.0][n].abs().max() > 0, n
+        torch.testing.assert_close(moved[0.25][n], moved[1.0][n])

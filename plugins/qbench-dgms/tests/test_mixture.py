@@ -2,6 +2,7 @@
 -> 0, at most 2^b levels, and chunking that changes memory but not results."""
 from __future__ import annotations
 
+import pytest
 import torch
 from qbench_dgms import DGMSWeightQuantizer
 from qbench_dgms.mixture import full_means, log_joint, log_mixing, soft_weight
@@ -172,19 +173,25 @@ def test_gradients_reach_weight_and_every_mixture_parameter_without_ste() -> Non
     assert not frozen.log_tau.requires_grad and abs(frozen.tau - 0.01) < 1e-9
 
 
-def test_param_grad_scale_scales_only_mixture_gradients() -> None:
+def test_mixture_lr_scale_is_an_optimizer_setting_not_a_gradient_change() -> None:
+    """The paper's lr for the mixture is declared to the optimizer (``optim_specs``); the forward
+    and every gradient are the same whatever ``mixture_lr_scale`` is."""
     w0 = _layer_weight()
     grads = {}
     for s in (1.0, 0.01):
         torch.manual_seed(0)
-        q = DGMSWeightQuantizer(2, None, tau=0.1, param_grad_scale=s)
+        q = DGMSWeightQuantizer(2, None, tau=0.1, mixture_lr_scale=s)
         q.initialize(w0)
         w = w0.clone().requires_grad_()
         out = q.train()(w)
         (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
         grads[s] = (out.detach(), w.grad, [p.grad for p in (q.means, q.log_sigma, q.pi, q.log_tau)])
+        assert {n: spec.lr_scale for n, spec in q.optim_specs().items()} == dict.fromkeys(
+            ("means", "log_sigma", "pi", "log_tau"), s)
     torch.testing.assert_close(grads[0.01][0], grads[1.0][0])  # same forward
     torch.testing.assert_close(grads[0.01][1], grads[1.0][1])  # same weight gradient
     for a, b in zip(grads[0.01][2], grads[1.0][2]):
         assert b.abs().sum() > 0
-        torch.testing.assert_close(a, 0.01 * b)
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="mixture_lr_scale"):
+        DGMSWeightQuantizer(2, None, mixture_lr_scale=0.0)
