@@ -1,0 +1,192 @@
+"""The deployable model: each quantized layer replaced by ONNX's own quantization ops.
+
+* Both sides on integer grids: ``Clip -> QuantizeLinear`` (uint8 codes, integer zero point) on the
+  input, int8 weight codes, ``ConvInteger`` / ``MatMulInteger`` (int32 accumulation), and
+  ``DequantizeLinear`` of the accumulator with scale = input scale x weight scale (per channel),
+  then the bias: onnxruntime runs the integer kernels.
+* Otherwise the input is ``Clip -> QuantizeLinear -> DequantizeLinear`` (a uniform grid), the
+  quantizer's own ops (traced), or untouched (weight-only); the weight is
+  ``DequantizeLinear(int8 codes, scale)`` or ``Gather`` / ``GatherElements`` of a LUT by uint8 codes;
+  then a float Conv / MatMul.
+
+The torch forward computes what the ONNX ops compute, so the module is also a reference.
+"""
+from __future__ import annotations
+
+import copy
+import io
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from qbench.contract.quant.layers import quant_layers
+from qbench.deploy.analyze import LayerPlan
+
+OPSET = 17
+
+
+class _Quantize(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, lo: Tensor, hi: Tensor, scale: Tensor, zp: Tensor) -> Tensor:  # noqa: ANN001
+        q = torch.round(torch.clamp(x, float(lo), float(hi)) / scale) + zp.float()
+        return torch.clamp(q, 0, 255).to(torch.uint8)
+
+    @staticmethod
+    def symbolic(g, x, lo, hi, scale, zp):  # noqa: ANN001, ANN205
+        return g.op("QuantizeLinear", g.op("Clip", x, lo, hi), scale, zp)
+
+
+class _Dequantize(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q: Tensor, scale: Tensor, zp: Tensor, axis: int) -> Tensor:  # noqa: ANN001
+        shape = [1] * q.dim()
+        if scale.numel() > 1:
+            shape[axis] = -1
+        z = 0.0 if zp is None else zp.double()
+        return (q.double() - z).mul(scale.double().reshape(shape)).float()
+
+    @staticmethod
+    def symbolic(g, q, scale, zp, axis):  # noqa: ANN001, ANN205
+        if zp is None or (hasattr(zp, "node") and zp.node().mustBeNone()):  # zero: per-axis scales take no zp
+            return g.op("DequantizeLinear", q, scale, axis_i=axis)
+        return g.op("DequantizeLinear", q, scale, zp, axis_i=axis)
+
+
+class _ConvInteger(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xq: Tensor, wq: Tensor, xz: Tensor, stride: list, padding: list, dilation: list,  # noqa: ANN001
+                groups: int) -> Tensor:
+        acc = F.conv2d(xq.double() - float(xz), wq.double(), None, stride, padding, dilation, groups)
+        return acc.round().to(torch.int32)
+
+    @staticmethod
+    def symbolic(g, xq, wq, xz, stride, padding, dilation, groups):  # noqa: ANN001, ANN205
+        wz = g.op("Constant", value_t=torch.tensor(0, dtype=torch.int8))
+        return g.op("ConvInteger", xq, wq, xz, wz, strides_i=stride, pads_i=list(padding) * 2,
+                    dilations_i=dilation, group_i=groups)
+
+
+class _MatMulInteger(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, xq: Tensor, wt: Tensor, xz: Tensor) -> Tensor:  # noqa: ANN001
+        return torch.matmul(xq.double() - float(xz), wt.double()).round().to(torch.int32)
+
+    @staticmethod
+    def symbolic(g, xq, wt, xz):  # noqa: ANN001, ANN205
+        wz = g.op("Constant", value_t=torch.tensor(0, dtype=torch.int8))
+        return g.op("MatMulInteger", xq, wt, xz, wz)
+
+
+class _Lut(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, lut: Tensor, codes: Tensor) -> Tensor:  # noqa: ANN001
+        return torch.gather(lut, 1, codes.long())
+
+    @staticmethod
+    def symbolic(g, lut, codes):  # noqa: ANN001, ANN205
+        idx = g.op("Cast", codes, to_i=7)  # int64
+        return g.op("GatherElements", lut, idx, axis_i=1)
+
+
+def _without_extra_state(m: nn.Module) -> nn.Module:
+    """The quantizer, its bits and sign kept as attributes but out of the state dict (the ONNX
+    tracer takes only tensors there)."""
+    for sub in m.modules():
+        cls = type(sub)
+        if cls.get_extra_state is not nn.Module.get_extra_state:
+            sub.__class__ = type(cls.__name__, (cls,), {"get_extra_state": nn.Module.get_extra_state,
+                                                        "set_extra_state": nn.Module.set_extra_state})
+    return m
+
+
+class DeployLayer(nn.Module):
+    """One quantized layer as deployed (see the module docstring)."""
+
+    def __init__(self, layer: nn.Module, plan: LayerPlan) -> None:
+        super().__init__()
+        self.plan = plan
+        self.conv = isinstance(layer, nn.Conv2d)
+        if self.conv:
+            self.stride, self.padding = list(layer.stride), list(layer.padding)
+            self.dilation, self.groups = list(layer.dilation), int(layer.groups)
+        self.wshape = tuple(layer.weight.shape)
+        self.bias = None if layer.bias is None else nn.Parameter(layer.bias.detach().clone(), requires_grad=False)
+        a, w = plan.act, plan.weight
+        self.aq = _without_extra_state(copy.deepcopy(layer.aq).eval()) if a.scheme == "traced" else None
+        if a.scheme == "uniform":
+            for n, v in (("a_lo", a.lo), ("a_hi", a.hi), ("a_scale", a.scale)):
+                self.register_buffer(n, torch.tensor(v, dtype=torch.float32))
+            self.register_buffer("a_zp", torch.tensor(a.zero_point, dtype=torch.uint8))
+        if w is None or w.scheme == "float":
+            self.register_buffer("w_float", layer.hard_weight().detach().float().clone())
+        elif w.scheme == "uniform":
+            codes, scale = w.int_codes, w.int_scale.float()
+            self.register_buffer("w_scale", scale if scale.numel() > 1 else scale.reshape(()))
+            if plan.integer:
+                # the weight codes in the layout the integer op takes; the output scale per channel
+                self.register_buffer("w_codes", codes if self.conv else codes.t().contiguous())
+                out_scale = (scale.double() * a.scale).float()
+                self.register_buffer("out_scale", out_scale if out_scale.numel() > 1 else out_scale.reshape(()))
+            else:
+                self.register_buffer("w_codes", codes)
+        else:
+            self.register_buffer("lut", w.lut.float())
+            self.register_buffer("lut_codes", w.lut_codes.reshape(w.lut.shape[0], -1))
+
+    def weight(self) -> Tensor:
+        w = self.plan.weight
+        if w is None or w.scheme == "float":
+            return self.w_float
+        if w.scheme == "uniform":
+            return _Dequantize.apply(self.w_codes, self.w_scale, None, 0)
+        return _Lut.apply(self.lut, self.lut_codes).reshape(self.wshape)
+
+    def _float_op(self, x: Tensor, w: Tensor) -> Tensor:
+        if self.conv:
+            return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        return F.linear(x, w, self.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        a = self.plan.act
+        if self.plan.integer:
+            xq = _Quantize.apply(x, self.a_lo, self.a_hi, self.a_scale, self.a_zp)
+            if self.conv:
+                acc = _ConvInteger.apply(xq, self.w_codes, self.a_zp, self.stride, self.padding, self.dilation,
+                                         self.groups)
+                y = _Dequantize.apply(acc, self.out_scale, None, 1)
+                return y if self.bias is None else y + self.bias.reshape(1, -1, 1, 1)
+            acc = _MatMulInteger.apply(xq, self.w_codes, self.a_zp)
+            y = _Dequantize.apply(acc, self.out_scale, None, acc.dim() - 1)
+            return y if self.bias is None else y + self.bias
+        if a.scheme == "uniform":
+            x = _Dequantize.apply(_Quantize.apply(x, self.a_lo, self.a_hi, self.a_scale, self.a_zp),
+                                  self.a_scale, self.a_zp, 1)
+        elif a.scheme == "traced":
+            x = self.aq(x)
+        return self._float_op(x, self.weight())
+
+
+def deploy_model(model: nn.Module, plans: list[LayerPlan]) -> nn.Module:
+    """A copy of ``model`` (eval) with every quantized layer replaced by its :class:`DeployLayer`."""
+    dep = copy.deepcopy(model).eval()
+    by_name = {p.name: p for p in plans}
+    modules = dict(dep.named_modules())
+    for name, layer in list(quant_layers(dep)):
+        parent_name, _, child = name.rpartition(".")
+        setattr(modules[parent_name] if parent_name else dep, child, DeployLayer(layer, by_name[name]))
+    return dep
+
+
+def to_onnx(dep: nn.Module, sample: Tensor) -> bytes:
+    """The deploy model as ONNX bytes (dynamic batch). Constant folding is off so that weight codes
+    and LUTs stay in the file as codes; onnxruntime folds what it may when it loads the model."""
+    import warnings
+
+    f = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(dep, (sample,), f, dynamo=False, opset_version=OPSET, do_constant_folding=False,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    return f.getvalue()
