@@ -17,7 +17,7 @@ LAYERS = {
     "plugin": 2,
     "train": 3,
     "report": 4,
-    "run": 5,
+    "run": 5, "deploy": 5,
     "api": 6, "testing": 6, "default_plugins": 6,
     "cli": 7,
 }

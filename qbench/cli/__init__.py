@@ -10,7 +10,9 @@ import sys
 import click
 
 from qbench import __version__
+from qbench.cli.export import export
 from qbench.cli.info import list_, plugins
+from qbench.cli.models import models
 from qbench.cli.render import err_console
 from qbench.cli.report import compare, leaderboard, publish
 from qbench.cli.run import run
@@ -24,7 +26,7 @@ def cli() -> None:
     """qbench: compare quantization-aware-training methods on one frozen recipe."""
 
 
-for _command in (run, list_, plugins, leaderboard, publish, compare, new_plugin):
+for _command in (run, list_, plugins, leaderboard, publish, compare, new_plugin, export, models):
     cli.add_command(_command)
 
 

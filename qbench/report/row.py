@@ -72,6 +72,23 @@ class Row(TypedDict, total=False):
     collapse_reason: Annotated[str, "why the row counts as collapsed"]
     export_max_abs_diff: Annotated[float, "max |logit difference| between the eval model and a copy holding only "
                                           "its hard weights"]
+    # -- deployment: the ONNX export run in onnxruntime (only with the `deploy` extra) ---------------
+    deploy_top1: Annotated[float, "top-1 (%) of the exported model.onnx in onnxruntime (CPU) on the full test split"]
+    deploy_max_logit_diff: Annotated[float, "max |logit difference| between onnxruntime and qbench's own evaluation "
+                                            "on the full test split"]
+    deploy_logit_tol: Annotated[float, "the logit tolerance: 1e-3 x the largest |logit| + 1e-5 (the classifier is FP, "
+                                       "so there is no output step; see qbench/deploy/parity.py)"]
+    deploy_logit_outliers: Annotated[int, "test samples whose logits differ by more than deploy_logit_tol (an "
+                                          "activation code flipped on a rounding boundary, or a wrong export)"]
+    deploy_ok: Annotated[bool, "the export agrees: top-1 within 0.1 point and at most 1% of the samples beyond "
+                               "deploy_logit_tol"]
+    deploy_reason: Annotated[str, "why the export diverges (measured gap, differing predictions) or failed"]
+    deploy_integer_kernels: Annotated[bool, "onnxruntime's optimised graph runs integer kernels (QLinearConv, "
+                                            "ConvInteger or MatMulInteger)"]
+    deploy_scheme: Annotated[str, "how the quantized layers deploy: weight (uniform / lut / float) and activation "
+                                  "(uniform / traced / fp32) schemes, and how many run as integer ops"]
+    deploy_size_kb: Annotated[float, "bytes of weights.safetensors' tensors: codes packed at their bits, scales, "
+                                     "LUTs and the FP rest (compare size_kb)"]
     extra: Annotated[dict, "what the allocator reports (e.g. learned bit-widths); JSON text in CSV"]
     layers: Annotated[list, "per-layer audit (JSON rows only)"]
     # -- how it ran ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from qbench.data.bundle import DataBundle, iterate_batches
+from qbench.deploy import keep_and_check
 from qbench.models import create_model
 from qbench.plugin.catalog import Catalog
 from qbench.report.budget import flag_row
@@ -234,6 +235,7 @@ class Harness:
         out.update(summarize(model, audit_model(model, result.layers, x_audit)))
         out["export_max_abs_diff"] = export_parity(model, x_audit)
         out["extra"] = result.extra
+        out.update(keep_and_check(self.ws.root, job, model, data, out))  # the model kept; deploy parity
         return out
 
     # -- a whole run -------------------------------------------------------------------------

@@ -1,0 +1,75 @@
+"""``qbench export``: a finished job's trained model as model.onnx, weights.safetensors and
+manifest.json, checked in onnxruntime against qbench's own evaluation."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from qbench.cli.render import console
+from qbench.errors import QbenchError
+from qbench.run.workspace import Workspace
+
+
+def select_row(ws: Workspace, key: str | None, suite: str, method: str | None, model: str | None,
+               bits: str | None, seed: int | None) -> dict[str, Any]:
+    """The one ``ok`` row matching a job key (or its prefix), or the suite/method/model/bits/seed filters."""
+    rows = [r for r in ws.rows(suite) if r.get("status") == "ok" and r.get("bits") != "fp32"]
+    if key:
+        hits = [r for r in rows if str(r["job_key"]).startswith(key)]
+    else:
+        want = {"method": method, "model": model, "seed": seed,
+                "bits": bits.upper() if bits and bits.upper().startswith("W") else (f"W{bits}A{bits}" if bits else None)}
+        hits = [r for r in rows if all(v is None or r.get(k) == v for k, v in want.items())]
+    if len(hits) != 1:
+        found = "; ".join(f"{r['job_key']} {r['model']}/{r['method']}/{r['bits']}/seed{r['seed']}" for r in hits[:8])
+        raise QbenchError(f"{len(hits)} finished quantized jobs in {ws.root / suite} match; select exactly one "
+                          f"(a job key, or --method/--model/--bits/--seed). {found}")
+    return hits[0]
+
+
+@click.command("export")
+@click.argument("key", required=False)
+@click.option("--suite", default="quick", show_default=True, help="Suite whose rows to select from.")
+@click.option("--method", help="Method name.")
+@click.option("--model", help="Model label (e.g. resnet20, vit-micro).")
+@click.option("--bits", help="Bit target, e.g. W4A4 or 4.")
+@click.option("--seed", type=int, help="Seed.")
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output directory.")
+@click.option("--workspace", type=click.Path(path_type=Path), help="Results directory (default ./qbench-runs).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Where datasets that need files live.")
+@click.option("--check/--no-check", default=True, help="Run model.onnx in onnxruntime on the full test split.")
+def export(key: str | None, suite: str, method: str | None, model: str | None, bits: str | None, seed: int | None,
+           out_dir: Path, workspace: Path | None, data_dir: Path | None, check: bool) -> None:
+    """Export a finished job's trained model (by job KEY or by --method/--model/--bits/--seed)."""
+    from qbench import deploy
+    from qbench.data.bundle import iterate_batches
+    from qbench.deploy.store import rebuild
+    from qbench.plugin.catalog import get_catalog
+
+    if not deploy.available():
+        raise QbenchError("qbench export needs the deploy extra: pip install 'qbench[deploy]' (onnx, onnxruntime).")
+    ws = Workspace(workspace)
+    row = select_row(ws, key, suite, method, model, bits, seed)
+    cat = get_catalog()
+    qmodel, meta = rebuild(ws.root, row["job_key"], cat)
+    options = dict(meta.get("dataset_options", {}))
+    where = options.pop("data_dir", None) or data_dir
+    data = cat.datasets.get(meta["dataset"]).factory(Path(where) if where else None, **options)
+    probe = next(iterate_batches(data.test, deploy.PROBE_BATCH, shuffle=False))[0]
+    info = {k: row.get(k) for k in ("job_key", "suite", "dataset", "model", "method", "method_version", "bits",
+                                    "seed", "top1", "size_kb", "w_bits_measured", "a_bits_measured")}
+    exp = deploy.export_model(qmodel, probe, info)
+    if check:
+        fields = deploy.parity_fields(exp, qmodel, data, row.get("top1"))
+    out = deploy.write(exp, out_dir)
+    console.print(f"{row['model']}/{row['method']}/{row['bits']}/seed{row['seed']} ({row['job_key']}) -> {out}: "
+                  f"model.onnx, weights.safetensors ({exp.packed_bytes / 1024:.1f} KB of tensors; audit size "
+                  f"{row.get('size_kb', float('nan')):.1f} KB), manifest.json")
+    console.print(f"  {deploy.scheme_summary(exp.plans)}; onnxruntime integer ops: {exp.integer_ops or 'none'}")
+    if check:
+        state = "ok" if fields["deploy_ok"] else f"DIVERGES: {fields['deploy_reason']}"
+        console.print(f"  onnxruntime top-1 {fields['deploy_top1']:.2f} vs qbench {row.get('top1', float('nan')):.2f}; "
+                      f"max logit diff {fields['deploy_max_logit_diff']:.3g} (tolerance {fields['deploy_logit_tol']:.3g}, "
+                      f"{fields['deploy_logit_outliers']} samples beyond); {state}", highlight=False)
