@@ -16,11 +16,12 @@ PAPER = ("Z. Liu, K.-T. Cheng, D. Huang, E. Xing, Z. Shen. Nonuniform-to-Uniform
 #: qbench's method facts; qbench uses LSQ). Plain cross-entropy (the paper's training recipe is
 #: not part of the benchmark's fixed recipe).
 N2UQ = Method(
-    name="n2uq", version=2, weight_quantizer="lsq-w", activation_quantizer="n2uq-a",
+    name="n2uq", version=3, weight_quantizer="lsq-w", activation_quantizer="n2uq-a",
     allocator="fixed", wrapper="plain",
     params={"weight": {"per_channel": False},
             "activation": {"signed": None, "learn_scale": True, "rescale_output": True,
-                           "init": "mse", "grad_scale": "lsq", "min_width": 1e-3}},
+                           "init": "mse", "grad_scale": "lsq", "threshold_grad_scale": "none",
+                           "min_width": 1e-3}},
     description="N2UQ: learned non-uniform activation thresholds with uniform output levels "
                 "(generalized STE); LSQ uniform weights.",
     paper=PAPER)

@@ -17,9 +17,11 @@ Choices where the paper is silent (each one a constructor parameter):
   saved in the state dict).
 * Positive widths (not specified by the paper; qbench uses a_i = max(|a~_i|, min_width * step)
   with a~_i the raw parameter, so dL/da~_i = sign(a~_i) dL/da_i above the floor).
-* Gradient scale (not specified by the paper; qbench multiplies the gradients of s, t0 and the
-  widths by LSQ's g = 1/sqrt(N * (2^b - 1)), N = features per sample, ``grad_scale="lsq"``;
-  ``"none"`` disables it).
+* Gradient scale (not specified by the paper): the scale s gets LSQ's g = 1/sqrt(N * (2^b - 1)),
+  N = features per sample (``grad_scale="lsq"``; ``"none"`` disables it). The thresholds (t0 and
+  the widths) take the paper's GSTE gradient unscaled (``threshold_grad_scale="none"``, the
+  default since method v3): under LSQ's g they moved at most ~0.1% in a whole quick-suite QAT,
+  which left the non-uniform part inactive (README, "Method versions"); ``"lsq"`` restores it.
 * A change of ``self.bits`` (not specified by the paper; qbench re-derives the thresholds at the
   next forward so that the new GSTE map interpolates the learned one: the new boundaries are
   where the old piecewise-linear map F reaches the new output levels j * 2/(2^b' - 1); t0 and
@@ -62,19 +64,25 @@ class N2UQActivationQuantizer(ActivationQuantizer):
     :param max_bits: largest bit-width a later change of ``bits`` may reach (default: ``bits``).
     :param init: ``"mse"`` or ``"quantile"``: how s is calibrated.
     :param init_quantile: the quantile of |x| used as clipping value when ``init="quantile"``.
-    :param grad_scale: ``"lsq"`` or ``"none"`` (gradient scale on s, t0 and the widths).
+    :param grad_scale: ``"lsq"`` or ``"none"``: gradient scale on s.
+    :param threshold_grad_scale: ``"none"`` (default: the GSTE gradient as is) or ``"lsq"``:
+        gradient scale on t0 and the widths.
     :param min_width: floor on each width, as a fraction of the output step 2/(2^b - 1).
     """
 
     def __init__(self, bits: int, layer: nn.Module | None = None, signed: bool | None = None,
                  learn_scale: bool = True, rescale_output: bool = True, max_bits: int | None = None,
                  init: str = "mse", init_quantile: float = 0.999, grad_scale: str = "lsq",
-                 min_width: float = 1e-3) -> None:
+                 min_width: float = 1e-3, threshold_grad_scale: str = "none") -> None:
         super().__init__(bits, signed)  # the host decides signedness before init_from, saves it
         if init not in _INIT_MODES:
             raise ValueError(f"n2uq-a: init must be one of {_INIT_MODES}, got {init!r}")
         if grad_scale not in _GRAD_SCALES:
             raise ValueError(f"n2uq-a: grad_scale must be one of {_GRAD_SCALES}, got {grad_scale!r}")
+        if threshold_grad_scale not in _GRAD_SCALES:
+            raise ValueError(f"n2uq-a: threshold_grad_scale must be one of {_GRAD_SCALES}, "
+                             f"got {threshold_grad_scale!r}")
+        self.threshold_grad_scale = threshold_grad_scale
         self.rescale_output = bool(rescale_output)
         self.max_bits = max(int(max_bits) if max_bits is not None else self.bits, self.bits)
         self.init_mode = init
@@ -167,12 +175,12 @@ class N2UQActivationQuantizer(ActivationQuantizer):
         if int(self.built_bits) != self.bits:
             self._rederive()
         n = self.n_thresholds
-        g = 1.0
-        if self.grad_scale_mode == "lsq":
-            g = lsq_grad_scale(features_per_sample(x), n)
+        g_lsq = lsq_grad_scale(features_per_sample(x), n)
+        g = g_lsq if self.grad_scale_mode == "lsq" else 1.0
+        g_t = g_lsq if self.threshold_grad_scale == "lsq" else 1.0
         s = grad_scale(self.scale, g).abs().clamp_min(1e-8)
-        t0 = grad_scale(self.t0, g)
-        widths = grad_scale(self.widths_raw[:n], g).abs().clamp_min(self.min_width * 2.0 / n)
+        t0 = grad_scale(self.t0, g_t)
+        widths = grad_scale(self.widths_raw[:n], g_t).abs().clamp_min(self.min_width * 2.0 / n)
         y = n2uq_levels(x / s, t0, widths) - self.offset
         return y * s if self.rescale_output else y
 

@@ -7,8 +7,8 @@ from qbench_n2uq import N2UQActivationQuantizer, n2uq_levels
 from qbench_n2uq.function import segment_boundaries
 from torch import nn
 
-from qbench.api import LayerBits, quant_layers, quantize_model
-from qbench.testing import get_catalog
+from qbench.api import BitTarget, LayerBits, quant_layers, quantize_model
+from qbench.testing import TrainRecipe, fp_model, get_catalog, prepare, tiny_digits, train
 
 
 def _quantizer(bits: int, **kw) -> N2UQActivationQuantizer:
@@ -218,3 +218,26 @@ def test_raising_bits_needs_max_bits_and_keeps_the_learned_range():
     assert torch.allclose(new[[0, -1]], old[[0, -1]], atol=1e-6)
     gaps = _distinct_steps(y)
     assert torch.allclose(gaps, torch.full_like(gaps, 2 / 15), atol=1e-6)
+
+
+def test_thresholds_move_during_a_short_qat():
+    """The non-uniform part must be active: in a short QAT through the host's own path (resnet20,
+    W2A2, 4 SGD steps at the quick suite's lr 0.01), ``n2uq`` (v3, thresholds on the unscaled GSTE
+    gradient) changes every layer's widths (median > 0.1% in 4 steps), and at least 10x more than the v2 setting
+    (LSQ's gradient scale on t0 and the widths), which left them all but frozen."""
+    cat = get_catalog()
+    method = cat.methods.get("n2uq")
+    assert method.version == 3 and method.part_params("activation")["threshold_grad_scale"] == "none"
+    data = tiny_digits(n_train=256)
+    recipe = TrainRecipe(epochs=1, batch_size=64, lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="cosine")
+    moved = {}
+    for mode in ("none", "lsq"):
+        m = method.compose(f"n2uq-{mode}", params={"activation": {"threshold_grad_scale": mode}})
+        qmodel, _, _ = prepare(m, cat, fp_model("resnet20"), data, BitTarget(2, 2), "fp", 0)
+        aqs = [layer.aq for _, layer in quant_layers(qmodel) if layer.aq is not None]
+        start = [aq.widths().detach().clone() for aq in aqs]
+        train(qmodel, lambda x, y: nn.functional.cross_entropy(qmodel(x), y), data, recipe, seed=0)
+        moved[mode] = torch.stack([((aq.widths().detach() - w0) / w0).abs().max() for aq, w0 in zip(aqs, start)])
+    assert (moved["none"] > 1e-4).all(), moved["none"]  # every layer's widths moved
+    assert moved["none"].median() > 1e-3, moved["none"]  # typically by > 0.1% in 4 steps
+    assert moved["none"].median() > 10 * moved["lsq"].median(), (moved["none"], moved["lsq"])
