@@ -10,15 +10,15 @@ from .quantizers import LsqPlusActQuantizer, LsqPlusWeightQuantizer
 
 LSQPLUS = Method(
     name="lsqplus",
-    version=1,
+    version=2,
     weight_quantizer="lsqplus-w",
     activation_quantizer="lsqplus-a",
     allocator="fixed",
     wrapper="plain",
     params={"weight": {"per_channel": False, "init_stds": 3.0},
-            "activation": {"init": "minmax"}},
+            "activation": {"init": "mse", "mse_steps": 200}},
     description="LSQ+: learnable step and offset (asymmetric activations), symmetric weights "
-                "with the mean +- 3 std init.",
+                "with the mean +- 3 std init; activations start from the paper's MSE init.",
     paper="Bhalgat, Lee, Nagel, Blankevoort, Kwak. LSQ+: Improving low-bit quantization through "
           "learnable offsets and better initialization. CVPR Workshops 2020 (arXiv 2004.09576).",
 )

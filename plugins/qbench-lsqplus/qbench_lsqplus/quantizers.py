@@ -15,9 +15,10 @@ STE gradients (z = (x - beta) / s, "inside" means n <= z <= p):
 Both s and beta get LSQ's gradient scale g = 1 / sqrt(N * p).
 
 * ``lsqplus-a`` (activations): n = 0, p = 2^b - 1 (an unsigned grid shifted by beta), per tensor.
-  Init from the first calibration batch: min-max, s = (max - min) / (p - n), beta = min - n * s
-  (the paper's min-max init); ``init="mse"`` instead refines that start by minimising the
-  reconstruction MSE on the batch (the paper's MSE-based init).
+  Init from the first calibration batch (default ``init="mse"``, the init of the paper's headline
+  results): the min-max start s = (max - min) / (p - n), beta = min - n * s, refined by
+  minimising the reconstruction MSE on the batch over (s, beta); ``init="minmax"`` keeps the
+  min-max start (the paper's simpler alternative).
 * ``lsqplus-w`` (weights): symmetric signed, n = -2^(b-1), p = 2^(b-1) - 1, no offset (beta = 0,
   as in the paper: a weight offset would cost an extra term at inference). Init
   s = max(|mean - 3 std|, |mean + 3 std|) / 2^(b-1) (the paper's weight init).
@@ -119,12 +120,13 @@ class LsqPlusActQuantizer(ActivationQuantizer):
 
     :param bits: activation bits.
     :param layer: the layer whose input is quantized (unused: s and beta are per tensor).
-    :param init: ``"minmax"`` (default: s = (max - min) / (2^b - 1), beta = min) or ``"mse"``
-        (min-max start refined by minimising reconstruction MSE on the calibration batch).
+    :param init: ``"mse"`` (default, the paper's MSE-based init: the min-max start refined by
+        minimising reconstruction MSE on the calibration batch) or ``"minmax"``
+        (s = (max - min) / (2^b - 1), beta = min).
     :param mse_steps: optimiser steps of the MSE init.
     """
 
-    def __init__(self, bits: int, layer: nn.Module | None = None, init: str = "minmax",
+    def __init__(self, bits: int, layer: nn.Module | None = None, init: str = "mse",
                  mse_steps: int = 200) -> None:
         super().__init__(bits)
         if init not in ("minmax", "mse"):
