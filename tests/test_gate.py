@@ -183,7 +183,7 @@ def test_workflow_in_a_generated_plugin_repo_is_green_when_honest_and_red_on_a_r
     """`qbench new-plugin` makes a repository holding only a plugin; the recipe is copied into it
     and its commands run there (install steps replaced by an editable-install stand-in): green for
     an honest run of lsq (this machine's CPU torch build against the committed build), red once
-    lsq's rows lose 5 points. Narrowed to the ViT at W4A4, 2 seeds, to stay within minutes. While
+    lsq's rows lose 5 points. Narrowed to the ViT at W4A4, one seed, to stay within minutes. While
     the current quick version has no shipped leaderboard yet, this run's rows stand in for it."""
     from qbench.plugin.scaffold import create_plugin
 
@@ -194,7 +194,7 @@ def test_workflow_in_a_generated_plugin_repo_is_green_when_honest_and_red_on_a_r
     _fake_install(repo, "gateprobe")
     wf = yaml.safe_load((repo / ".github" / "workflows" / "qbench.yml").read_text())
     env = {**os.environ, **{k: str(v) for k, v in wf["env"].items()}}
-    env.update(METHOD="lsq,gateprobe", RUN_ARGS="--model vit-micro --bits 4 --seeds 2", OMP_NUM_THREADS="1",
+    env.update(METHOD="lsq,gateprobe", RUN_ARGS="--model vit-micro --bits 4 --seeds 1", OMP_NUM_THREADS="1",
                PYTHONPATH=str(repo), COLUMNS="200")
     scripts = [s["run"] for s in _steps(wf) if "run" in s]
     install = [s for s in scripts if "pip install" in s]
