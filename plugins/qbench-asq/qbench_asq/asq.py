@@ -11,9 +11,11 @@ Backward (a custom :class:`torch.autograd.Function`, so the rule is explicit, no
 * ``d x^/d x = 1`` inside the range ``-Q_N <= x/s_a <= Q_P``, else 0 (STE);
 * ``d x^/d s_a = round(x/s_a) - x/s_a`` inside the range, the bound (``-Q_N`` or ``Q_P``) outside;
 * ``dL/ds = g * sum_b beta_b * sum_i dL/dx^_bi * d x^_bi/d s_a`` with LSQ's
-  ``g = 1/sqrt(Q_P * numel)``, ``numel`` = elements of ONE sample (C*H*W for a conv input,
-  tokens*C for a ViT linear input): not specified by the paper; qbench uses the per-sample count,
-  which is LSQ's "number of features in the layer" (Esser et al., 2020);
+  ``g = 1/sqrt(Q_P * numel)``. ``numel`` is not specified by the paper; qbench follows the
+  authors' public implementation: the element count of the whole BATCH (``x.numel()``,
+  ``grad_count="batch"``, default since method v2). ``grad_count="sample"`` uses one sample's count
+  (C*H*W for a conv input, tokens*C for a ViT linear input), LSQ's "features in the layer", as
+  method v1 did: it is sqrt(B) times larger;
 * ``dL/dbeta_b = s * sum_i dL/dx^_bi * d x^_bi/d s_a``, per sample, without ``g``.
 
 Gradient also reaches ``x`` through the adapter's input (ordinary autograd); set
@@ -68,14 +70,21 @@ class _ASQFunction(torch.autograd.Function):
         return grad_x, grad_s, grad_beta, None, None, None
 
 
-def asq_quantize(x: Tensor, s: Tensor, beta: Tensor, bits: int, signed: bool) -> Tensor:
+GRAD_COUNTS = ("batch", "sample")
+
+
+def asq_quantize(x: Tensor, s: Tensor, beta: Tensor, bits: int, signed: bool, grad_count: str = "batch") -> Tensor:
     """Fake-quantize ``x`` (batch first) with step ``s * beta[b]`` for sample ``b``.
 
     :param s: the scalar LSQ step (0-d tensor).
     :param beta: one positive factor per sample, shape (B,).
+    :param grad_count: the element count N in ``s``'s gradient scale ``1/sqrt(Q_P N)``: ``"batch"``
+        (``x.numel()``, the authors' implementation) or ``"sample"`` (one sample's elements).
     """
+    if grad_count not in GRAD_COUNTS:
+        raise ValueError(f"asq: grad_count must be one of {GRAD_COUNTS}, got {grad_count!r}")
     q_n, q_p = int_range(bits, signed)
-    g = lsq_grad_scale(features_per_sample(x), q_p)
+    g = lsq_grad_scale(x.numel() if grad_count == "batch" else features_per_sample(x), q_p)
     return _ASQFunction.apply(x, s, beta, q_n, q_p, g)
 
 
@@ -133,12 +142,17 @@ class ASQActQuantizer(ActivationQuantizer):
     :param beta_min: lower clamp of beta (paper: 1e-8).
     :param adapter: ``False`` fixes beta = 1 (plain LSQ with the same code path; an ablation).
     :param detach_adapter_input: stop the gradient to x through the adapter (default False).
+    :param grad_count: N in the step's gradient scale 1/sqrt(Q_P N): ``"batch"`` (default, the
+        authors' implementation: the batch tensor's numel) or ``"sample"`` (one sample's).
     """
 
     def __init__(self, bits: int, layer: nn.Module, signed: bool | None = None, reduction: int = 4,
                  init_std: float = 0.01, beta_min: float = 1e-8, adapter: bool = True,
-                 detach_adapter_input: bool = False) -> None:
+                 detach_adapter_input: bool = False, grad_count: str = "batch") -> None:
         super().__init__(bits, signed)  # the host decides and saves signedness (x.min() < 0)
+        if grad_count not in GRAD_COUNTS:
+            raise ValueError(f"asq-a: grad_count must be one of {GRAD_COUNTS}, got {grad_count!r}")
+        self.grad_count = grad_count
         self.channels, self.channels_first = _consumer_channels(layer)
         weight = getattr(layer, "weight", None)
         device = weight.device if isinstance(weight, Tensor) else None
@@ -169,7 +183,7 @@ class ASQActQuantizer(ActivationQuantizer):
         self.s.fill_(max(2.0 * x.abs().mean().item() / math.sqrt(q_p), 1e-8))
 
     def forward(self, x: Tensor) -> Tensor:
-        return asq_quantize(x, self.s, self.beta(x), self.bits, self.signed)
+        return asq_quantize(x, self.s, self.beta(x), self.bits, self.signed, self.grad_count)
 
     def extra_repr(self) -> str:
         return (f"bits={self.bits}, channels={self.channels}, signed={self.signed}, "

@@ -17,11 +17,11 @@ PAPER = ("Zhou et al., Precision Neural Network Quantization via Learnable Adapt
          "(ASQ + POST), arXiv 2504.17263, 2025")
 
 ASQ = Method(
-    name="asq", version=1, weight_quantizer="post-w", activation_quantizer="asq-a",
+    name="asq", version=2, weight_quantizer="post-w", activation_quantizer="asq-a",
     allocator="fixed", wrapper="plain",
     params={"weight": {"drop": "negative", "init_quantile": 0.99, "grad_scale": True},
             "activation": {"reduction": 4, "init_std": 0.01, "beta_min": 1e-8, "adapter": True,
-                           "detach_adapter_input": False}},
+                           "detach_adapter_input": False, "grad_count": "batch"}},
     description="POST power-of-sqrt(2) weights (LUT, per-channel alpha) + ASQ activations "
                 "(LSQ step times a per-sample adapter factor); CE loss.",
     paper=PAPER)

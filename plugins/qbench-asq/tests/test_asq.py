@@ -7,7 +7,7 @@ from qbench_asq.asq import ASQActQuantizer, ASQAdapter, asq_quantize
 from torch import Tensor, nn
 
 from qbench.api import QuantConv2d, grad_scale, int_range, lsq_grad_scale, round_ste
-from qbench.testing import load_digits
+from qbench.testing import get_catalog, load_digits
 
 # --- adapter initialisation --------------------------------------------------------------------
 
@@ -122,7 +122,7 @@ def test_s_and_beta_gradients_match_finite_differences() -> None:
         assert torch.allclose(_linearised_loss(torch.tensor(s0, dtype=torch.float64), beta0, x, c, v0, bits, signed),
                               (c * out).sum())  # same value at the base point
         (c * out).sum().backward()
-        g = lsq_grad_scale(x[0].numel(), int_range(bits, signed)[1])
+        g = lsq_grad_scale(x.numel(), int_range(bits, signed)[1])  # the batch's count (official code)
         h = 1e-6
         fd_s = (_linearised_loss(torch.tensor(s0 + h, dtype=torch.float64), beta0, x, c, v0, bits, signed)
                 - _linearised_loss(torch.tensor(s0 - h, dtype=torch.float64), beta0, x, c, v0, bits, signed)) / (2 * h)
@@ -144,7 +144,7 @@ def test_saturated_inputs_gradient_equals_true_derivative() -> None:
     asq_quantize(x, s, beta, 3, True).sum().backward()
     f = lambda sv, bv: asq_quantize(x, torch.tensor(sv, dtype=torch.float64), bv, 3, True).sum()  # noqa: E731
     h = 1e-5
-    g = lsq_grad_scale(6, 3)
+    g = lsq_grad_scale(12, 3)  # the whole batch: 2 samples x 6 elements
     assert torch.allclose(s.grad, g * (f(s0 + h, beta0) - f(s0 - h, beta0)) / (2 * h))
     e = torch.tensor([h, 0.0], dtype=torch.float64)
     assert torch.allclose(beta.grad[0], (f(s0, beta0 + e) - f(s0, beta0 - e)) / (2 * h))
@@ -165,7 +165,7 @@ def test_gradients_match_ste_autograd_reference() -> None:
         if custom:
             out = asq_quantize(x, s, beta, bits, signed)
         else:
-            s_a = (grad_scale(s, lsq_grad_scale(x[0].numel(), q_p)) * beta).reshape(-1, 1, 1, 1)
+            s_a = (grad_scale(s, lsq_grad_scale(x.numel(), q_p)) * beta).reshape(-1, 1, 1, 1)
             out = round_ste(torch.clamp(x / s_a, -q_n, q_p)) * s_a
         (c * out).sum().backward()
         grads.append((out.detach(), x.grad, s.grad, beta.grad))
@@ -212,3 +212,29 @@ def test_init_step_from_first_batch_unsigned_conv() -> None:
     assert not bool(aq.signed)
     assert torch.allclose(aq.s, 2 * x.abs().mean() / 15 ** 0.5)
     assert aq(x).min() >= 0
+
+
+def test_step_gradient_scale_counts_the_whole_batch() -> None:
+    """Method ``asq`` (v2) scales ``s``'s gradient by 1/sqrt(Q_P * numel of the BATCH), as the
+    authors' implementation does: s's gradient is sqrt(B) times smaller than with one sample's count
+    (method v1), and beta's gradient (no scale) and x's are unchanged."""
+    cat = get_catalog()
+    method = cat.methods.get("asq")
+    assert method.version == 2 and method.part_params("activation")["grad_count"] == "batch"
+    torch.manual_seed(7)
+    batch = 16
+    x0 = torch.rand(batch, 4, 5, 5, dtype=torch.float64) * 3
+    grads = {}
+    for count in ("batch", "sample"):
+        x = x0.clone().requires_grad_(True)
+        s = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
+        beta = torch.linspace(0.9, 1.1, batch, dtype=torch.float64).requires_grad_(True)
+        asq_quantize(x, s, beta, 2, False, grad_count=count).pow(2).sum().backward()
+        grads[count] = (s.grad, beta.grad, x.grad)
+    assert grads["sample"][0].abs() > 0
+    torch.testing.assert_close(grads["batch"][0], grads["sample"][0] / batch**0.5)
+    torch.testing.assert_close(grads["batch"][1], grads["sample"][1])
+    torch.testing.assert_close(grads["batch"][2], grads["sample"][2])
+    conv = nn.Conv2d(4, 8, 3)
+    aq = cat.quantizers.get("asq-a").factory(bits=2, layer=conv, **method.part_params("activation"))
+    assert aq.grad_count == "batch"

@@ -14,7 +14,7 @@ def test_registered_method_and_quantizers() -> None:
     cat = get_catalog()
     method = cat.methods.get("asq")
     assert (method.weight_quantizer, method.activation_quantizer) == ("post-w", "asq-a")
-    assert (method.allocator, method.wrapper, method.version) == ("fixed", "plain", 1)
+    assert (method.allocator, method.wrapper, method.version) == ("fixed", "plain", 2)
     assert cat.quantizers.get("post-w").factory is POSTWeightQuantizer
     assert cat.quantizers.get("asq-a").factory is ASQActQuantizer
     assert cat.quantizers.get("asq-a").kind == "activation"
