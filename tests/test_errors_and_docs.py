@@ -80,3 +80,15 @@ def test_docs_say_how_to_disable_plugins_and_install_them_the_same_way() -> None
     assert "--no-deps" not in tutorial
     # the export() schema is written down
     assert "### `export()`" in contract and '"codes"' in contract and "\"lut\"" in contract
+
+
+def test_publish_without_matplotlib_skips_only_the_plot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from qbench.report import leaderboard
+
+    rows = [{"job_key": f"k{s}", "suite": "s", "suite_version": 1, "dataset": "digits", "model": "m",
+             "method": "fp32", "method_version": 1, "bits": "fp32", "seed": s, "status": "ok", "top1": 90.0 + s,
+             "fp_top1": 90.0 + s, "w_bits_measured": 32.0, "a_bits_measured": 32.0, "gbitops": 1.0, "size_kb": 1.0,
+             "w_bits_target": 32, "a_bits_target": 32} for s in range(2)]
+    monkeypatch.setattr(leaderboard, "plotting_available", lambda: False)
+    d = leaderboard.publish(rows, tmp_path, "s")
+    assert (d / "leaderboard.md").exists() and (d / "results.csv").exists() and not (d / "pareto.png").exists()

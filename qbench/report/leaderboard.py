@@ -202,6 +202,14 @@ def diff(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     return m
 
 
+def plotting_available() -> bool:
+    """pareto.png needs matplotlib, an optional extra (``qbench[plot]``): without it the table,
+    metadata and HTML page are still written, and the plot is skipped."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def render(d: Path, suite: str, plot: bool = False) -> str:
     """Regenerate leaderboard.md (and pareto.png) of a version directory from its results.csv."""
     df = load_rows_csv(d / "results.csv")
@@ -209,7 +217,7 @@ def render(d: Path, suite: str, plot: bool = False) -> str:
     md = render_markdown(df, suite, command)
     atomic_write_text(d / "leaderboard.md", md)
     atomic_write_text(d / "meta.json", json.dumps(metadata(df, suite, command), indent=1))
-    if plot:
+    if plot and plotting_available():
         from qbench.report.plot import pareto_plot
         pareto_plot(aggregate(df), d / "pareto.png", f"{suite} v{check_single_version(df)}")
     return md
