@@ -81,3 +81,55 @@ def get(name: str) -> ZooModel:
         if m.name == name:
             return m
     raise KeyError(name)
+
+
+ATTENTION_DOC = """\
+## Attention: what each setting quantizes
+
+Every Conv2d / Linear layer the model runs (first and last by the suite's `first_last` rule) has
+its weight and its input quantized, whatever the setting. Subclasses (timm's `Conv2dSame`,
+`StdConv2d`, `ScaledStdConv2d`, `Linear`) keep their own forward: the weight quantized is the one
+they compute with (after standardisation), their padding is theirs.
+
+The other matmuls, found by a TorchFunctionMode during a forward pass (`qbench/train/matmul.py`),
+are named `<module>:<op><index>` after the module whose own forward makes them:
+
+* `attention = "fp"` (the default): quantized are the Conv2d / Linear layers' weights and inputs
+  only. Matmuls between two activations (`torch.matmul`, `@`, `bmm`, `baddbmm`, `einsum`: QK^T
+  and AV) and `F.scaled_dot_product_attention` (fused) run FP and are counted at 32 x 32 bits.
+* `attention = "quantized"`: also both inputs of every matmul between two activations, by the
+  method's activation quantizer at the job's activation bits (one quantizer per input and site);
+  `F.scaled_dot_product_attention` then runs as softmax(q k^T * scale + mask) v with q, k, v and
+  the softmax output quantized, and its QK^T and AV are counted at their inputs' bits.
+* Under both: a matmul with a weight (`x @ W`) and `F.linear` / `F.conv2d` calls made outside a
+  Linear / Conv2d module's forward (e.g. `nn.MultiheadAttention`'s projections) stay FP and are
+  counted at 32 x 32 bits.
+
+BitOPs (the row's `gbitops`) count every such op: MACs per sample x bits of its left input x bits
+of its right input; the per-layer audit lists them with role `matmul`. A weight-only method
+(no activation quantizer) leaves them FP under either setting. The row's `attention` field
+says which setting the suite used.
+"""
+
+
+def registry_markdown() -> str:
+    """The generated top of docs/models.md: the registry, the xfails and the attention settings."""
+    lines = ["# Models: the coverage registry", "",
+             "Generated from `qbench/models/coverage.py`; the measured matrix at the end is written by",
+             "`qbench models --check --doc docs/models.md`. A test keeps this page in sync with the registry.", "",
+             f"{len(REGISTRY)} timm architectures, each built with `timm.create_model(name, num_classes=10, "
+             "in_chans=3, **kwargs)` and checked on `(2, 3, img, img)` random inputs:", "",
+             "| model | family | kwargs | img | what it exercises |", "|---|---|---|---|---|"]
+    for m in REGISTRY:
+        kw = ", ".join(f"{k}={v}" for k, v in m.kwargs.items()) or "-"
+        lines.append(f"| `{m.name}` | {m.family} | {kw} | {m.img} | {m.note or '-'} |")
+    lines += ["", "## Known failures (xfail)", ""]
+    if XFAILS:
+        lines += ["| model | method | reason |", "|---|---|---|"]
+        lines += [f"| {mo} | {me} | {why} |" for (mo, me), why in sorted(XFAILS.items())]
+    else:
+        lines.append("None: every model x method combination must pass.")
+    return "\n".join(lines) + "\n\n" + ATTENTION_DOC
+
+
+MATRIX_HEADING = "## Measured matrix"

@@ -1,0 +1,105 @@
+"""``qbench models``: the coverage registry, and ``--check``: its matrix, model x method."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from qbench.errors import QbenchError
+from qbench.models.coverage import MATRIX_HEADING, REGISTRY, registry_markdown, xfail_reason
+from qbench.plugin.catalog import get_catalog
+
+STAGE_LETTERS = {"forward": "F", "backward": "B", "eval": "E", "audit": "A"}
+
+
+def _cell(result: dict[str, str], xfail: str | None) -> tuple[str, str]:
+    """(table cell, failure note or '')."""
+    failed = [s for s in STAGE_LETTERS if result.get(s) != "ok"]
+    if not failed:
+        return ("XPASS" if xfail else "ok"), ""
+    first = failed[0]
+    note = result.get(first, "")
+    if xfail:
+        return "xfail", f"xfail ({xfail}): {note}"
+    return f"FAIL {STAGE_LETTERS[first]}", note
+
+
+def check_matrix(models: list[str], methods: list[str], attention: str, verbose: bool = False
+                 ) -> tuple[list[str], int]:
+    """The matrix as Markdown lines, and the number of unexpected failures."""
+    from qbench.train.coverage import identity_check, method_check
+
+    catalog = get_catalog()
+    header = ["model", f"identity ({attention})", *methods]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    notes: list[str] = []
+    bad = 0
+    for entry in (m for m in REGISTRY if m.name in models):
+        t0 = time.perf_counter()
+        try:
+            diff = identity_check(entry, attention)
+            ok = diff == 0.0 if attention == "fp" else diff < 1e-4
+            ident = "exact" if diff == 0.0 else (f"{diff:.1e}" if ok else f"FAIL {diff:.2g}")
+        except Exception as exc:
+            ok, ident = False, "FAIL"
+            notes.append(f"- `{entry.name}` identity: {type(exc).__name__}: {exc}".splitlines()[0])
+        bad += not ok
+        cells = [ident]
+        for name in methods:
+            res = method_check(entry, name, catalog, attention=attention)
+            cell, note = _cell(res, xfail_reason(entry.name, name))
+            bad += cell.startswith("FAIL") or cell == "XPASS"
+            cells.append(cell)
+            if note:
+                notes.append(f"- `{entry.name}` x `{name}`: {note}")
+            if verbose and "traceback" in res:
+                click.echo(res["traceback"], err=True)
+        lines.append(f"| `{entry.name}` | " + " | ".join(cells) + " |")
+        click.echo(f"{entry.name}: {', '.join(cells)} ({time.perf_counter() - t0:.1f} s)", err=True)
+    if notes:
+        lines += ["", *notes]
+    return lines, bad
+
+
+@click.command("models")
+@click.option("--check", is_flag=True, help="Run every registry model through each method: forward, backward, "
+              "eval, the identity property and the audit; print the matrix.")
+@click.option("--method", "method_opt", default=None, help="Comma-separated methods (default: every installed one).")
+@click.option("--model", "model_opt", default=None, help="Comma-separated registry models (default: all).")
+@click.option("--attention", type=click.Choice(["fp", "quantized"]), default="fp", show_default=True,
+              help="The suite attention setting to check with.")
+@click.option("--doc", type=click.Path(path_type=Path), default=None,
+              help="Write the registry and the measured matrix to this Markdown file (docs/models.md).")
+@click.option("--verbose", is_flag=True, help="Print the traceback of each failure.")
+def models(check: bool, method_opt: str | None, model_opt: str | None, attention: str, doc: Path | None,
+           verbose: bool) -> None:
+    """The timm architectures qbench is verified on (qbench/models/coverage.py)."""
+    names = [m.name for m in REGISTRY]
+    chosen = names if not model_opt else [s.strip() for s in model_opt.split(",")]
+    unknown = [n for n in chosen if n not in names]
+    if unknown:
+        raise QbenchError(f"Not in the coverage registry: {', '.join(unknown)}. `qbench models` lists it.")
+    if not check:
+        click.echo(registry_markdown(), nl=False)
+        return
+    catalog = get_catalog()
+    installed = [e.name for e in catalog.methods.entries() if not e.obj.reference]
+    methods = installed if not method_opt else [s.strip() for s in method_opt.split(",")]
+    for name in methods:
+        catalog.methods.get(name)  # unknown names: "Did you mean"
+    lines, bad = check_matrix(chosen, methods, attention, verbose)
+    table = "\n".join(lines) + "\n"
+    click.echo(table, nl=False)
+    if doc is not None:
+        cmd = "qbench models --check" + (f" --method {method_opt}" if method_opt else "") + \
+            (f" --attention {attention}" if attention != "fp" else "")
+        legend = ("Cells: `ok` = forward, backward (one SGD step), eval and the audit (at most 2^b levels, "
+                  "export parity) pass at W4A4 through the host's `prepare`; `FAIL X` names the first failing stage "
+                  "(F, B, E, A); `xfail` is a registry entry. Identity: every Conv2d / Linear quantized with "
+                  "identity quantizers gives the FP output (`exact` = bit for bit).")
+        doc.write_text(registry_markdown() + f"\n{MATRIX_HEADING}\n\n`{cmd}` ({time.strftime('%Y-%m-%d')}, "
+                       f"torch threads 1):\n\n{legend}\n\n" + table)
+        click.echo(f"Wrote {doc}", err=True)
+    if bad:
+        raise QbenchError(f"{bad} unexpected result(s) in the matrix (failures, or xfails that pass).")
