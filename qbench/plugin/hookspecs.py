@@ -8,13 +8,15 @@ the two in sync).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import pluggy
 
-if TYPE_CHECKING:  # pragma: no cover
-    from qbench.run.jobs import Job
-    from qbench.run.suite import Suite
+#: Lifecycle hooks receive the runner's objects: a job (:class:`qbench.run.jobs.Job`: suite,
+#: dataset, model, method, bits, seed, ``key``, ``label``) and a suite (:class:`qbench.run.suite.Suite`).
+#: They are typed loosely here so that the plugin machinery never imports the runner above it.
+Job = Any
+Suite = Any
 
 hookspec = pluggy.HookspecMarker("qbench")
 
@@ -96,7 +98,7 @@ def qbench_register_suites(register: Callable[..., None]) -> None:
 # --- lifecycle ----------------------------------------------------------------------------------
 
 @hookspec
-def qbench_before_suite_run(suite: "Suite", jobs: "list[Job]") -> None:
+def qbench_before_suite_run(suite: Suite, jobs: list[Job]) -> None:
     """Called once before a run starts, with the jobs still to run.
 
     :param suite: the suite being run.
@@ -105,7 +107,7 @@ def qbench_before_suite_run(suite: "Suite", jobs: "list[Job]") -> None:
 
 
 @hookspec
-def qbench_before_training_run(job: "Job") -> None:
+def qbench_before_training_run(job: Job) -> None:
     """Called before a job trains (FP or QAT).
 
     :param job: the job about to run.
@@ -113,7 +115,7 @@ def qbench_before_training_run(job: "Job") -> None:
 
 
 @hookspec
-def qbench_after_epoch_completed(job: "Job", phase: str, epoch: int, metrics: dict[str, Any]) -> None:
+def qbench_after_epoch_completed(job: Job, phase: str, epoch: int, metrics: dict[str, Any]) -> None:
     """Called after every training epoch.
 
     :param job: the running job.
@@ -124,7 +126,7 @@ def qbench_after_epoch_completed(job: "Job", phase: str, epoch: int, metrics: di
 
 
 @hookspec
-def qbench_after_training_run(job: "Job", row: dict[str, Any]) -> None:
+def qbench_after_training_run(job: Job, row: dict[str, Any]) -> None:
     """Called when a job finished and its result row was written.
 
     :param job: the finished job.
@@ -133,7 +135,7 @@ def qbench_after_training_run(job: "Job", row: dict[str, Any]) -> None:
 
 
 @hookspec
-def qbench_on_training_error(job: "Job", error: BaseException) -> None:
+def qbench_on_training_error(job: Job, error: BaseException) -> None:
     """Called when a job fails; the run goes on with the next job.
 
     :param job: the failed job.
@@ -142,7 +144,7 @@ def qbench_on_training_error(job: "Job", error: BaseException) -> None:
 
 
 @hookspec
-def qbench_on_suite_error(suite: "Suite", error: BaseException) -> None:
+def qbench_on_suite_error(suite: Suite, error: BaseException) -> None:
     """Called when a run stops before its end: an interrupt (Ctrl-C), an executor that failed,
     or any error outside a single job. Finished rows are kept; the same command resumes.
 
@@ -152,7 +154,7 @@ def qbench_on_suite_error(suite: "Suite", error: BaseException) -> None:
 
 
 @hookspec
-def qbench_after_suite_run(suite: "Suite", rows: "list[dict[str, Any]]") -> None:
+def qbench_after_suite_run(suite: Suite, rows: list[dict[str, Any]]) -> None:
     """Called once after a run, with every row of the suite in the workspace.
 
     :param suite: the suite that ran.
