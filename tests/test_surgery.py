@@ -163,3 +163,49 @@ def test_suite_attention_option_keeps_old_keys_and_rejects_typos() -> None:
     assert quant.recipe()["attention"] == "quantized" and quant.sha != plain.sha
     with pytest.raises(QbenchError, match="attention 'int8' is not a setting"):
         parse_suite({**raw, "attention": "int8"})
+
+
+VIT_SUITE = """
+name = "tiny-vit"
+version = 1
+seeds = [0]
+bits = ["W4A4"]
+methods = ["fp32", "toy"]
+attention = "{attention}"
+
+[[datasets]]
+name = "digits"
+options = {{}}
+
+[[models]]
+name = "vit_tiny_patch16_224"
+kwargs = {{ img_size = 8, patch_size = 2, depth = 1, embed_dim = 32, num_heads = 2 }}
+
+[fp]
+epochs = 1
+lr = 0.05
+
+[qat]
+epochs = 1
+lr = 0.01
+"""
+
+
+@pytest.mark.parametrize("attention", ["fp", "quantized"])
+def test_vit_rows_carry_matmul_bitops_and_their_attention_setting(catalog, tmp_path, attention: str) -> None:
+    from qbench.run.harness import Harness
+    from qbench.run.plan import plan_jobs
+    from qbench.run.workspace import Workspace
+
+    path = tmp_path / "vit.toml"
+    path.write_text(VIT_SUITE.format(attention=attention))
+    suite, jobs = plan_jobs(catalog, str(path), None, None, None, None, None)
+    fp, toy = Harness(catalog, Workspace(tmp_path / "ws")).run(suite, jobs)
+    assert fp["status"] == toy["status"] == "ok", toy.get("reason")
+    for row in (fp, toy):
+        assert row["attention"] == attention
+        mm = [la for la in row["layers"] if la["role"] == "matmul"]
+        assert [la["kind"] for la in mm] == ["sdpa.qk", "sdpa.av"] and all(la["macs"] == 17 * 17 * 32 for la in mm)
+    bits = {(la["w_bits"], la["a_bits"]) for la in toy["layers"] if la["role"] == "matmul"}
+    assert bits == ({(32, 32)} if attention == "fp" else {(4, 4)})
+    assert not toy.get("over_budget"), toy.get("budget_reason")
