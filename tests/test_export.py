@@ -118,8 +118,9 @@ def test_lut_weights_and_traced_nonuniform_activations(tmp_path: Path) -> None:
     exp, man = check(model, x, tmp_path)
     assert [p.weight.scheme for p in exp.plans] == ["lut"] * 3
     assert all(p.weight.source == "export()" for p in exp.plans)
-    assert [p.act.scheme for p in exp.plans] == ["traced"] * 3
+    assert [p.act.scheme for p in exp.plans] == ["steps"] * 3  # exact thresholds, levels by Gather
     assert "not evenly spaced" in exp.plans[0].act.note
+    assert len(man["layers"][0]["activation"]["levels"]) <= 16
     assert not exp.integer_ops
     assert len(man["layers"][0]["weight"]["lut"]) == 15
 
@@ -166,3 +167,27 @@ def test_pack_bits_round_trip() -> None:
         packed = pack_bits(codes, bits)
         assert packed.numel() == -(-1001 * bits // 8)
         assert torch.equal(unpack_bits(packed, bits, 1001), codes)
+
+
+def test_lut_weights_behind_uniform_activations_keep_their_levels(tmp_path: Path) -> None:
+    """onnxruntime re-quantizes a float weight that follows a DequantizeLinear input to int8; the
+    export keeps LUT layers out of that pattern, so the power-of-two levels survive."""
+    model, x = build(xp.Pow2W, xp.UniformA)
+    exp, _ = check(model, x, tmp_path)
+    assert [(p.weight.scheme, p.act.scheme) for p in exp.plans] == [("lut", "uniform")] * 3
+
+
+class DynamicA(xp.UniformA):
+    """A per-sample dynamic scale (max |x| of each sample): no static grid, traced as its own ops."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.detach().abs().flatten(1).amax(1).clamp_min(1e-8) / 15
+        s = s.reshape(-1, *([1] * (x.dim() - 1)))
+        return torch.round(torch.clamp(x / s, 0, 15)) * s
+
+
+def test_dynamic_activations_are_traced(tmp_path: Path) -> None:
+    model, x = build(xp.UniformW, DynamicA)
+    exp, _ = check(model, x, tmp_path)
+    assert [p.act.scheme for p in exp.plans] == ["traced"] * 3
+    assert all(p.weight.scheme == "uniform" for p in exp.plans) and not exp.integer_ops

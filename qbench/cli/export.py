@@ -40,19 +40,47 @@ def select_row(ws: Workspace, key: str | None, suite: str, method: str | None, m
 @click.option("--workspace", type=click.Path(path_type=Path), help="Results directory (default ./qbench-runs).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Where datasets that need files live.")
 @click.option("--check/--no-check", default=True, help="Run model.onnx in onnxruntime on the full test split.")
+@click.option("--all", "every", is_flag=True, help="Every finished quantized job of the suite (matching the filters), "
+                                                  "each into OUT/<job key>/, then the parity table.")
 def export(key: str | None, suite: str, method: str | None, model: str | None, bits: str | None, seed: int | None,
-           out_dir: Path, workspace: Path | None, data_dir: Path | None, check: bool) -> None:
+           out_dir: Path, workspace: Path | None, data_dir: Path | None, check: bool, every: bool) -> None:
     """Export a finished job's trained model (by job KEY or by --method/--model/--bits/--seed)."""
     from qbench import deploy
-    from qbench.data.bundle import iterate_batches
-    from qbench.deploy.store import rebuild
     from qbench.plugin.catalog import get_catalog
 
     if not deploy.available():
         raise QbenchError("qbench export needs the deploy extra: pip install 'qbench[deploy]' (onnx, onnxruntime).")
     ws = Workspace(workspace)
-    row = select_row(ws, key, suite, method, model, bits, seed)
     cat = get_catalog()
+    if not every:
+        _export_one(ws, cat, select_row(ws, key, suite, method, model, bits, seed), out_dir, data_dir, check)
+        return
+    want = {"method": method, "model": model, "seed": seed}
+    rows = [r for r in ws.rows(suite) if r.get("status") == "ok" and r.get("bits") != "fp32"
+            and all(v is None or r.get(k) == v for k, v in want.items())]
+    lines = ["| method | model | bits | qbench top-1 | deploy top-1 | max logit diff (tol) | outliers | integer "
+             "kernels | scheme | ok |", "|---|---|---|---:|---:|---:|---:|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["method"], r["model"], r["bits"], r["seed"])):
+        try:
+            f = _export_one(ws, cat, r, out_dir / r["job_key"], data_dir, True)
+        except Exception as exc:  # one job's failure is a line of the table
+            f = {"deploy_ok": False, "deploy_reason": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        lines.append(f"| {r['method']} | {r['model']} | {r['bits']} | {r['top1']:.2f} | "
+                     f"{f.get('deploy_top1', float('nan')):.2f} | {f.get('deploy_max_logit_diff', float('nan')):.3g} "
+                     f"({f.get('deploy_logit_tol', float('nan')):.2g}) | {f.get('deploy_logit_outliers', '')} | "
+                     f"{'yes' if f.get('deploy_integer_kernels') else 'no'} | {f.get('deploy_scheme', '')} | "
+                     f"{'ok' if f['deploy_ok'] else 'FLAGGED: ' + f['deploy_reason']} |")
+    text = "\n".join(lines) + "\n"
+    (out_dir / "parity.md").write_text(text)
+    print(text, end="")
+
+
+def _export_one(ws: Workspace, cat: Any, row: dict[str, Any], out_dir: Path, data_dir: Path | None,
+                check: bool) -> dict[str, Any]:
+    from qbench import deploy
+    from qbench.data.bundle import iterate_batches
+    from qbench.deploy.store import rebuild
+
     qmodel, meta = rebuild(ws.root, row["job_key"], cat)
     options = dict(meta.get("dataset_options", {}))
     where = options.pop("data_dir", None) or data_dir
@@ -61,6 +89,7 @@ def export(key: str | None, suite: str, method: str | None, model: str | None, b
     info = {k: row.get(k) for k in ("job_key", "suite", "dataset", "model", "method", "method_version", "bits",
                                     "seed", "top1", "size_kb", "w_bits_measured", "a_bits_measured")}
     exp = deploy.export_model(qmodel, probe, info)
+    fields: dict[str, Any] = {}
     if check:
         fields = deploy.parity_fields(exp, qmodel, data, row.get("top1"))
     out = deploy.write(exp, out_dir)
@@ -73,3 +102,4 @@ def export(key: str | None, suite: str, method: str | None, model: str | None, b
         console.print(f"  onnxruntime top-1 {fields['deploy_top1']:.2f} vs qbench {row.get('top1', float('nan')):.2f}; "
                       f"max logit diff {fields['deploy_max_logit_diff']:.3g} (tolerance {fields['deploy_logit_tol']:.3g}, "
                       f"{fields['deploy_logit_outliers']} samples beyond); {state}", highlight=False)
+    return fields if check else {}

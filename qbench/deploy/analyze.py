@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from qbench.contract.quant.layers import QuantLayer, quant_layers
+from qbench.deploy.steps import step_function
 from qbench.train.audit import bits_for_levels
 
 _REL = 1e-5  # reconstruction tolerance of a grid or LUT, relative to the layer's max |w|
@@ -49,13 +50,15 @@ class WeightPlan:
 
 @dataclass
 class ActPlan:
-    scheme: str  # "none" | "uniform" | "traced"
+    scheme: str  # "none" | "uniform" | "steps" | "traced"
     bits: int = 32
     scale: float = 0.0
     zero_point: int = 0
     qmax: int = 0  # codes 0..qmax (uint8)
     signed: bool = False
     note: str = ""
+    thresholds: Tensor | None = None  # steps: x >= thresholds[k] moves the output to levels[k + 1]
+    levels: Tensor | None = None
 
     @property
     def lo(self) -> float:
@@ -142,18 +145,8 @@ def _from_export(wq: nn.Module, weight: Tensor, hard: Tensor, groups: int) -> We
     return None
 
 
-def plan_weight(layer: QuantLayer) -> WeightPlan:
-    """How one layer's hard weight deploys (see the module docstring)."""
-    hard = layer.hard_weight().detach().float().cpu()
-    per_channel = bool(getattr(layer.wq, "per_channel", False))
-    groups = hard.shape[0] if per_channel else 1
-    plan = _from_export(layer.wq, layer.weight.detach(), hard, groups)
-    if plan is not None:
-        return plan
-    note = "" if "codes" not in _safe_keys(layer.wq, layer.weight) else "export() did not reproduce the hard weight"
-    rows = hard.reshape(groups, -1)
-    levels = max(int(torch.unique(r).numel()) for r in rows)
-    # a uniform grid: per tensor when the whole tensor shares it, else per output channel
+def _uniform_plan(hard: Tensor, groups: int, levels: int) -> WeightPlan | None:
+    """Integer codes x scale, per tensor when the whole tensor shares one grid, else per channel."""
     for g in ([1] if groups == 1 else []) + [hard.shape[0]]:
         fits = [_grid(r) for r in hard.reshape(g, -1)]
         if all(f is not None for f in fits):
@@ -163,8 +156,34 @@ def plan_weight(layer: QuantLayer) -> WeightPlan:
             # the packed width: the grid's span in steps of its levels (half steps count once)
             step = 2 if bool((codes % 2 != 0).all()) and span > 2 else 1
             bits = max(1, bits_for_levels((span - 1) // step + 1))
-            return WeightPlan("uniform", g > 1, bits, levels, "inferred", int_codes=codes.to(torch.int8).reshape(
-                hard.shape), int_scale=scale, note=note)
+            if bits > max(1, bits_for_levels(levels)):  # levels on a fine grid (powers of two): a LUT
+                return None
+            return WeightPlan("uniform", g > 1, bits, levels, "inferred",
+                              int_codes=codes.to(torch.int8).reshape(hard.shape), int_scale=scale)
+    return None
+
+
+def plan_weight(layer: QuantLayer) -> WeightPlan:
+    """How one layer's hard weight deploys (see the module docstring). A LUT whose levels are
+    evenly spaced deploys as a uniform grid (integer kernels)."""
+    hard = layer.hard_weight().detach().float().cpu()
+    per_channel = bool(getattr(layer.wq, "per_channel", False))
+    groups = hard.shape[0] if per_channel else 1
+    rows = hard.reshape(groups, -1)
+    levels = max(int(torch.unique(r).numel()) for r in rows)
+    plan = _from_export(layer.wq, layer.weight.detach(), hard, groups)
+    if plan is not None and plan.scheme == "uniform":
+        return plan
+    uniform = _uniform_plan(hard, groups, levels)
+    if uniform is not None:
+        if plan is not None:
+            uniform.source, uniform.note = "export()", "export() gave a LUT whose levels are evenly spaced"
+        elif "codes" in _safe_keys(layer.wq, layer.weight):
+            uniform.note = "export() did not reproduce the hard weight"
+        return uniform
+    if plan is not None:
+        return plan
+    note = "" if "codes" not in _safe_keys(layer.wq, layer.weight) else "export() did not reproduce the hard weight"
     lv = [torch.unique(r) for r in rows]
     width = max(int(v.numel()) for v in lv)
     if width > 256:
@@ -195,6 +214,17 @@ def _uniform_act(aq: nn.Module, xs: Tensor) -> ActPlan | str:
         ext = max(hi - lo, abs(lo), abs(hi), 2 ** (int(getattr(aq, "bits", 8)) + 1) * step)
         ramp = torch.linspace(lo - ext, hi + ext, xs.numel()).reshape(xs.shape)
         y_r = aq(ramp).float()
+    why = _grid_act(aq, xs, ramp, y_x, y_r)
+    if isinstance(why, ActPlan):
+        return why
+    got = step_function(aq, xs, ramp, y_r, y_x)
+    if isinstance(got, str):
+        return f"{why}; {got}"
+    return ActPlan("steps", bits=int(getattr(aq, "bits", 8)), signed=bool(getattr(aq, "signed", False)),
+                   thresholds=got[0], levels=got[1], note=why)
+
+
+def _grid_act(aq: nn.Module, xs: Tensor, ramp: Tensor, y_x: Tensor, y_r: Tensor) -> ActPlan | str:
     lv = torch.unique(torch.cat([y_x.reshape(-1), y_r.reshape(-1)]).double())
     if lv.numel() < 2 or lv.numel() > 256:
         return f"{lv.numel()} output levels"

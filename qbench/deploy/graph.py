@@ -4,10 +4,11 @@
   input, int8 weight codes, ``ConvInteger`` / ``MatMulInteger`` (int32 accumulation), and
   ``DequantizeLinear`` of the accumulator with scale = input scale x weight scale (per channel),
   then the bias: onnxruntime runs the integer kernels.
-* Otherwise the input is ``Clip -> QuantizeLinear -> DequantizeLinear`` (a uniform grid), the
-  quantizer's own ops (traced), or untouched (weight-only); the weight is
-  ``DequantizeLinear(int8 codes, scale)`` or ``Gather`` / ``GatherElements`` of a LUT by uint8 codes;
-  then a float Conv / MatMul.
+* Otherwise the input is a uniform grid in plain ops (``Clip, Div, Round, Mul``: see
+  :class:`_FakeQuant` for why not a Q/DQ pair), a step function (thresholds compared, counted,
+  and the code looked up in the levels: ``Gather``), the quantizer's own ops (traced), or untouched
+  (weight-only); the weight is ``DequantizeLinear(int8 codes, scale)`` or ``GatherElements`` of a
+  LUT by uint8 codes; then a float Conv / MatMul.
 
 The torch forward computes what the ONNX ops compute, so the module is also a reference.
 """
@@ -51,6 +52,35 @@ class _Dequantize(torch.autograd.Function):
         if zp is None or (hasattr(zp, "node") and zp.node().mustBeNone()):  # zero: per-axis scales take no zp
             return g.op("DequantizeLinear", q, scale, axis_i=axis)
         return g.op("DequantizeLinear", q, scale, zp, axis_i=axis)
+
+
+class _FakeQuant(torch.autograd.Function):
+    """A uniform input grid in plain ops (Clip, Div, Round, Mul) for a layer whose weight is not on
+    an integer grid: a QuantizeLinear/DequantizeLinear pair there would let onnxruntime re-quantize
+    the float weight to int8 (its WeightBiasQuantization pass), which changes the LUT's levels."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, lo: Tensor, hi: Tensor, scale: Tensor) -> Tensor:  # noqa: ANN001
+        return torch.round(torch.clamp(x, float(lo), float(hi)) / scale) * scale
+
+    @staticmethod
+    def symbolic(g, x, lo, hi, scale):  # noqa: ANN001, ANN205
+        return g.op("Mul", g.op("Round", g.op("Div", g.op("Clip", x, lo, hi), scale)), scale)
+
+
+class _Steps(torch.autograd.Function):
+    """A static step function: levels[#(thresholds <= x)] (N2UQ, APoT, offset grids)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, thr: Tensor, levels: Tensor) -> Tensor:  # noqa: ANN001
+        return levels[(x.unsqueeze(-1) >= thr).sum(-1)]
+
+    @staticmethod
+    def symbolic(g, x, thr, levels):  # noqa: ANN001, ANN205
+        last = g.op("Constant", value_t=torch.tensor([-1], dtype=torch.int64))
+        ge = g.op("GreaterOrEqual", g.op("Unsqueeze", x, last), thr)
+        code = g.op("ReduceSum", g.op("Cast", ge, to_i=7), last, keepdims_i=0)
+        return g.op("Gather", levels, code, axis_i=0)
 
 
 class _ConvInteger(torch.autograd.Function):
@@ -118,6 +148,9 @@ class DeployLayer(nn.Module):
             for n, v in (("a_lo", a.lo), ("a_hi", a.hi), ("a_scale", a.scale)):
                 self.register_buffer(n, torch.tensor(v, dtype=torch.float32))
             self.register_buffer("a_zp", torch.tensor(a.zero_point, dtype=torch.uint8))
+        if a.scheme == "steps":
+            self.register_buffer("a_thr", a.thresholds.float().clone())
+            self.register_buffer("a_levels", a.levels.float().clone())
         if w is None or w.scheme == "float":
             self.register_buffer("w_float", layer.hard_weight().detach().float().clone())
         elif w.scheme == "uniform":
@@ -160,8 +193,9 @@ class DeployLayer(nn.Module):
             y = _Dequantize.apply(acc, self.out_scale, None, acc.dim() - 1)
             return y if self.bias is None else y + self.bias
         if a.scheme == "uniform":
-            x = _Dequantize.apply(_Quantize.apply(x, self.a_lo, self.a_hi, self.a_scale, self.a_zp),
-                                  self.a_scale, self.a_zp, 1)
+            x = _FakeQuant.apply(x, self.a_lo, self.a_hi, self.a_scale)
+        elif a.scheme == "steps":
+            x = _Steps.apply(x, self.a_thr, self.a_levels)
         elif a.scheme == "traced":
             x = self.aq(x)
         return self._float_op(x, self.weight())

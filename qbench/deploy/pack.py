@@ -117,6 +117,9 @@ def manifest(plans: list[LayerPlan], model: nn.Module, info: dict[str, Any]) -> 
         if a.scheme == "uniform":
             entry["activation"].update({"scale": a.scale, "zero_point": a.zero_point, "qmin": 0, "qmax": a.qmax,
                                         "signed": a.signed, "levels": a.qmax + 1})
+        if a.scheme == "steps":
+            entry["activation"].update({"thresholds": a.thresholds.tolist(), "levels": a.levels.tolist(),
+                                        "signed": a.signed})
         layers.append(entry)
     return {**info, "layers": layers}
 
