@@ -45,7 +45,6 @@ roots searched first), so the gate works from a plugin's own repository without 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +53,8 @@ from scipy import stats as st
 
 from qbench.errors import QbenchError
 from qbench.report.budget import flag_frame
-from qbench.report.leaderboard import check_single_version, load_rows_csv, published_versions
+from qbench.report.leaderboard import check_single_version, load_rows_csv
+from qbench.report.shipped import ROOTS_ENV, leaderboard_roots, resolve_against  # noqa: F401  (re-exported)
 from qbench.report.stats import CONFIDENCE, GROUP, aggregate, torch_threads
 
 DEFAULT_FLOOR = 1.0  # top-1 points
@@ -62,9 +62,6 @@ DEFAULT_FLOOR = 1.0  # top-1 points
 MIN_POOL_DF = 4
 #: The t quantile never uses fewer degrees of freedom than this.
 MIN_DF = 2
-
-_SPEC = re.compile(r"^(?P<suite>[A-Za-z0-9_.-]+?)(?:@v?(?P<version>\d+))?$")
-
 
 @dataclass
 class Comparison:
@@ -82,69 +79,6 @@ class Comparison:
     @property
     def ok(self) -> bool:
         return self.regressions.empty
-
-
-# -- where leaderboards are ------------------------------------------------------------------
-#: Extra leaderboard roots searched first (``os.pathsep``-separated), e.g. a team's own published runs.
-ROOTS_ENV = "QBENCH_LEADERBOARDS"
-
-
-def leaderboard_roots() -> list[Path]:
-    """Directories holding ``<suite>/v<version>/results.csv``, in lookup order: those in
-    ``$QBENCH_LEADERBOARDS``, the copy shipped in the package (``qbench/leaderboards``: a symlink to
-    the repository's ``leaderboards/`` in a checkout, real files in a wheel or sdist), then a
-    checkout's ``leaderboards/`` beside the package (where the symlink cannot exist, e.g. Windows)."""
-    import os
-
-    import qbench
-
-    pkg = Path(qbench.__file__).parent
-    extra = [Path(p) for p in os.environ.get(ROOTS_ENV, "").split(os.pathsep) if p]
-    roots = [*extra, pkg / "leaderboards", pkg.parent / "leaderboards"]
-    out: list[Path] = []
-    for r in roots:
-        if r.is_dir() and r.resolve() not in {o.resolve() for o in out}:
-            out.append(r)
-    return out
-
-
-def resolve_against(against: str | Path, version: int | None = None) -> Path:
-    """The leaderboard version directory (holding results.csv) that ``against`` names.
-
-    ``against``: a directory (a suite's ``leaderboards/<suite>`` or a ``v<N>`` directory inside
-    it), or ``SUITE`` / ``SUITE@vN`` from the shipped leaderboards. ``version``: the run's suite
-    version, used when ``against`` names no version.
-    """
-    path = Path(against)
-    if path.exists():
-        if (path / "results.csv").exists():
-            return path
-        if version is not None:
-            return path / f"v{version}"
-        found = published_versions(path.parent, path.name)
-        if not found:
-            raise QbenchError(f"No published leaderboard under {str(path)!r}.")
-        return path / f"v{found[-1]}"
-    m = _SPEC.match(str(against))
-    roots = leaderboard_roots()
-    if not m:
-        raise QbenchError(f"--against {str(against)!r} is neither a directory nor SUITE[@vN] (e.g. quick@v1).")
-    suite, asked = m.group("suite"), m.group("version")
-    want = int(asked) if asked else version
-    for root in roots:
-        vers = published_versions(root, suite)
-        if vers:
-            if want is None:
-                return root / suite / f"v{vers[-1]}"
-            if want in vers:
-                return root / suite / f"v{want}"
-            raise QbenchError(f"The shipped leaderboard of suite {suite!r} has versions "
-                              f"{', '.join(f'v{v}' for v in vers)}, not v{want}. Results from different suite "
-                              "versions are never compared; publish this version first, or upgrade qbench.")
-    shipped = sorted({p.parent.parent.name for r in roots for p in r.glob("*/v*/results.csv")})
-    raise QbenchError(f"No leaderboard {str(against)!r}: not a directory, and not a shipped suite "
-                      f"({', '.join(shipped) or 'none shipped'}; looked in "
-                      f"{', '.join(str(r) for r in roots) or 'no leaderboard directory'}).")
 
 
 # -- the tolerance ---------------------------------------------------------------------------
