@@ -12,10 +12,11 @@ PAPER = ("Zhou et al., DoReFa-Net: Training Low Bitwidth Convolutional Neural Ne
          "Bitwidth Gradients, arXiv 1606.06160, 2016")
 
 DOREFA = Method(
-    name="dorefa", version=1, weight_quantizer="dorefa-w", activation_quantizer="dorefa-a",
+    name="dorefa", version=2, weight_quantizer="dorefa-w", activation_quantizer="dorefa-a",
     allocator="fixed", wrapper="plain",
-    params={"weight": {"binary": "mean", "scale": "none"}, "activation": {"signed": None}},
-    description="DoReFa weights (tanh + max normalisation, 2^k levels in [-1, 1]) and DoReFa "
+    params={"weight": {"binary": "mean", "scale": "max_abs"}, "activation": {"signed": None}},
+    description="DoReFa weights (tanh + max normalisation, 2^k levels in [-1, 1] times the layer's "
+                "FP max|w|) and DoReFa "
                 "activations (clip to [0, 1], quantize_k), STE.",
     paper=PAPER)
 

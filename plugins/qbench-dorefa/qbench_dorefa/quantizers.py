@@ -19,9 +19,17 @@ Choices where the paper is silent (also in the README):
   (x.min() < 0) unless the ``signed`` param is given.
 * the gradient of max|tanh(w)|: the formula is differentiated as written (the max stays in the
   graph); only the rounding uses the STE.
-* ``scale``: the paper's weights live in [-1, 1] (``scale="none"``, the default). For fine-tuning
-  layers that are not followed by a normalisation, ``scale="max_abs"`` multiplies the levels by a
-  constant per-tensor factor max|w_FP| fixed at initialisation (not in the paper).
+* ``scale``: the paper's weights live in [-1, 1] whatever the layer's FP scale (``scale="none"``),
+  which the paper can afford because it trains from scratch with a normalisation after each layer.
+  qbench fine-tunes a pretrained network, and a layer with no normalisation after it (a ViT's
+  attention and MLP linears, which feed residual sums; a classifier) then sees weights at several times
+  its FP norm, and the network's function is broken before QAT starts. The default
+  ``scale="max_abs"`` (since dorefa v2 / pact v3 / adaqat v3) multiplies the levels by a constant
+  per-tensor factor max|w_FP| fixed at initialisation: DoReFa's normalised weights
+  tanh(w)/max|tanh w| are ~ w / max|w| for small weights, so the quantized layer starts at its FP
+  scale. Before a BatchNorm in training mode the factor cancels; it also keeps the FP running
+  statistics valid. Not in the paper. The 1-bit "mean" rule (sign(w) mean|w|) is already at the
+  FP scale and takes no factor.
 """
 from __future__ import annotations
 
@@ -53,14 +61,14 @@ class DoReFaWeightQuantizer(WeightQuantizer):
     :param layer: the layer (unused: DoReFa has no data-dependent state besides ``scale``).
     :param binary: k = 1 rule. "mean" (the paper's): sign(w) * mean|w| with the mean treated as a
         constant; "grid": the general formula, levels {-1, +1}.
-    :param scale: "none" (the paper: levels in [-1, 1]) or "max_abs" (levels times max|w_FP|,
-        fixed at init; not in the paper).
+    :param scale: "max_abs" (default: levels times max|w_FP|, fixed at init, so the layer keeps
+        its FP scale; not in the paper) or "none" (the paper: levels in [-1, 1]).
     """
 
     per_channel = False
 
     def __init__(self, bits: int, layer: nn.Module | None = None, binary: str = "mean",
-                 scale: str = "none") -> None:
+                 scale: str = "max_abs") -> None:
         super().__init__(bits)
         if binary not in BINARY_MODES:
             raise ValueError(f"dorefa-w: binary must be one of {BINARY_MODES}, got {binary!r}")
@@ -84,17 +92,19 @@ class DoReFaWeightQuantizer(WeightQuantizer):
             self.initialize(w)
         k = self.bits
         if k == 1 and self.binary == "mean":
-            return _sign_ste(w) * w.abs().mean().detach() * self.scale
+            return _sign_ste(w) * w.abs().mean().detach()  # already at the FP scale
         return (2 * quantize_k(self._normalised(w), k) - 1) * self.scale
 
     def export(self, w: Tensor) -> dict[str, Tensor]:
         """Integer codes in [0, 2^k-1] and the look-up table of their values."""
+        if not bool(self.initialized):
+            self.initialize(w)
         with torch.no_grad():
             k = self.bits
             if k == 1 and self.binary == "mean":
                 codes = (w >= 0).to(torch.int64)
                 e = float(w.abs().mean())
-                lut = torch.tensor([-e, e], dtype=w.dtype) * self.scale
+                lut = torch.tensor([-e, e], dtype=w.dtype)
             else:
                 n = 2**k - 1
                 codes = torch.round(self._normalised(w) * n).to(torch.int64)

@@ -18,7 +18,7 @@ def _weights(seed: int = 0) -> torch.Tensor:
 @pytest.mark.parametrize("k", [2, 3, 4])
 def test_weights_lie_on_the_2k_grid_in_minus1_1(k: int) -> None:
     w = _weights(k)
-    out = DoReFaWeightQuantizer(k)(w).detach()
+    out = DoReFaWeightQuantizer(k, scale="none")(w).detach()
     n = 2**k - 1
     codes = (out + 1) * n / 2  # i in 0..n when out = 2i/n - 1
     assert torch.allclose(codes, codes.round(), atol=1e-5)
@@ -34,7 +34,7 @@ def test_weight_formula_is_the_papers(k: int) -> None:
     n = 2**k - 1
     t = torch.tanh(w)
     expected = 2 * torch.round(n * (t / (2 * t.abs().max()) + 0.5)) / n - 1
-    q = DoReFaWeightQuantizer(k)
+    q = DoReFaWeightQuantizer(k, scale="none")
     assert torch.equal(q(w), expected)
     assert torch.equal(q.hard(w), expected)
 
@@ -43,7 +43,7 @@ def test_weight_gradient_is_straight_through() -> None:
     """d w_q / d w equals the gradient of the unrounded map tanh(w) / max|tanh w| (rounding = identity)."""
     w = _weights(3)
     upstream = torch.randn_like(w)
-    (DoReFaWeightQuantizer(3)(w) * upstream).sum().backward()
+    (DoReFaWeightQuantizer(3, scale="none")(w) * upstream).sum().backward()
     ref_w = w.detach().clone().requires_grad_(True)
     t = torch.tanh(ref_w)
     ((2 * (t / (2 * t.abs().max()) + 0.5) - 1) * upstream).sum().backward()
@@ -53,10 +53,35 @@ def test_weight_gradient_is_straight_through() -> None:
 
 def test_one_bit_weights_are_sign_times_mean_abs() -> None:
     w = _weights(4).detach()
-    out = DoReFaWeightQuantizer(1)(w)
-    e = w.abs().mean()
-    assert set(torch.unique(out).tolist()) == {float(-e), float(e)}
-    assert torch.equal(out > 0, w >= 0)
+    for scale in ("none", "max_abs"):  # mean|w| is already the FP scale: no factor on top
+        q = DoReFaWeightQuantizer(1, scale=scale)
+        out = q(w)
+        e = w.abs().mean()
+        assert set(torch.unique(out).tolist()) == {float(-e), float(e)}
+        assert torch.equal(out > 0, w >= 0)
+        ex = q.export(w)
+        assert torch.allclose(ex["lut"][ex["codes"]], out)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_default_scale_restores_the_layers_fp_scale(k: int) -> None:
+    """``scale="max_abs"`` (the default of the quantizer and of dorefa, pact, adaqat): the levels
+    are the paper's grid times the layer's FP max|w|, so the quantized layer keeps about its FP
+    norm; the paper's [-1, 1] grid puts a typical layer (std 0.1) at several times its FP norm."""
+    w = _weights(20 + k).detach()
+    q = DoReFaWeightQuantizer(k)
+    assert q.scale_mode == "max_abs"
+    out = q(w)
+    paper = DoReFaWeightQuantizer(k, scale="none")(w)
+    assert torch.allclose(out, paper * w.abs().max(), atol=1e-6)  # the same grid, rescaled
+    ratio = float(out.norm() / w.norm())
+    assert 0.6 < ratio < 1.6, ratio
+    assert float(paper.norm() / w.norm()) > 2.5
+    # fixed at initialisation (a buffer): later weights do not move it
+    q(w * 3)
+    assert float(q.scale) == pytest.approx(float(w.abs().max()))
+    cat = get_catalog()
+    assert cat.methods.get("dorefa").part_params("weight")["scale"] == "max_abs"
 
 
 def test_bits_are_read_at_every_forward() -> None:

@@ -16,9 +16,10 @@ PAPER = ("Choi et al., PACT: Parameterized Clipping Activation for Quantized Neu
          "arXiv 1805.06085, 2018")
 
 PACT = Method(
-    name="pact", version=2, weight_quantizer="dorefa-w", activation_quantizer="pact-a",
+    name="pact", version=3, weight_quantizer="dorefa-w", activation_quantizer="pact-a",
     allocator="fixed", wrapper="plain",
-    params={"weight": {"binary": "mean", "scale": "none"},
+    # DoReFa weights at the layer's FP scale (qbench-dorefa README: "Weight scale")
+    params={"weight": {"binary": "mean", "scale": "max_abs"},
             "activation": {"init_alpha": "mse", "alpha_decay": 5e-4, "signed": None}},
     description="PACT activations (learnable clip alpha, L2 on alpha) with DoReFa weights, as in the PACT paper.",
     paper=PAPER)

@@ -6,6 +6,7 @@ import copy
 import pytest
 import torch
 from qbench_pact import PACTActQuantizer
+from torch import nn
 
 from qbench.api import OptimSpec
 from qbench.testing import TrainRecipe, get_catalog, tiny_digits, train
@@ -149,6 +150,13 @@ def test_method_uses_dorefa_weights_and_pact_activations() -> None:
     assert (m.weight_quantizer, m.activation_quantizer) == ("dorefa-w", "pact-a")
     cat.check_method(m)
     assert cat.plugin_of(cat.quantizers, "dorefa-w") != cat.plugin_of(cat.quantizers, "pact-a")
+    # v3: DoReFa weights at the layer's FP scale (max|w_FP|), not the paper's bare [-1, 1] grid
+    assert m.version == 3 and m.part_params("weight")["scale"] == "max_abs"
+    layer = nn.Linear(64, 64)
+    wq = cat.quantizers.get("dorefa-w").factory(bits=4, layer=layer, **m.part_params("weight"))
+    wq.initialize(layer.weight)
+    ratio = float(wq.hard(layer.weight).norm() / layer.weight.norm())
+    assert 0.6 < ratio < 1.6, ratio
 
 
 def test_eval_mode_calibration_is_redone_once_on_the_first_training_batch() -> None:
