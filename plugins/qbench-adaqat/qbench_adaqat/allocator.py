@@ -212,6 +212,41 @@ class AdaQATAllocator(BitAllocator):
                 pair.trace.append((int(step), side, bw.bits))
         bw.apply()
 
+    # -- resume ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What training changed outside the model: every pair's real-valued N, its ``ups`` count,
+        frozen flag and trace, and the step / update / forward counters. Plain data only (the host
+        saves it with each epoch checkpoint and loads it with ``weights_only=True``)."""
+        def width(bw: BitWidth | None) -> dict[str, Any] | None:
+            return None if bw is None else {"value": float(bw.value), "ups": int(bw.ups), "frozen": bool(bw.frozen)}
+
+        return {
+            "calls": self._calls, "updates": self.updates, "extra_forwards": self.extra_forwards,
+            "pairs": [{"name": p.name, "w": width(p.w), "a": width(p.a), "trace": [list(t) for t in p.trace]}
+                      for p in self.pairs],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` after :meth:`attach` (the same model layout), and set every
+        quantizer back to ceil(N), so a job killed mid-QAT resumes exactly where it stopped."""
+        saved = {p["name"]: p for p in state.get("pairs", [])}
+        mine = {p.name for p in self.pairs}
+        if set(saved) != mine:
+            raise ValueError(f"adaqat: saved bit-width pairs {sorted(saved)} do not match this model's {sorted(mine)}")
+        for pair in self.pairs:
+            entry = saved[pair.name]
+            for side in ("w", "a"):
+                bw, s = getattr(pair, side), entry[side]
+                if (bw is None) != (s is None):
+                    raise ValueError(f"adaqat: pair {pair.name!r} side {side!r} does not match the saved state")
+                if bw is not None:
+                    bw.value, bw.ups, bw.frozen = float(s["value"]), int(s["ups"]), bool(s["frozen"])
+                    bw.apply()
+            pair.trace = [(int(step), str(side), int(bits)) for step, side, bits in entry["trace"]]
+        self._calls = int(state["calls"])
+        self.updates = int(state["updates"])
+        self.extra_forwards = int(state["extra_forwards"])
+
     # -- after training ----------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
         """Learned real N and integer bits (one value per side, or per layer for "layer")."""

@@ -2,6 +2,7 @@
 lambda trading bits for loss, freezing, the floor, and per-layer pairs."""
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 
 import pytest
@@ -13,7 +14,7 @@ from qbench_pact import PACTActQuantizer
 from torch import nn
 
 from qbench.api import AllocationContext, BitTarget, LayerBits, StepContext, find_layers, quantize_model
-from qbench.testing import get_catalog, load_digits
+from qbench.testing import TrainRecipe, get_catalog, load_digits, tiny_digits, train
 
 BODY = ["conv2", "conv3"]
 
@@ -238,3 +239,95 @@ def test_allocate_uses_target_or_init_and_method_is_registered() -> None:
         ("dorefa-w", "pact-a", "adaqat", "plain")
     cat.check_method(m)
     assert isinstance(cat.allocators.get("adaqat").factory(**m.part_params("allocator")), AdaQATAllocator)
+    # v3: DoReFa weights at the layer's FP scale (max|w_FP|), not the paper's bare [-1, 1] grid
+    assert m.version == 3 and m.part_params("weight")["scale"] == "max_abs"
+    layer = nn.Linear(64, 64)
+    wq = cat.quantizers.get("dorefa-w").factory(bits=3, layer=layer, **m.part_params("weight"))
+    wq.initialize(layer.weight)
+    ratio = float(wq.hard(layer.weight).norm() / layer.weight.norm())
+    assert 0.6 < ratio < 1.6, ratio
+
+
+class _MemoryCheckpoint:
+    """The host's checkpoint interface (save / load) in memory, through torch.save and
+    torch.load(weights_only=True) as the host's epoch checkpoints are."""
+
+    def __init__(self) -> None:
+        self.blob: bytes | None = None
+
+    def save(self, state: dict) -> None:
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        self.blob = buf.getvalue()
+
+    def load(self) -> dict | None:
+        return None if self.blob is None else torch.load(io.BytesIO(self.blob), weights_only=True)
+
+
+class _Killed(Exception):
+    pass
+
+
+def _qat(alloc: AdaQATAllocator, checkpoint: _MemoryCheckpoint, kill_after_epoch: int | None = None):
+    model = build(alloc, edge_bits=None)
+    data = tiny_digits(n_train=256)
+    recipe = TrainRecipe(epochs=3, batch_size=64, lr=0.05)
+
+    def after_step(x, y, loss, step, epoch):
+        alloc.after_step(StepContext(model, x, y, loss, step, epoch,
+                                     lambda: float(F.cross_entropy(model(x), y))))
+
+    def on_epoch(stats):
+        if stats.epoch == kill_after_epoch:
+            raise _Killed
+
+    train(model, lambda x, y: F.cross_entropy(model(x), y), data, recipe, seed=0, after_step=after_step,
+          on_epoch=on_epoch, checkpoint=checkpoint, stateful=(alloc,))
+    return model
+
+
+def test_state_dict_round_trips_and_a_killed_job_resumes_exactly() -> None:
+    """state_dict() holds the real-valued bit-widths and the counters (plain data that survives
+    torch.load(weights_only=True)); load_state_dict() restores them and the quantizers' bits.
+    Through the host's training loop, a job killed after epoch 1 and resumed from its epoch
+    checkpoint ends with the same N, counters, trace and weights as an uninterrupted run."""
+    lam = 0.3  # large enough that the integer bits change during the run
+    whole = AdaQATAllocator(lam=lam, eta=0.1)
+    model_whole = _qat(whole, _MemoryCheckpoint())
+    assert whole.updates == 12 and whole.pairs[0].trace  # 3 epochs x 4 steps, bits moved
+
+    ckpt = _MemoryCheckpoint()
+    first = AdaQATAllocator(lam=lam, eta=0.1)
+    with pytest.raises(_Killed):
+        _qat(first, ckpt, kill_after_epoch=1)
+    saved = ckpt.load()["stateful"][0]
+    assert saved["updates"] == 4 and saved["pairs"][0]["w"]["value"] == pytest.approx(first.pairs[0].w.value)
+    resumed = AdaQATAllocator(lam=lam, eta=0.1)  # a fresh process: rebuilt from the suite's config
+    model_resumed = _qat(resumed, ckpt)
+    assert resumed.state_dict() == whole.state_dict()
+    assert resumed.report() == whole.report()
+    for (n, a), (_, b) in zip(model_whole.state_dict().items(), model_resumed.state_dict().items()):
+        if torch.is_tensor(a):
+            assert torch.equal(a, b), n
+    assert _body_bits(model_resumed) == _body_bits(model_whole)
+
+    # the plain round trip: a fresh allocator on a fresh model takes the state and the bits
+    fresh = AdaQATAllocator(lam=lam, eta=0.1)
+    model_fresh = build(fresh, edge_bits=None)
+    buf = io.BytesIO()
+    torch.save(whole.state_dict(), buf)
+    fresh.load_state_dict(torch.load(io.BytesIO(buf.getvalue()), weights_only=True))
+    assert fresh.state_dict() == whole.state_dict()
+    assert all(b == (fresh.pairs[0].w.bits, fresh.pairs[0].a.bits) for b in _body_bits(model_fresh).values())
+    with pytest.raises(ValueError, match="pairs"):
+        _layer_alloc().load_state_dict(whole.state_dict())
+
+
+def _body_bits(model: nn.Module) -> dict[str, tuple[int, int]]:
+    return {n: (getattr(model, n).wq.bits, getattr(model, n).aq.bits) for n in BODY}
+
+
+def _layer_alloc() -> AdaQATAllocator:
+    alloc = AdaQATAllocator(granularity="layer")
+    build(alloc, edge_bits=None)
+    return alloc
