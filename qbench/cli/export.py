@@ -69,10 +69,14 @@ def export(key: str | None, suite: str, method: str | None, model: str | None, b
                      f"{f.get('deploy_top1', float('nan')):.2f} | {f.get('deploy_max_logit_diff', float('nan')):.3g} "
                      f"({f.get('deploy_logit_tol', float('nan')):.2g}) | {f.get('deploy_logit_outliers', '')} | "
                      f"{'yes' if f.get('deploy_integer_kernels') else 'no'} | {f.get('deploy_scheme', '')} | "
-                     f"{'ok' if f['deploy_ok'] else 'FLAGGED: ' + f['deploy_reason']} |")
+                     f"{'ok' if f['deploy_ok'] else 'FLAGGED: ' + _cell(f['deploy_reason'])} |")
     text = "\n".join(lines) + "\n"
     (out_dir / "parity.md").write_text(text)
     print(text, end="")
+
+
+def _cell(text: str) -> str:
+    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 def _export_one(ws: Workspace, cat: Any, row: dict[str, Any], out_dir: Path, data_dir: Path | None,
