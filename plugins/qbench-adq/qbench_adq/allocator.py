@@ -17,7 +17,9 @@ metric and the solver are not specified by the paper. qbench uses:
   average sum_l numel_l b_l / sum_l numel_l <= budget; stop when none fits. So the average is
   <= budget, and no further single upgrade fits (it is within one upgrade step of the budget).
 * Budget: ``budget`` (default: the suite's target weight bits; the paper reports 2.81).
-  Candidates: ``candidates`` (default 2, 3, 4, 5, 6, 8). Activation bits: the target's.
+  Candidates: ``candidates`` (default 1, 2, 3, 4, 5, 6, 8 since adq v3): they must straddle the
+  budget for the allocation to be mixed: with 2..8 a 2-bit budget equals the smallest candidate
+  and every layer got 2 bits. Activation bits: the target's.
 """
 from __future__ import annotations
 
@@ -109,7 +111,7 @@ class ADQSensitivityAllocator(BitAllocator):
     :param max_batches: use at most this many calibration batches for the Fisher (default all).
     """
 
-    def __init__(self, candidates: Sequence[int] = (2, 3, 4, 5, 6, 8), budget: float | None = None,
+    def __init__(self, candidates: Sequence[int] = (1, 2, 3, 4, 5, 6, 8), budget: float | None = None,
                  max_batches: int | None = None) -> None:
         if not candidates:
             raise QbenchError("adq-sensitivity: candidates must not be empty.")

@@ -16,11 +16,13 @@ PAPER = ("Jia et al. ADQ: Adaptive Distribution-aware Quantization for mixed-pre
          "quantization-aware training. arXiv 2510.19760, 2025.")
 
 ADQ = Method(
-    name="adq", version=2, weight_quantizer="adq-w", activation_quantizer="n2uq-a",
+    name="adq", version=3, weight_quantizer="adq-w", activation_quantizer="n2uq-a",
     allocator="adq-sensitivity", wrapper="kd",
-    params={"weight": {"momentum": 0.99, "split": "symmetric", "probs": "midpoint", "ema": True},
-            "activation": {},
-            "allocator": {"candidates": [2, 3, 4, 5, 6, 8], "budget": None},
+    params={"weight": {"momentum": 0.9, "split": "symmetric", "probs": "bin-mean", "ema": True},
+            # n2uq-a's defaults (v3: thresholds on the unscaled GSTE gradient), written out
+            "activation": {"threshold_grad_scale": "none"},
+            # candidates straddle every budget the suites use (W2 included): mixed precision
+            "allocator": {"candidates": [1, 2, 3, 4, 5, 6, 8], "budget": None},
             # not specified by the paper; qbench uses the host's logit KD at these values
             "wrapper": {"alpha": 0.5, "temperature": 4.0}},
     description="ADQ: quantile-initialised EMA codebook weights, N2UQ activations, "

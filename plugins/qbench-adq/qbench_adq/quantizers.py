@@ -9,8 +9,10 @@ Choices where the paper is silent (constructor parameters):
 
 * Initialisation: quantiles of the layer's FP weights, see :mod:`qbench_adq.codebook`
   (``split``, ``probs``).
-* EMA (not specified by the paper; qbench uses m = ``momentum`` = 0.99, one update per training
-  forward with gradients enabled, none in eval mode nor under ``torch.no_grad()`` (so extra
+* EMA (not specified by the paper; qbench uses m = ``momentum`` = 0.9 since adq v3: a time
+  constant of ~10 steps, so the codebook follows the weights within a short fine-tuning such as
+  the quick suite's 48 QAT steps; 0.99 (~100 steps, v1-v2) barely moved it there. One update per
+  training forward with gradients enabled, none in eval mode nor under ``torch.no_grad()`` (so extra
   probe forwards of a learning allocator do not move it); codewords with no assigned weight do not move; the 0 level never
   moves, so pruned weights stay exactly 0). ``ema=False`` freezes the codebook.
 * Bits change (not specified by the paper; qbench re-initialises the codebook from the quantiles
@@ -39,14 +41,15 @@ class ADQWeightQuantizer(WeightQuantizer):
     :param layer: the layer whose weight this quantizes (gives the device only).
     :param momentum: EMA momentum m.
     :param split: ``"symmetric"`` or ``"asymmetric"`` level split between signs.
-    :param probs: ``"midpoint"`` or ``"uniform"`` quantile probabilities.
+    :param probs: ``"bin-mean"`` (equal-mass bins, 0 level included, each level its bin's mean),
+        ``"midpoint"`` or ``"uniform"`` quantile probabilities (:mod:`qbench_adq.codebook`).
     :param ema: adapt the codebook online (False: keep the quantile codebook).
     """
 
     per_channel = False
 
-    def __init__(self, bits: int, layer: nn.Module | None = None, momentum: float = 0.99,
-                 split: str = "symmetric", probs: str = "midpoint", ema: bool = True) -> None:
+    def __init__(self, bits: int, layer: nn.Module | None = None, momentum: float = 0.9,
+                 split: str = "symmetric", probs: str = "bin-mean", ema: bool = True) -> None:
         super().__init__(bits)
         if split not in SPLITS:
             raise ValueError(f"adq-w: split must be one of {SPLITS}, got {split!r}")

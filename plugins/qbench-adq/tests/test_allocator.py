@@ -81,6 +81,29 @@ def test_budget_met_and_within_one_upgrade_step():
         assert budget - avg < max(numel.values()) * 2 / total
 
 
+def test_two_bit_budget_is_mixed_precision_at_a_two_bit_average():
+    """The default candidates (1..8, adq v3) straddle a 2-bit budget: layers get fewer AND more
+    than 2 bits, the parameter-weighted average is <= 2.0 and within one upgrade step of it
+    (with the v2 candidates 2..8 every layer got exactly 2)."""
+    torch.manual_seed(5)
+    model = Deep()
+    names = ["l1", "l2", "l3", "l4"]
+    infos = _infos(model, names)
+    numel = {i.name: i.weight_numel for i in infos}
+    total = sum(numel.values())
+    method = get_catalog().methods.get("adq")
+    alloc = get_catalog().allocators.get(method.allocator).factory(**method.part_params("allocator"))
+    assert min(alloc.candidates) < 2 < max(alloc.candidates)
+    plan = alloc.allocate(infos, BitTarget(2, 2), _ctx(model, 12, 5))
+    bits = [plan[n].w for n in names]
+    avg = sum(numel[n] * plan[n].w for n in names) / total
+    assert min(bits) < 2 < max(bits), bits
+    assert 2.0 - max(numel.values()) * 2 / total < avg <= 2.0 + 1e-9
+    assert all(plan[n].a == 2 for n in names)
+    old = ADQSensitivityAllocator(candidates=(2, 3, 4, 5, 6, 8)).allocate(infos, BitTarget(2, 2), _ctx(model, 12, 5))
+    assert {old[n].w for n in names} == {2}
+
+
 def test_default_budget_is_target_weight_bits():
     torch.manual_seed(2)
     model = Deep()
