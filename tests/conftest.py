@@ -11,30 +11,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from qbench.plugin.catalog import Catalog  # noqa: E402
 from qbench.plugin.manager import get_plugin_manager  # noqa: E402
+from qbench.testing.helpers import tiny_suite  # noqa: E402
 
-TINY_SUITE = """
-name = "tiny"
-version = 1
-seeds = [0]
-bits = ["W4A4"]
-first_last = "fp"
-methods = ["fp32", "toy"]
-
-[[datasets]]
-name = "digits"
-
-[[models]]
-name = "resnet20"
-kwargs = { width = 4 }
-
-[fp]
-epochs = 2
-lr = 0.05
-
-[qat]
-epochs = 1
-lr = 0.01
-"""
+TINY_SUITE = tiny_suite(methods=("fp32", "toy"))
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ from qbench.report.budget import budget_warnings, flag_frame, flag_row
 from qbench.report.compare import compare
 from qbench.report.leaderboard import publish, render_markdown
 from qbench.report.stats import UNRANKED, aggregate
+from qbench.testing import tiny_suite
 from qbench.train.audit import target_bitops
 
 
@@ -161,29 +162,7 @@ def test_conformance_catches_a_collapse_on_a_short_training(liar_catalog: Catalo
 
 
 # -- the lying plugin, end to end ---------------------------------------------------------------
-LIAR_SUITE = """
-name = "liar"
-version = 1
-seeds = [0]
-bits = ["W2A2"]
-first_last = "fp"
-methods = ["fp32", "toy", "liar"]
-
-[[datasets]]
-name = "digits"
-
-[[models]]
-name = "resnet20"
-kwargs = { width = 4 }
-
-[fp]
-epochs = 2
-lr = 0.05
-
-[qat]
-epochs = 1
-lr = 0.01
-"""
+LIAR_SUITE = tiny_suite(name="liar", bits=("W2A2",), methods=("fp32", "toy", "liar"))
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from qbench.contract.bits import BitTarget, LayerBits
 from qbench.contract.layer_info import LayerInfo
-from qbench.contract.optim import DEFAULT_SPEC, OptimSpec
+from qbench.contract.optim import TrainedPart
 from qbench.contract.quant.base import WeightQuantizer
 
 
@@ -54,7 +54,7 @@ class StepContext:
     loss_fn: Callable[[], float]
 
 
-class BitAllocator:
+class BitAllocator(TrainedPart):
     """Base class. Subclasses implement :meth:`allocate`; learning ones override the rest."""
 
     def allocate(self, layers: list[LayerInfo], target: BitTarget, ctx: AllocationContext) -> dict[str, LayerBits]:
@@ -63,19 +63,6 @@ class BitAllocator:
 
     def attach(self, model: nn.Module) -> None:
         """Called once the quantized model exists (before the optimiser is built)."""
-
-    def optim_spec(self) -> OptimSpec:
-        """Optimizer settings for every parameter of :meth:`parameters` (default: the recipe's lr,
-        no decay)."""
-        return DEFAULT_SPEC
-
-    def state_dict(self) -> dict[str, Any]:
-        """State outside :meth:`parameters` that training changes (counters, learned values), saved
-        with each epoch checkpoint so a killed job resumes exactly. Tensors and plain data only."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
 
     def parameters(self) -> Iterable[nn.Parameter]:
         """Parameters the allocator learns by gradient (added to the optimiser)."""

@@ -9,6 +9,7 @@ own schedule, PACT decays its clipping value. A quantizer, allocator or wrapper 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -29,3 +30,21 @@ class OptimSpec:
 
 #: What a method's parameter gets when its part declares nothing: the recipe's lr, no decay.
 DEFAULT_SPEC = OptimSpec()
+
+
+class TrainedPart:
+    """What allocators and wrappers share with the training loop: their parameters' optimizer
+    settings, and the state an epoch checkpoint must carry for a killed job to resume exactly."""
+
+    def optim_spec(self) -> OptimSpec:
+        """Optimizer settings for every parameter of ``parameters()`` (default: the recipe's lr,
+        no decay)."""
+        return DEFAULT_SPEC
+
+    def state_dict(self) -> dict[str, Any]:
+        """State outside ``parameters()`` that training changes (counters, learned values), saved
+        with each epoch checkpoint. Tensors and plain data only (read back with weights_only)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""

@@ -6,34 +6,20 @@ blocks (BWRF) or add terms, while the quantizer and allocator stay whatever the 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from qbench.contract.optim import DEFAULT_SPEC, OptimSpec
+from qbench.contract.optim import TrainedPart
 
 
-class TrainingWrapper:
+class TrainingWrapper(TrainedPart):
     """Base class: plain task loss on the quantized model."""
 
     def setup(self, qmodel: nn.Module, fp_model: nn.Module) -> None:
         """Called once before training. ``fp_model`` is a frozen copy in eval mode."""
         self.qmodel = qmodel
         self.fp_model = fp_model
-
-    def optim_spec(self) -> OptimSpec:
-        """Optimizer settings for every parameter of :meth:`parameters` (default: the recipe's lr,
-        no decay)."""
-        return DEFAULT_SPEC
-
-    def state_dict(self) -> dict[str, Any]:
-        """State outside :meth:`parameters` that training changes (counters, learned values), saved
-        with each epoch checkpoint so a killed job resumes exactly. Tensors and plain data only."""
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
 
     def parameters(self) -> Iterable[nn.Parameter]:
         """Extra trainable parameters the wrapper owns (default none)."""

@@ -23,6 +23,19 @@ from qbench.train.loop import evaluate, train
 from qbench.train.qat import QatResult, frozen_copy, prepare, run_qat
 
 
+def tiny_suite(name: str = "tiny", methods: tuple[str, ...] = ("fp32",), bits: tuple[str, ...] = ("W4A4",),
+               seeds: tuple[int, ...] = (0,), width: int | None = 4, fp_epochs: int = 2, qat_epochs: int = 1) -> str:
+    """The TOML of a suite small enough for a test: digits, resnet20 (``width`` channels; None for
+    the default), a short FP training and QAT. Real data and the real harness, in seconds."""
+    q = ", ".join(f'"{v}"' for v in (*methods,))
+    b = ", ".join(f'"{v}"' for v in bits)
+    kwargs = f"kwargs = {{ width = {width} }}\n" if width is not None else ""
+    return (f'name = "{name}"\nversion = 1\nseeds = [{", ".join(map(str, seeds))}]\nbits = [{b}]\n'
+            f'first_last = "fp"\nmethods = [{q}]\n\n[[datasets]]\nname = "digits"\n\n'
+            f'[[models]]\nname = "resnet20"\n{kwargs}\n[fp]\nepochs = {fp_epochs}\nlr = 0.05\n\n'
+            f"[qat]\nepochs = {qat_epochs}\nlr = 0.01\n")
+
+
 def run_suite(suite: Suite, methods: list[str], workspace: Path, catalog: Catalog | None = None
               ) -> list[dict[str, Any]]:
     """Plan ``methods`` on ``suite`` (its compositions included) and run the jobs into
@@ -47,5 +60,6 @@ def suite_method(suite: Suite, name: str, catalog: Catalog | None = None) -> Any
 __all__ = [
     "DataBundle", "load_digits", "create_model", "Catalog", "get_catalog", "reset_catalog", "get_plugin_manager",
     "Suite", "TrainRecipe", "parse_suite", "audit_model", "export_parity", "summarize", "evaluate", "train",
-    "QatResult", "frozen_copy", "prepare", "run_qat", "run_suite", "suite_method", "Harness", "plan_jobs", "Workspace",
+    "QatResult", "frozen_copy", "prepare", "run_qat", "run_suite", "suite_method", "tiny_suite",
+    "Harness", "plan_jobs", "Workspace",
 ]

@@ -8,31 +8,9 @@ from pathlib import Path
 import pytest
 
 from qbench.api import QbenchError
-from qbench.testing import Catalog, Harness, Workspace, get_plugin_manager, plan_jobs
+from qbench.testing import Catalog, Harness, Workspace, get_plugin_manager, plan_jobs, tiny_suite
 
-TINY_SUITE = """
-name = "tiny"
-version = 1
-seeds = [0]
-bits = ["W4A4"]
-first_last = "fp"
-methods = ["fp32", "lsq"]
-
-[[datasets]]
-name = "digits"
-
-[[models]]
-name = "resnet20"
-kwargs = { width = 4 }
-
-[fp]
-epochs = 2
-lr = 0.05
-
-[qat]
-epochs = 1
-lr = 0.01
-"""
+TINY_SUITE = tiny_suite(methods=("fp32", "lsq"))
 
 
 @pytest.fixture(scope="module")
