@@ -14,6 +14,7 @@ The torch forward computes what the ONNX ops compute, so the module is also a re
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 
@@ -212,13 +213,55 @@ def deploy_model(model: nn.Module, plans: list[LayerPlan]) -> nn.Module:
     return dep
 
 
+class _Ctx:
+    """What a plugin's autograd.Function forward may touch on its ctx when called directly."""
+
+    needs_input_grad = ()
+
+    def save_for_backward(self, *tensors: Tensor) -> None:
+        pass
+
+    def mark_non_differentiable(self, *tensors: Tensor) -> None:
+        pass
+
+    def set_materialize_grads(self, value: bool) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _plain_autograd_functions():  # noqa: ANN202
+    """A plugin's torch.autograd.Function (an STE with a custom backward) has no ONNX symbolic;
+    for export its forward runs as plain ops, which the tracer records (its backward is irrelevant)."""
+    patched = []
+    todo = list(torch.autograd.Function.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.__module__.startswith(("torch.", __name__)) or hasattr(cls, "symbolic"):
+            continue
+        separate = cls.setup_context is not torch.autograd.Function.setup_context
+
+        def apply(*args, _cls=cls, _sep=separate):  # noqa: ANN001, ANN202
+            return _cls.forward(*args) if _sep else _cls.forward(_Ctx(), *args)
+        patched.append((cls, cls.__dict__.get("apply")))
+        cls.apply = staticmethod(apply)
+    try:
+        yield
+    finally:
+        for cls, old in patched:
+            if old is None:
+                del cls.apply
+            else:
+                cls.apply = old
+
+
 def to_onnx(dep: nn.Module, sample: Tensor) -> bytes:
     """The deploy model as ONNX bytes (dynamic batch). Constant folding is off so that weight codes
     and LUTs stay in the file as codes; onnxruntime folds what it may when it loads the model."""
     import warnings
 
     f = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _plain_autograd_functions():
         warnings.simplefilter("ignore")
         torch.onnx.export(dep, (sample,), f, dynamo=False, opset_version=OPSET, do_constant_folding=False,
                           input_names=["input"], output_names=["logits"],

@@ -70,11 +70,13 @@ def packed_tensors(model: nn.Module, plans: list[LayerPlan]) -> dict[str, Tensor
             out[f"{name}.lut"] = w.lut.float()
         else:
             out[f"{name}.weight"] = model.get_submodule(name).hard_weight().float().contiguous()
-    for key, t in model.state_dict().items():
+    seen: set[int] = set()  # a module reachable under two names (ASQ's adapter) is stored once
+    for key, t in model.state_dict(keep_vars=True).items():
         if key in skip or any(key.startswith(s) for s in skip if s.endswith(".")):
             continue
-        if torch.is_tensor(t) and t.dtype.is_floating_point:
-            out[key] = t.detach().float().cpu().contiguous()
+        if torch.is_tensor(t) and t.dtype.is_floating_point and id(t) not in seen:
+            seen.add(id(t))
+            out[key] = t.detach().float().cpu().clone().contiguous()
     return out
 
 
