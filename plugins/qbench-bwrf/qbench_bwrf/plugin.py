@@ -11,13 +11,14 @@ from .wrapper import BWRFWrapper
 PAPER = ("Yu et al., Improving Quantization-aware Training of Low-Precision Network via Block Replacement "
          "on Full-Precision Counterpart, arXiv 2412.15846, 2024")
 
-#: The wrapper's defaults, written out so that they are part of the method's job hash.
-WRAPPER_PARAMS = {"reading": "progressive", "granularity": "block", "num_mp": None, "temperature": 4.0,
+#: The wrapper's defaults, written out so that they are part of the method's job hash. The paper
+#: gives no distillation temperature or weights; T = 1 is measured (README, "Distillation").
+WRAPPER_PARAMS = {"reading": "progressive", "granularity": "block", "num_mp": None, "temperature": 1.0,
                   "w_ce_lp": 1.0, "w_kd_fp_lp": 1.0, "w_ce_mp": 1.0, "w_kd_fp_mp": 1.0, "w_kd_mp_lp": 1.0,
                   "mp_reduction": "mean", "mp_bn_update": False}
 
 BWRF = Method(
-    name="bwrf", version=1, weight_quantizer="lsq-w", activation_quantizer="lsq-a", allocator="fixed",
+    name="bwrf", version=2, weight_quantizer="lsq-w", activation_quantizer="lsq-a", allocator="fixed",
     wrapper="bwrf", params={"wrapper": WRAPPER_PARAMS}, paper=PAPER,
     description="LSQ weights and activations trained with BWRF: mixed-precision models made by swapping "
                 "low-precision blocks into the frozen FP model, with KD from FP and MP branches.")

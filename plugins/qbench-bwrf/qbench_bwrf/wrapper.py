@@ -111,7 +111,7 @@ class BWRFWrapper(TrainingWrapper):
     """
 
     def __init__(self, reading: str = "progressive", granularity: str = "block", num_mp: int | None = None,
-                 temperature: float = 4.0, w_ce_lp: float = 1.0, w_kd_fp_lp: float = 1.0, w_ce_mp: float = 1.0,
+                 temperature: float = 1.0, w_ce_lp: float = 1.0, w_kd_fp_lp: float = 1.0, w_ce_mp: float = 1.0,
                  w_kd_fp_mp: float = 1.0, w_kd_mp_lp: float = 1.0, mp_reduction: str = "mean",
                  mp_bn_update: bool = False, share_prefix: bool = True, seed: int | None = None) -> None:
         mp_configs(2, reading)  # validates the name

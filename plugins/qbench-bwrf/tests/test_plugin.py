@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from qbench_bwrf import BWRFWrapper
 
-from qbench.api import QuantLayer
+from qbench.api import QuantLayer, kd_loss
 from qbench.testing import get_catalog
 
 
@@ -17,6 +17,26 @@ def test_wrapper_and_method_are_registered() -> None:
     wrapper = cat.wrappers.get("bwrf").factory(**method.part_params("wrapper"))
     assert isinstance(wrapper, BWRFWrapper)
     assert wrapper.reading == "progressive" and wrapper.granularity == "block" and wrapper.num_mp is None
+
+
+def test_method_distils_at_temperature_1_with_unit_weights() -> None:
+    """bwrf v2: the paper gives no KD temperature or weights; qbench measured T = 1 against the v1
+    T = 4 (README, "Distillation"). At T = 1 the KD term's gradient on the student logits is
+    (softmax(s) - softmax(t)) / B, the scale of the CE gradient; at T = 4 with the T^2 factor it is
+    4 x (softmax(s/4) - softmax(t/4)) / B."""
+    method = get_catalog().methods.get("bwrf")
+    assert method.version == 2
+    params = method.part_params("wrapper")
+    assert params["temperature"] == 1.0
+    assert all(params[k] == 1.0 for k in ("w_ce_lp", "w_kd_fp_lp", "w_ce_mp", "w_kd_fp_mp", "w_kd_mp_lp"))
+    assert BWRFWrapper().temperature == 1.0
+    torch.manual_seed(0)
+    s, t = torch.randn(8, 10, requires_grad=True), torch.randn(8, 10)
+    for temp in (1.0, 4.0):
+        s.grad = None
+        kd_loss(s, t, temp).backward()
+        want = temp * (torch.softmax(s.detach() / temp, 1) - torch.softmax(t / temp, 1)) / 8
+        torch.testing.assert_close(s.grad, want)
 
 
 def test_compose_swaps_the_quantizers_and_keeps_the_wrapper() -> None:
