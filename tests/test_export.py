@@ -191,3 +191,18 @@ def test_dynamic_activations_are_traced(tmp_path: Path) -> None:
     exp, _ = check(model, x, tmp_path)
     assert [p.act.scheme for p in exp.plans] == ["traced"] * 3
     assert all(p.weight.scheme == "uniform" for p in exp.plans) and not exp.integer_ops
+
+
+class SqrtThresholdA(xp.UniformA):
+    """Uniform output levels k * s behind non-uniform (square-law) thresholds, as N2UQ's are."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = 2 ** self.bits - 1
+        return torch.round(torch.sqrt(torch.clamp(x / (self.s * n), 0, 1)) * n) * self.s
+
+
+def test_uniform_levels_behind_learned_thresholds_run_integer_kernels(tmp_path: Path) -> None:
+    model, x = build(xp.UniformW, SqrtThresholdA)
+    exp, _ = check(model, x, tmp_path)
+    assert [p.act.scheme for p in exp.plans] == ["steps"] * 3 and all(p.integer for p in exp.plans)
+    assert exp.integer_ops == {"ConvInteger": 2, "MatMulInteger": 1}

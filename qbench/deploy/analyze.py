@@ -80,7 +80,8 @@ class LayerPlan:
     @property
     def integer(self) -> bool:
         """Both sides on integer grids: the layer runs as ConvInteger / MatMulInteger."""
-        return self.act.scheme == "uniform" and self.weight is not None and self.weight.scheme == "uniform"
+        uniform_input = self.act.scheme == "uniform" or (self.act.scheme == "steps" and self.act.scale > 0)
+        return uniform_input and self.weight is not None and self.weight.scheme == "uniform"
 
 
 # -- weights ------------------------------------------------------------------------------------
@@ -220,8 +221,16 @@ def _uniform_act(aq: nn.Module, xs: Tensor) -> ActPlan | str:
     got = step_function(aq, xs, ramp, y_r, y_x)
     if isinstance(got, str):
         return f"{why}; {got}"
-    return ActPlan("steps", bits=int(getattr(aq, "bits", 8)), signed=bool(getattr(aq, "signed", False)),
+    plan = ActPlan("steps", bits=int(getattr(aq, "bits", 8)), signed=bool(getattr(aq, "signed", False)),
                    thresholds=got[0], levels=got[1], note=why)
+    lv = got[1].double()
+    s = float(lv.diff().min()) if lv.numel() > 1 else 0.0
+    if s > 0:  # uniform output levels behind learned thresholds (N2UQ): the step count is the code
+        k, z = (lv - lv[0]) / s, -float(lv[0]) / s
+        if torch.allclose(k, torch.arange(lv.numel(), dtype=torch.float64), atol=1e-3) and abs(z - round(z)) < 1e-3 \
+                and 0 <= round(z) <= 255 and lv.numel() <= 256:
+            plan.scale, plan.zero_point, plan.qmax = s, int(round(z)), lv.numel() - 1
+    return plan
 
 
 def _grid_act(aq: nn.Module, xs: Tensor, ramp: Tensor, y_x: Tensor, y_r: Tensor) -> ActPlan | str:

@@ -84,6 +84,20 @@ class _Steps(torch.autograd.Function):
         return g.op("Gather", levels, code, axis_i=0)
 
 
+class _StepCodes(torch.autograd.Function):
+    """The step count as uint8 codes: a step function with uniform output levels feeds an integer op."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, thr: Tensor) -> Tensor:  # noqa: ANN001
+        return (x.unsqueeze(-1) >= thr).sum(-1).to(torch.uint8)
+
+    @staticmethod
+    def symbolic(g, x, thr):  # noqa: ANN001, ANN205
+        last = g.op("Constant", value_t=torch.tensor([-1], dtype=torch.int64))
+        ge = g.op("GreaterOrEqual", g.op("Unsqueeze", x, last), thr)
+        return g.op("Cast", g.op("ReduceSum", g.op("Cast", ge, to_i=7), last, keepdims_i=0), to_i=2)  # uint8
+
+
 class _ConvInteger(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xq: Tensor, wq: Tensor, xz: Tensor, stride: list, padding: list, dilation: list,  # noqa: ANN001
@@ -152,6 +166,7 @@ class DeployLayer(nn.Module):
         if a.scheme == "steps":
             self.register_buffer("a_thr", a.thresholds.float().clone())
             self.register_buffer("a_levels", a.levels.float().clone())
+            self.register_buffer("a_zp", torch.tensor(a.zero_point, dtype=torch.uint8))
         if w is None or w.scheme == "float":
             self.register_buffer("w_float", layer.hard_weight().detach().float().clone())
         elif w.scheme == "uniform":
@@ -184,7 +199,10 @@ class DeployLayer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         a = self.plan.act
         if self.plan.integer:
-            xq = _Quantize.apply(x, self.a_lo, self.a_hi, self.a_scale, self.a_zp)
+            if a.scheme == "steps":
+                xq = _StepCodes.apply(x, self.a_thr)
+            else:
+                xq = _Quantize.apply(x, self.a_lo, self.a_hi, self.a_scale, self.a_zp)
             if self.conv:
                 acc = _ConvInteger.apply(xq, self.w_codes, self.a_zp, self.stride, self.padding, self.dilation,
                                          self.groups)

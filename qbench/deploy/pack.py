@@ -122,6 +122,8 @@ def manifest(plans: list[LayerPlan], model: nn.Module, info: dict[str, Any]) -> 
         if a.scheme == "steps":
             entry["activation"].update({"thresholds": a.thresholds.tolist(), "levels": a.levels.tolist(),
                                         "signed": a.signed})
+            if a.scale > 0:  # uniform levels: codes = the step count, value = (code - zero_point) x scale
+                entry["activation"].update({"scale": a.scale, "zero_point": a.zero_point})
         layers.append(entry)
     return {**info, "layers": layers}
 
