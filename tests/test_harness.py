@@ -141,3 +141,32 @@ def test_atomic_write_keeps_the_old_file_on_failure_and_respects_the_umask(tmp_p
         ws_mod.atomic_write_text(target, "half")
     assert target.read_text() == "new"
     assert [p.name for p in target.parent.iterdir()] == ["k.json"]  # no temporary left behind
+
+
+def test_an_error_outside_a_job_reaches_on_suite_error_and_is_raised(catalog: Catalog, tiny_suite_path: Path,
+                                                                    tmp_path: Path) -> None:
+    """An executor that breaks (or Ctrl-C) stops the run: loggers hear of it through
+    qbench_on_suite_error, the error propagates, and the progress display is closed (finally)."""
+    import pytest
+
+    from qbench import hookimpl
+    from qbench.plugin.catalog import Component
+
+    heard: list[str] = []
+
+    class Listener:
+        @hookimpl
+        def qbench_on_suite_error(self, suite, error) -> None:
+            heard.append(f"{suite.name}: {error}")
+
+    class Broken:
+        def run(self, jobs, harness):
+            raise RuntimeError("the cluster went away")
+            yield  # pragma: no cover
+
+    catalog.pm.register(Listener(), name="listener")
+    catalog.executors.add("broken", Component("broken", Broken), "test")
+    suite, jobs = plan_jobs(catalog, str(tiny_suite_path), ["toy"], None, None, None, None)
+    with pytest.raises(RuntimeError, match="the cluster went away"):
+        Harness(catalog, Workspace(tmp_path)).run(suite, jobs, executor="broken")
+    assert heard == ["tiny: the cluster went away"]
