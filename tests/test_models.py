@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,8 @@ def test_the_toy_method_runs_on_every_model(name: str, catalog) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("QBENCH_ZOO_CHECK") != "1",
+                    reason="about an hour on 2 cores: set QBENCH_ZOO_CHECK=1 (or run `qbench models --check`)")
 @pytest.mark.parametrize("name", NAMES)
 def test_every_installed_method_on_every_model(name: str) -> None:
     catalog = get_catalog()
