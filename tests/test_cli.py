@@ -74,7 +74,8 @@ def test_run_filters_expand_to_the_right_jobs() -> None:
 
 
 def test_publish_takes_only_rows_the_suite_plans_now(tmp_path: Path) -> None:
-    from conftest import TINY_SUITE
+    from qbench.testing import tiny_suite
+    TINY_SUITE = tiny_suite(methods=("fp32", "toy"))  # the suite tests/conftest.py uses
 
     suite = tmp_path / "tiny.toml"
     suite.write_text(TINY_SUITE)

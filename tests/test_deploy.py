@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import export_plugin
 import pytest
 import torch
 
-import export_plugin
-from conftest import TINY_SUITE
+from qbench.testing import tiny_suite
+
+TINY_SUITE = tiny_suite(methods=("fp32", "toy"))  # the suite tests/conftest.py uses
 from qbench.plugin.catalog import Catalog
 from qbench.plugin.manager import get_plugin_manager
 from qbench.run.harness import Harness

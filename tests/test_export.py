@@ -148,9 +148,8 @@ def test_default_export_uniform_grid_is_inferred(tmp_path: Path) -> None:
 
 def test_half_step_grid_packs_at_its_bits() -> None:
     """DoReFa's odd symmetric levels (no zero level) pack at b bits with a half-integer zero point."""
-    from qbench.deploy.analyze import _grid
+    from qbench.deploy.analyze import WeightPlan, _grid
     from qbench.deploy.pack import uniform_codes
-    from qbench.deploy.analyze import WeightPlan
 
     levels = (torch.arange(4) * 2 - 3).float() / 3  # 2 bits: -1, -1/3, 1/3, 1
     w = levels[torch.randint(0, 4, (50,))]

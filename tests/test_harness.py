@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from qbench.run.plan import plan_jobs
 from qbench.plugin.catalog import Catalog
 from qbench.run.harness import Harness
+from qbench.run.plan import plan_jobs
 from qbench.run.workspace import Workspace
 
 REQUIRED = {"suite", "suite_version", "dataset", "dataset_hash", "model", "method", "method_version", "bits",
@@ -95,7 +95,8 @@ def test_a_typo_in_a_method_parameter_fails_at_plan_time(catalog: Catalog, tiny_
 def test_a_typo_in_a_suite_file_composition_fails_at_plan_time(catalog: Catalog, tmp_path: Path) -> None:
     import pytest
 
-    from conftest import TINY_SUITE
+    from qbench.testing import tiny_suite
+    TINY_SUITE = tiny_suite(methods=("fp32", "toy"))  # the suite tests/conftest.py uses
     from qbench.errors import QbenchError
 
     suite = tmp_path / "typo.toml"

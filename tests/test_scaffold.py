@@ -56,7 +56,7 @@ def test_generated_tree_and_key_contents(tmp_path: Path) -> None:
     assert 'name="my_method", version=1, weight_quantizer="my_method-w", activation_quantizer="my_method-a"' in plugin
     assert "class MyMethodWeightQuantizer(WeightQuantizer)" in plugin
     assert "class MyMethodActivationQuantizer(ActivationQuantizer)" in plugin
-    assert "from qbench.contract.quant.ste import" in plugin
+    assert "from qbench.api import (" in plugin
 
     conformance = (root / "tests/test_conformance.py").read_text()
     assert "class TestMyMethodConformance(MethodConformance):" in conformance

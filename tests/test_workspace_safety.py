@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import TINY_SUITE
+from qbench.testing import tiny_suite
+
+TINY_SUITE = tiny_suite(methods=("fp32", "toy"))  # the suite tests/conftest.py uses
 
 RUNNER = Path(__file__).parent / "run_cli_with_toy.py"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "default"}
