@@ -77,6 +77,39 @@ def test_the_weight_quantizer_sees_the_standardised_weight() -> None:
     assert torch.allclose(q[3].hard_weight(), q[3].effective_weight().detach())
 
 
+class AllSeen(IdentityWeight):
+    """Identity weights that list the shape of every tensor they quantize."""
+
+    def forward(self, w: Tensor) -> Tensor:
+        self.shapes = [*getattr(self, "shapes", []), w.shape]
+        return w
+
+
+class LinearGate(IdentityActivation):
+    """An activation quantizer with its own F.linear inside (as ASQ's adapter has)."""
+
+    def __init__(self, bits: int, channels: int) -> None:
+        super().__init__(bits)
+        self.gate = nn.Linear(channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * (1 + 0 * self.gate(x.flatten(2).mean(2) if x.dim() > 2 else x).sum())
+
+
+def test_an_activation_quantizers_own_linear_is_not_taken_for_the_layers_weight() -> None:
+    # Found on resnetv2 x asq: the wrapped layer's weight mode caught the adapter's F.linear and fed
+    # the adapter's weight to the layer's weight quantizer (a shape error at best, a silent one else).
+    x = torch.randn(2, 3, 9, 9)
+    model = _net().eval()
+    model(x)
+    plan = {i.name: LayerBits(4, 4) for i in find_layers(model, x)}
+    q = quantize_model(model, plan, lambda b, m: AllSeen(b), lambda b, m: LinearGate(b, m.weight.shape[1]))
+    q.train()
+    q(x)
+    for i in (1, 2, 3):
+        assert q[i].wq.shapes == [q[i].weight.shape]
+
+
 def test_wrapped_layers_copy_pickle_load_and_deploy_exactly() -> None:
     x = torch.randn(2, 3, 9, 9)
     q = _quantized(_net().eval(), x, lambda b, m: Rounding(b)).eval()

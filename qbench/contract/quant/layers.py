@@ -141,8 +141,11 @@ class QuantWrapped(QuantLayer):
     _deployed: bool
 
     def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        # The input is quantized before the mode is entered: an activation quantizer may call
+        # F.linear itself (ASQ's adapter), and its weights are not the layer's.
+        qx = self.quantized_input(x)
         with _WeightUse(self._use_weight):
-            return super().forward(self.quantized_input(x), *args, **kwargs)  # type: ignore[misc]
+            return super().forward(qx, *args, **kwargs)  # type: ignore[misc]
 
     def _use_weight(self, w: Tensor) -> Tensor:
         if self._deployed:
