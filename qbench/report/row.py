@@ -42,7 +42,8 @@ class Row(TypedDict, total=False):
     w_bits_target: Annotated[int, "target weight bits"]
     a_bits_target: Annotated[int, "target activation bits (32 for weight-only methods)"]
     first_last: Annotated[str, "the suite's first/last-layer rule"]
-    attention: Annotated[str, "the suite's attention setting: 'fp' (QK^T and AV run FP, counted at 32 bits in gbitops) or 'quantized' (their inputs at the job's A bits; docs/models.md)"]
+    attention: Annotated[str, "the suite's attention setting: 'fp' (QK^T and AV run FP, counted at 32 bits in "
+                              "gbitops) or 'quantized' (their inputs at the job's A bits; docs/models.md)"]
     seed: Annotated[int, "seed of the FP checkpoint and of QAT"]
     # -- the result --------------------------------------------------------------------------
     status: Annotated[str, "ok / failed / timeout / crashed"]
