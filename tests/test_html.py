@@ -205,3 +205,13 @@ def test_summary_and_list_in_a_pipe_are_markdown(capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     assert "### suites" in out and "| name | plugin | details |" in out and "…" not in out
     assert re.search(r"^\| quick \| .+ \|$", out, re.M)
+
+
+def test_republishing_a_version_keeps_its_diff_against_the_version_before(tmp_path: Path) -> None:
+    d = publish_sample(tmp_path)
+    publish(sample_rows(2, shift=1.5), tmp_path, SUITE, plot=False)  # v2 again, lsq moved once more
+    diff = pd.read_csv(d / "diff.csv")
+    assert set(diff["against"]) == {"v1"}  # what a reader of v2 wants: what moved since v1
+    moved = diff[diff["top1_diff"].abs() > 0]
+    # v1 holds lsq at +0.5, so the republished v2 (+1.5) moved it by 1.0
+    assert set(moved["method"]) == {"lsq"} and moved["top1_diff"].tolist() == pytest.approx([1.0] * len(moved))

@@ -23,7 +23,7 @@ from qbench.atomic import atomic_write_text
 from qbench.errors import QbenchError
 from qbench.report.budget import BITOPS_RTOL, BITS_TOL, CHANCE_MARGIN
 from qbench.report.rows_csv import rows_to_csv
-from qbench.report.stats import GROUP, aggregate, is_ranked, torch_threads
+from qbench.report.stats import GROUP, aggregate, deploy_cell, is_ranked, torch_threads
 
 SCHEMA_VERSION = 1
 
@@ -146,6 +146,10 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
               "lower or equal measured cost: B = GBitOPs, S = packed size (mixed-precision and learned-bit "
               "methods are compared there by what they measured); over-budget and collapsed entries are "
               "listed apart, not ranked; "
+              "*deploy* is top-1 of the model exported to ONNX and run by onnxruntime on the CPU (full test "
+              "set), `⚠ k/n` when k seeds diverge from qbench's own evaluation beyond the parity rule (their "
+              "reasons are listed below the tables), `int` when onnxruntime ran integer kernels "
+              "(ConvInteger, MatMulInteger, QLinearConv) for every seed; "
               f"first/last layers: `{df['first_last'].iloc[0] if 'first_last' in df else ''}`.\n\n")
     out.write(f"qbench {', '.join(meta['qbench_version'])}; torch {', '.join(meta['torch_version'])}; "
               f"timm {', '.join(meta['timm_version'])}; commit {', '.join(meta['git_commit'])}; "
@@ -154,8 +158,8 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
     for (dataset, model), g in agg.groupby(["dataset", "model"], sort=False):
         out.write(f"## {dataset} / {model}\n\n")
         out.write("| rank | method | bits | top-1 | ±95% CI | Δ FP | seeds | W bits | A bits | W zeros | GBitOPs | "
-                  "size (KB) | Pareto |\n")
-        out.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+                  "size (KB) | Pareto | deploy |\n")
+        out.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
         for r in g.itertuples():
             if r.bits != "fp32" and not is_ranked(r.rank):
                 continue
@@ -163,7 +167,8 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
             out.write(f"| {rank} | {r.method} v{r.method_version} | {_bits_cell(r.bits, r.w_bits, r.a_bits)} | "
                       f"{r.top1:.2f} ± {_fmt(r.top1_std)} | "
                       f"{_fmt(r.ci95)} | {r.gap:+.2f} | {r.n} | {r.w_bits:.2f} | {r.a_bits:.2f} | "
-                      f"{_pct(r.w_sparsity)} | {r.gbitops:.5f} | {r.size_kb:.1f} | {_pareto_cell(r)} |\n")
+                      f"{_pct(r.w_sparsity)} | {r.gbitops:.5f} | {r.size_kb:.1f} | {_pareto_cell(r)} | "
+                      f"{deploy_cell(r.deploy_top1, r.deploy_flagged, r.n, r.deploy_integer)} |\n")
         out.write("\n")
     unranked = agg[(agg["bits"] != "fp32") & ~agg["rank"].map(is_ranked)]
     if not unranked.empty:
@@ -183,6 +188,16 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
                       f"{r.top1:.2f} ± {_fmt(r.top1_std)} | {r.n} | {r.w_bits:.2f} | {r.a_bits:.2f} | "
                       f"{r.gbitops:.5f} | {_fmt(r.target_gbitops, 5)} | {r.size_kb:.1f} | {_pareto_cell(r)} | "
                       f"{r.flag} |\n")
+        out.write("\n")
+    diverged = agg[agg["deploy_flagged"] > 0]
+    if not diverged.empty:
+        out.write("## Deployment parity flags\n\n")
+        out.write("onnxruntime's output differs from qbench's evaluation beyond one output quantization step "
+                  "on more than 1 % of test samples, or its top-1 differs by more than 0.1 point. Each reason is "
+                  "the measured gap. Get the model: rerun the command above, then `qbench export --workspace "
+                  "WS --method M --model MODEL --bits B --seed S -o DIR` (README, \"Deploy what was trained\").\n\n")
+        for r in diverged.itertuples():
+            out.write(f"- {r.dataset} / {r.model} / {r.method} v{r.method_version} / {r.bits}: {r.deploy_reason}\n")
         out.write("\n")
     failed = df[df["status"] != "ok"]
     if not failed.empty:
@@ -224,9 +239,10 @@ def render(d: Path, suite: str, plot: bool = False) -> str:
 
 
 def publish(rows: list[dict[str, Any]], root: Path, suite: str, plot: bool = True) -> Path:
-    """Publish rows as ``root/suite/v<version>/``: a new version keeps older ones; republishing a
-    version writes the diff against what it replaces, a first publication the diff against the
-    newest older version."""
+    """Publish rows as ``root/suite/v<version>/``: a new version keeps older ones. ``diff.csv`` is
+    against the newest older version (what a reader of v2 wants to know: what moved since v1), so
+    republishing a version keeps that diff; only a suite's first version is diffed against its own
+    previous publication."""
     if not rows:
         raise QbenchError(f"No result rows for suite {suite!r}: run it first (qbench run --suite {suite}).")
     new = pd.read_csv(io.StringIO(rows_to_csv(rows)))
@@ -234,12 +250,11 @@ def publish(rows: list[dict[str, Any]], root: Path, suite: str, plot: bool = Tru
     d = version_dir(root, suite, version)
     previous: pd.DataFrame | None = None
     against = ""
-    if (d / "results.csv").exists():
+    older = [v for v in published_versions(root, suite) if v < version]
+    if older:
+        previous, against = pd.read_csv(version_dir(root, suite, older[-1]) / "results.csv"), f"v{older[-1]}"
+    elif (d / "results.csv").exists():
         previous, against = pd.read_csv(d / "results.csv"), f"v{version} (previous publication)"
-    else:
-        older = [v for v in published_versions(root, suite) if v < version]
-        if older:
-            previous, against = pd.read_csv(version_dir(root, suite, older[-1]) / "results.csv"), f"v{older[-1]}"
     atomic_write_text(d / "results.csv", rows_to_csv(rows))
     if previous is not None:
         delta = diff(previous, new)

@@ -60,6 +60,7 @@ def aggregate(df: pd.DataFrame, num_classes: int | dict[str, int] | None = None)
             ok[col] = float("nan")
         ok[col] = pd.to_numeric(ok[col], errors="coerce")
     ok = flag_frame(ok, num_classes)
+    ok = _deploy_columns(ok)
     for col in ("budget_reason", "collapse_reason"):  # name the seed when entries hold several
         ok[col] = [f"seed {seed}: {why}" if why else "" for seed, why in zip(ok["seed"], ok[col])]
     agg = ok.groupby(GROUP, sort=False).agg(
@@ -69,6 +70,8 @@ def aggregate(df: pd.DataFrame, num_classes: int | dict[str, int] | None = None)
         method_version=("method_version", "max"), w_sparsity=("w_sparsity", "mean"),
         over_budget=("over_budget", "any"), budget_reason=("budget_reason", _join),
         collapsed=("collapsed", "any"), collapse_reason=("collapse_reason", _join),
+        deploy_top1=("deploy_top1", "mean"), deploy_flagged=("_deploy_flagged", "sum"),
+        deploy_integer=("_deploy_integer", "all"), deploy_reason=("_deploy_reason", _join),
     ).reset_index()
     agg["ci95"] = [ci_halfwidth(s, n) for s, n in zip(agg["top1_std"], agg["n"])]
     agg["gap"] = agg["top1"] - agg["fp_top1"]
@@ -93,6 +96,33 @@ def aggregate(df: pd.DataFrame, num_classes: int | dict[str, int] | None = None)
     agg = agg.sort_values(["dataset", "model", "_ref", "bits", "_rank", "top1"],
                           ascending=[True, True, True, False, True, False])
     return agg.drop(columns=["_ref", "_rank"]).reset_index(drop=True)
+
+
+def _deploy_columns(ok: pd.DataFrame) -> pd.DataFrame:
+    """Per-seed deploy parity, normalised: rows written before export existed have NaN / False.
+
+    A seed is flagged when its export ran and diverged (``deploy_ok`` False); its reason is kept
+    with the seed named, as for the budget flags."""
+    top1 = pd.to_numeric(ok["deploy_top1"], errors="coerce") if "deploy_top1" in ok else math.nan
+    ok = ok.assign(deploy_top1=top1)
+    ran = ok["deploy_top1"].notna()
+    flag = ok["deploy_ok"].astype(str).str.lower().isin(["false", "0"]) if "deploy_ok" in ok else False
+    ok["_deploy_flagged"] = ran & flag
+    integer = ok["deploy_integer_kernels"].astype(str).str.lower().isin(["true", "1"]) \
+        if "deploy_integer_kernels" in ok else False
+    ok["_deploy_integer"] = ran & integer
+    reasons = ok["deploy_reason"] if "deploy_reason" in ok else pd.Series([""] * len(ok), index=ok.index)
+    ok["_deploy_reason"] = [f"seed {seed}: {why}" if f and isinstance(why, str) and why else ""
+                            for seed, why, f in zip(ok["seed"], reasons, ok["_deploy_flagged"])]
+    return ok
+
+
+def deploy_cell(top1: float, flagged: int, n: int, integer: bool) -> str:
+    """The leaderboard's deploy column: onnxruntime top-1, ``⚠ k/n`` when k seeds diverged beyond
+    the parity rule, ``int`` when onnxruntime ran integer kernels for every seed."""
+    if isinstance(top1, float) and math.isnan(top1):
+        return "n/a"
+    return f"{top1:.2f}" + (f" ⚠ {int(flagged)}/{n}" if flagged else "") + (" int" if integer else "")
 
 
 def is_ranked(rank: object) -> bool:
