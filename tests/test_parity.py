@@ -1,12 +1,15 @@
-"""The deploy parity rule: what flags a row, what its reason says, and the leaderboard's deploy column."""
+"""The deploy parity rule: what flags a row, what its reason says, and the leaderboards' deploy column."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import nn
 
 from qbench.deploy.parity import float64_agreement, verdict
-from qbench.report.leaderboard import render_markdown
+from qbench.report.html import page_data
+from qbench.report.leaderboard import publish, render_markdown
 
 
 def _cmp(**over: object) -> dict:
@@ -58,7 +61,7 @@ def test_float64_agreement_separates_rounding_flips_from_a_wrong_export() -> Non
     assert float64_agreement(model, [], tol=1e-3) is None
 
 
-def test_the_leaderboard_shows_deploy_top1_flags_and_integer_kernels() -> None:
+def test_the_leaderboard_shows_deploy_top1_flags_and_integer_kernels(tmp_path: Path) -> None:
     def row(method: str, seed: int, ok: bool, integer: bool) -> dict:
         return {"job_key": f"{method}{seed}", "suite": "s", "suite_version": 1, "dataset": "digits",
                 "model": "resnet20", "method": method, "method_version": 1, "bits": "W4A4", "seed": seed,
@@ -71,6 +74,9 @@ def test_the_leaderboard_shows_deploy_top1_flags_and_integer_kernels() -> None:
     rows = [row("lsq", 0, True, True), row("lsq", 1, False, True), row("apot", 0, True, False),
             row("apot", 1, True, False)]
     md = render_markdown(pd.DataFrame(rows), "s")
+    d = publish(rows, tmp_path, "s", plot=False)
+    page = {e["method"]: e for e in page_data(d, "s")["entries"]}
+    assert page["lsq"]["deploy"] == "90.50 ⚠ 1/2 int" and "seed 1: 12 of 1000" in page["lsq"]["deploy_reason"]
     lines = {ln.split(" | ")[1]: ln for ln in md.splitlines() if ln.startswith("| 1 |")}
     assert lines["lsq v1"].endswith("| 90.50 ⚠ 1/2 int |")
     assert lines["apot v1"].endswith("| 90.50 |")

@@ -44,6 +44,7 @@
     { key: "w_sparsity", label: "W zeros", num: true, cell: (e) => pct(e.w_sparsity) },
     { key: "gbitops", label: "GBitOPs", num: true, cell: (e) => fmt(e.gbitops, 5) },
     { key: "size_kb", label: "size (KB)", num: true, cell: (e) => fmt(e.size_kb, 1) },
+    { key: "deploy_top1", label: "deploy", num: true, cell: (e) => el("span", { title: e.deploy_reason || "onnxruntime top-1 on the CPU; int = integer kernels" }, e.deploy) },
   ];
   if (DATA.pareto_marks) {
     COLUMNS.push({ key: "pareto", label: "front", sort: (e) => -e.pareto.length, cell: (e) => (e.pareto.length ? "★ " + e.pareto.join("") : ""),

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from qbench.report.leaderboard import _bits_cell, check_single_version, load_rows_csv, metadata, published_versions
-from qbench.report.stats import GROUP, aggregate
+from qbench.report.stats import GROUP, aggregate, deploy_cell
 
 #: Entry flags rendered when the aggregate (or, failing that, the rows) carry them. Older
 #: results.csv files have neither column, so each is optional.
@@ -112,6 +112,9 @@ def page_data(d: Path, suite: str) -> dict[str, Any]:
         e["flag_reason"] = clean(r.get("flag")) or ""
         e["pareto"] = [m for m, col in (("B", "pareto_bitops"), ("S", "pareto_size")) if truthy(r.get(col))]
         e["bits_label"] = _bits_cell(r["bits"], r["w_bits"], r["a_bits"])
+        e["deploy"] = deploy_cell(r["deploy_top1"], r["deploy_flagged"], r["n"], bool(r["deploy_integer"]))
+        e["deploy_top1"] = clean(r.get("deploy_top1"))
+        e["deploy_reason"] = clean(r.get("deploy_reason")) or ""
         for flag in flags:
             e[flag] = bool(r[flag])
         e["seeds"] = [s for s in seeds.get(tuple(r[c] for c in GROUP), []) if s.get("status") == "ok"]
