@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from qbench.deploy.parity import float64_agreement, verdict
+from qbench.deploy.parity import float64_self_check, verdict
 from qbench.report.html import page_data
 from qbench.report.leaderboard import publish, render_markdown
 
@@ -29,36 +29,37 @@ def test_a_faithful_export_is_ok_and_each_broken_bound_is_named_with_its_gap() -
     assert not v["deploy_ok"] and "(-0.20 points: 2 of 1000 predictions differ)" in v["deploy_reason"]
 
 
-def test_the_reason_says_whether_float64_explains_the_outliers() -> None:
-    explained = verdict(_cmp(outliers=20, max_diff=0.3, float64=(20, 20)))["deploy_reason"]
-    assert "agrees with onnxruntime on 20 of 20" in explained and "not the export" in explained
-    part = verdict(_cmp(outliers=20, max_diff=0.3, float64=(5, 20)))["deploy_reason"]
-    assert "5 of 20" in part and "the rest is not explained" in part
-    none = verdict(_cmp(outliers=20, max_diff=0.3, float64=(0, 20)))["deploy_reason"]
-    assert "check the export" in none
+def test_the_reason_reads_a_logit_flag_against_qbenchs_own_float_rounding() -> None:
+    explained = verdict(_cmp(outliers=20, max_diff=0.3, float64=(9, 1000, 0.2)))["deploy_reason"]
+    assert "float32 and float64 evaluations differ beyond it on 9 of 1000 samples (max 0.2)" in explained
+    assert "comparable to float rounding" in explained
+    beyond = verdict(_cmp(outliers=40, max_diff=0.3, float64=(9, 1000, 0.2)))["deploy_reason"]
+    assert "more than float rounding explains, check the export" in beyond
 
 
 class _Codes(nn.Module):
-    """A linear layer whose output is rounded to a 0.5-step grid: a float32 sum can land either side
-    of a boundary, the exact (float64) sum cannot."""
+    """A linear layer whose output is rounded to a 0.5-step grid, as a quantized activation is."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.lin = nn.Linear(4, 3, bias=False)
+        self.lin = nn.Linear(64, 8, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.round(self.lin(x) * 2) / 2
 
 
-def test_float64_agreement_separates_rounding_flips_from_a_wrong_export() -> None:
+def test_the_float64_self_check_counts_codes_that_flip_between_float32_and_float64() -> None:
     torch.manual_seed(0)
     model = _Codes().eval()
-    x = torch.randn(8, 4)
-    with torch.no_grad():
-        exact = torch.round(x.double() @ model.lin.weight.double().T * 2) / 2  # what integer kernels compute
-    assert float64_agreement(model, [(x, exact.float())], tol=1e-3) == (8, 8)
-    assert float64_agreement(model, [(x, exact.float() + 0.5)], tol=1e-3) == (0, 8)
-    assert float64_agreement(model, [], tol=1e-3) is None
+    x = torch.randn(512, 64)
+    with torch.no_grad():  # put half the samples' first output exactly on a rounding boundary in float64
+        w = model.lin.weight.double()
+        target = torch.round(x.double() @ w[0]) + 0.25  # y*2 = k + 0.5
+        x[:256, 0] += ((target[:256] - x[:256].double() @ w[0]) / w[0, 0]).float()
+    k, n, worst = float64_self_check(model, [(x[:256], None), (x[256:], None)], tol=1e-3)
+    assert n == 512 and 0 < k <= 256 and worst == 0.5  # boundary samples flip by one code, the others never
+    smooth = float64_self_check(nn.Linear(64, 8).eval(), [(x, None)], tol=1e-3)
+    assert smooth is not None and smooth[0] == 0  # without rounding, float32 and float64 agree within tol
 
 
 def test_the_leaderboard_shows_deploy_top1_flags_and_integer_kernels(tmp_path: Path) -> None:

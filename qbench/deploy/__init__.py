@@ -95,10 +95,13 @@ def scheme_summary(plans: list[Any]) -> str:
 
 def parity_fields(exp: Exported, model: nn.Module, data: DataBundle, top1: float | None = None) -> dict[str, Any]:
     """The row's deploy_* fields: onnxruntime against qbench on the full test split."""
-    from qbench.deploy.parity import compare, verdict
+    from qbench.deploy.parity import OUTLIER_FRACTION, compare, float64_self_check, verdict
 
     device = next(model.parameters()).device
     cmp = compare(model, exp.session, iterate_batches(data.test, PROBE_BATCH, shuffle=False, device=device))
+    if cmp["outliers"] > OUTLIER_FRACTION * cmp["n"]:  # a flag: measure the model's own float rounding
+        cmp["float64"] = float64_self_check(model, iterate_batches(data.test, PROBE_BATCH, shuffle=False,
+                                                                   device=device), cmp["tol"])
     out = verdict(cmp, top1)
     out.update({"deploy_integer_kernels": bool(exp.integer_ops), "deploy_scheme": scheme_summary(exp.plans),
                 "deploy_size_kb": round(exp.packed_bytes / 1024, 4)})

@@ -57,15 +57,11 @@ def compare(model: nn.Module, sess: Any, batches: Any) -> dict[str, Any]:
     model.eval()
     c_q = c_d = flips = 0
     per_sample, max_logit = [], 0.0
-    kept: list[tuple[torch.Tensor, torch.Tensor]] = []  # (inputs, onnxruntime logits) of the largest diffs
     device = next(model.parameters()).device
     for x, y in batches:
         ref = model(x.to(device)).float().cpu()
         got = torch.from_numpy(sess.run(None, {"input": x.cpu().float().numpy()})[0])
         per_sample.append((ref - got).abs().amax(1))
-        worst = per_sample[-1] > LOGIT_RTOL * float(ref.abs().max()) + LOGIT_ATOL
-        if worst.any() and sum(len(k[0]) for k in kept) < MAX_DIAGNOSED:
-            kept.append((x[worst].cpu(), got[worst]))
         max_logit = max(max_logit, float(ref.abs().max()))
         y = y.cpu()
         c_q += int((ref.argmax(1) == y).sum())
@@ -77,36 +73,38 @@ def compare(model: nn.Module, sess: Any, batches: Any) -> dict[str, Any]:
     outliers = int((diffs > tol).sum())
     return {"top1": 100.0 * c_q / max(n, 1), "deploy_top1": 100.0 * c_d / max(n, 1),
             "max_diff": float(diffs.max()) if n else 0.0, "tol": tol, "outliers": outliers,
-            "flips": flips, "n": n, "float64": float64_agreement(model, kept, tol) if outliers else None}
+            "flips": flips, "n": n}
 
 
-#: At most this many outlier samples are re-evaluated in float64.
-MAX_DIAGNOSED = 256
+#: The float64 self-check reads at most this many test samples.
+MAX_SELF_CHECK = 10_000
 
 
 @torch.no_grad()
-def float64_agreement(model: nn.Module, kept: list[tuple[torch.Tensor, torch.Tensor]], tol: float
-                      ) -> tuple[int, int] | None:
-    """(k, m): of m samples beyond the tolerance, k agree with onnxruntime within it once qbench's
-    model runs in float64.
+def float64_self_check(model: nn.Module, batches: Any, tol: float) -> tuple[int, int, float] | None:
+    """(k, n, max): on n test samples, qbench's own float32 evaluation differs from the same model
+    run in float64 beyond ``tol`` on k of them, by at most ``max``.
 
-    Why: float64 makes qbench's sums practically exact, like onnxruntime's integer kernels. If the
-    disagreement was a code flipped by float32 rounding on a boundary, float64 moves qbench's logits
-    to onnxruntime's; if the export were wrong, they would stay apart. ``None`` when the model cannot
-    run in float64 (a quantizer that fixes its dtype)."""
-    if not kept:
-        return None
+    Why: no two float paths agree at a rounding boundary. An activation that lands within an ulp of
+    a code boundary gets one code in float32 and the next in float64 (or in onnxruntime's exact
+    integer sums); the flipped code moves that sample's logits by a few steps. k measures how often
+    that happens to this model with nothing exported at all, so a parity flag can be read against it.
+    ``None`` when the model cannot run in float64 (a quantizer that fixes its dtype)."""
     import copy
 
     try:
         m64 = copy.deepcopy(model).double().eval()
-        device = next(m64.parameters()).device
-        agree = total = 0
-        for x, got in kept:
-            ref = m64(x.to(device, torch.float64)).cpu()
-            agree += int(((ref - got.double()).abs().amax(1) <= tol).sum())
-            total += len(x)
-        return agree, total
+        model.eval()
+        device = next(model.parameters()).device
+        k = n = 0
+        worst = 0.0
+        for x, _ in batches:
+            x = x.to(device)
+            d = (model(x).double() - m64(x.double())).abs().amax(1)
+            k, n, worst = k + int((d > tol).sum()), n + len(x), max(worst, float(d.max()))
+            if n >= MAX_SELF_CHECK:
+                break
+        return k, n, worst
     except (RuntimeError, TypeError):
         return None
 
@@ -122,7 +120,7 @@ def verdict(cmp: dict[str, Any], qbench_top1: float | None = None) -> dict[str, 
                    f"{cmp['flips']} of {cmp['n']} predictions differ)")
     if cmp["outliers"] > OUTLIER_FRACTION * cmp["n"]:
         why.append(f"{cmp['outliers']} of {cmp['n']} samples beyond the logit tolerance {cmp['tol']:.3g} "
-                   f"(max diff {cmp['max_diff']:.3g})" + _float64_note(cmp.get("float64")))
+                   f"(max diff {cmp['max_diff']:.3g})" + _float64_note(cmp))
     elif cmp["outliers"] and why:
         why.append(f"{cmp['outliers']} samples beyond the logit tolerance (activation codes flipped on rounding "
                    "boundaries)")
@@ -131,10 +129,14 @@ def verdict(cmp: dict[str, Any], qbench_top1: float | None = None) -> dict[str, 
             "deploy_reason": "; ".join(why)}
 
 
-def _float64_note(agreement: tuple[int, int] | None) -> str:
-    if not agreement:
+def _float64_note(cmp: dict[str, Any]) -> str:
+    """What the float64 self-check says about a logit flag: comparable to qbench's own float32
+    rounding (at most twice its count plus 3 samples), or more than rounding explains."""
+    check = cmp.get("float64")
+    if not check:
         return ""
-    k, m = agreement
-    cause = ("codes flipped by float32 rounding in qbench's evaluation, not the export" if k == m
-             else "the rest is not explained by float32 rounding" if k else "not float32 rounding: check the export")
-    return f"; in float64, qbench agrees with onnxruntime on {k} of {m} of them ({cause})"
+    k, n, worst = check
+    explained = cmp["outliers"] <= 2 * k + 3
+    return (f"; qbench's own float32 and float64 evaluations differ beyond it on {k} of {n} samples (max {worst:.3g}): "
+            + ("codes flipped on rounding boundaries, comparable to float rounding" if explained
+               else "more than float rounding explains, check the export"))
