@@ -96,3 +96,66 @@ def test_pool_rows_equal_local_rows_and_each_fp_checkpoint_is_trained_once(tmp_p
             (local[key]["top1"], local[key]["w_bits_measured"], local[key]["gbitops"]), row["method"]
         assert row["executor"] == "pool" and local[key]["executor"] == "local"
     assert PoolExecutor(workers=2).pool.workers == 2
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited; only its parent's reaping is left
+
+
+def test_sigterm_stops_the_pool_workers_with_the_run(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tests = Path(__file__).parent
+    script = tmp_path / "cli.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(tests)!r})\n"
+        "import crashy_plugin, toy_plugin\n"
+        "from qbench.cli import main\n"
+        "from qbench.plugin import catalog as catalog_mod\n"
+        "from qbench.plugin.manager import get_plugin_manager\n"
+        "pm = get_plugin_manager(load_entrypoints=False)\n"
+        "pm.register(toy_plugin, name='toy')\n"
+        "pm.register(crashy_plugin, name='crashy')\n"
+        "catalog_mod._CACHE[True] = catalog_mod.Catalog(pm)\n"
+        "if __name__ == '__main__':\n"
+        "    main(sys.argv[1:])\n")
+    suite_file = tmp_path / "tiny.toml"
+    suite_file.write_text(tiny_suite(methods=("hang",), seeds=(0, 1)))
+    proc = subprocess.Popen([sys.executable, str(script), "run", "--suite", str(suite_file), "--all", "--workers", "2",
+                             "--workspace", str(tmp_path / "ws"), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:  # both workers are up
+            time.sleep(0.5)
+        workers = _children(proc.pid)
+        assert len(workers) >= 2, proc.communicate(timeout=5)[0] if proc.poll() is not None else "no workers"
+        while len(list((tmp_path / "ws" / "fp").glob("*.safetensors"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(5)  # both workers are now in their "hang" job's QAT: they never send anything again
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + 30
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = [w for w in workers if _alive(w)]
+    for w in left:  # do not leave them sleeping on the test machine
+        os.kill(w, signal.SIGKILL)
+    assert not left, "workers outlived the run they belonged to"

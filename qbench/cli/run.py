@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +20,28 @@ from qbench.plugin.catalog import get_catalog
 from qbench.report.budget import budget_warnings
 from qbench.run.plan import plan_jobs
 from qbench.run.workspace import Workspace
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, a batch scheduler's stop, ``docker stop``) unwinds like Ctrl-C.
+
+    Why: Python's default SIGTERM ends the process at once, skipping the ``finally`` blocks that
+    stop the pool's workers, so each would go on training its job for nobody. Raised as
+    KeyboardInterrupt, it stops them; rows already written and epoch checkpoints stay, and the same
+    command resumes."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -105,7 +130,7 @@ def run(run_all: bool, suite_name: str, methods: str | None, models: str | None,
             console.print("[yellow]This suite is paper-scale: run it on a GPU machine with --data-dir.[/yellow]")
         return
     command = "qbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    with RunProgress(enabled=progress) as prog:
+    with RunProgress(enabled=progress) as prog, terminate_as_interrupt():
         harness = Harness(cat, ws, data_dir=data_dir, progress=prog, command=command, device=str(dev))
         rows = harness.run(suite, jobs, executor=executor, options=options)
     current = [r for r in rows if r.get("suite_version") == suite.version]
