@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from qbench.testing import tiny_suite
-
 from qbench.plugin.catalog import Catalog
 from qbench.plugin.manager import get_plugin_manager
 from qbench.run.executors import SubprocessExecutor
@@ -16,6 +14,7 @@ from qbench.run.harness import Harness
 from qbench.run.plan import plan_jobs
 from qbench.run.worker import WorkerSpec
 from qbench.run.workspace import Workspace
+from qbench.testing import tiny_suite
 
 TINY_SUITE = tiny_suite(methods=("fp32", "toy"))  # the suite tests/conftest.py uses
 
