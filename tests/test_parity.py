@@ -74,7 +74,7 @@ def test_the_leaderboard_shows_deploy_top1_flags_and_integer_kernels(tmp_path: P
 
     rows = [row("lsq", 0, True, True), row("lsq", 1, False, True), row("apot", 0, True, False),
             row("apot", 1, True, False)]
-    md = render_markdown(pd.DataFrame(rows), "s")
+    md = render_markdown(pd.DataFrame(rows), "s", "qbench run x")
     d = publish(rows, tmp_path, "s", plot=False)
     page = {e["method"]: e for e in page_data(d, "s")["entries"]}
     assert page["lsq"]["deploy"] == "90.50 ⚠ 1/2 int" and "seed 1: 12 of 1000" in page["lsq"]["deploy_reason"]

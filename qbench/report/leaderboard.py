@@ -136,6 +136,9 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
               f"{suite} --version {version} --plot`; do not edit by hand.\n\n")
     if command:
         out.write(f"Produced by: `{command}`\n\n")
+        out.write("The trained models behind these rows: run that command (it keeps every job's model in its "
+                  "workspace), then `qbench export --workspace WS --method M --model MODEL --bits B --seed S -o DIR` "
+                  "writes model.onnx, packed weights and a manifest (README, \"Deploy what was trained\").\n\n")
     out.write("Top-1 (%): mean ± std over seeds, with the 95 % Student-t interval half-width; *rank* ties "
               "where intervals overlap (within dataset, model and bits). W/A bits are **measured** by the "
               "bit audit (parameter-weighted mean of ceil(log2 distinct levels) over quantized layers); "
@@ -194,8 +197,8 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
         out.write("## Deployment parity flags\n\n")
         out.write("onnxruntime's output differs from qbench's evaluation beyond one output quantization step "
                   "on more than 1 % of test samples, or its top-1 differs by more than 0.1 point. Each reason is "
-                  "the measured gap. Get the model: rerun the command above, then `qbench export --workspace "
-                  "WS --method M --model MODEL --bits B --seed S -o DIR` (README, \"Deploy what was trained\").\n\n")
+                  "the measured gap; the float64 self-check, where given, says how often the model's own float32 and "
+                  "float64 evaluations disagree the same way.\n\n")
         for r in diverged.itertuples():
             out.write(f"- {r.dataset} / {r.model} / {r.method} v{r.method_version} / {r.bits}: {r.deploy_reason}\n")
         out.write("\n")
