@@ -231,3 +231,18 @@ def test_workflow_in_a_generated_plugin_repo_is_green_when_honest_and_red_on_a_r
     red = sh(qbench_steps[1])
     assert red.returncode == 1, red.stdout[-3000:] + red.stderr[-3000:]
     assert "lsq W4A4 on digits/vit-micro" in " ".join(red.stderr.split())
+
+
+def test_the_recipe_refuses_a_pypi_name_for_qbench() -> None:
+    """PyPI's "qbench" (1.0.x) is another project: the recipe must install this one from a pinned
+    URL, and says so instead of installing a namesake."""
+    wf = yaml.safe_load(WORKFLOW.read_text())
+    install = next(s["run"] for s in _steps(wf) if "run" in s and "$QBENCH" in s["run"])
+    guard = install[install.index("case "):install.index("esac") + 4]
+    for value, ok in (("", False), ("qbench==0.2.0", False), ("qbench", False), ("qbench>=0.2", False),
+                      ("qbench @ git+https://example.org/lab/qbench@v0.2.0", True)):
+        res = subprocess.run(["bash", "-c", guard], env={"QBENCH": value, "PATH": "/usr/bin:/bin"},
+                             capture_output=True, text=True)
+        assert (res.returncode == 0) == ok, value
+        assert ok or "unrelated project" in res.stdout
+    assert "import qbench.api" in install  # and checks that what it installed is the benchmark
