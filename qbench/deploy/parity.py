@@ -11,7 +11,9 @@ up to a few steps (AIMET and NNCF call simulation "not bit exact" for this reaso
 export moves nearly every sample instead. So the export is ok when top-1 agrees within
 ``TOP1_TOL`` points and at most ``OUTLIER_FRACTION`` of the samples exceed the logit tolerance;
 the row records the largest difference and the number of such samples either way, and a flagged
-row says which bound it broke, by how much.
+row says which bound it broke, by how much. For a logit flag it also says how often the model's
+own float32 and float64 evaluations disagree the same way (:func:`float64_self_check`): the
+measure of how many codes sit on a rounding boundary in this model, with nothing exported.
 """
 from __future__ import annotations
 
