@@ -121,12 +121,13 @@ def test_the_zoo_suite_plans_and_every_model_builds_for_its_data() -> None:
 
     suite = load_suite(str(ROOT / "qbench" / "suites" / "zoo.toml"), {})
     assert len(suite.models) >= 6 and suite.seeds == (0,) and suite.attention == "fp"
+    assert set(suite.methods) == {"fp32", "lsq", "adq", "bwrf", "adaqat", "dgms", "asq"}  # issue 17's list
     for m in suite.models:
         model = create_model(m.name, 10, 1, **m.kwargs).eval()
         with torch.no_grad():
             assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10), m.label
     res = subprocess.run([sys.executable, str(Path(__file__).parent / "run_cli_with_toy.py"), "run", "--suite",
-                          "zoo", "--dry-run", "--workspace", "/nonexistent/ws"], capture_output=True, text=True,
+                          "zoo", "--method", "fp32,toy", "--dry-run", "--workspace", "/nonexistent/ws"], capture_output=True, text=True,
                          timeout=120, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
     assert res.returncode == 0, res.stderr
     assert "Suite zoo v1" in res.stdout and "plan (dry run)" in res.stdout
