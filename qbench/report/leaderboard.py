@@ -197,8 +197,8 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
         out.write("## Deployment parity flags\n\n")
         out.write("onnxruntime's output differs from qbench's evaluation beyond one output quantization step "
                   "on more than 1 % of test samples, or its top-1 differs by more than 0.1 point. Each reason is "
-                  "the measured gap; the float64 self-check, where given, says how often the model's own float32 and "
-                  "float64 evaluations disagree the same way.\n\n")
+                  "the measured gap; the self-check, where given, says how often qbench's own logits move as far in float64 "
+                  "and when the input moves by one part per million (the model's own rounding sensitivity).\n\n")
         for r in diverged.itertuples():
             out.write(f"- {r.dataset} / {r.model} / {r.method} v{r.method_version} / {r.bits}: {r.deploy_reason}\n")
         out.write("\n")
