@@ -60,7 +60,7 @@ def test_list_and_plugins() -> None:
 def test_every_shipped_suite_validates_and_plans(suite: str) -> None:
     res = qbench("run", "--suite", suite, "--dry-run", "--workspace", "/nonexistent/ws")
     assert res.returncode == 0, res.stderr
-    version = {"quick": 2, "fmnist": 2}.get(suite, 1)
+    version = {"quick": 3, "fmnist": 2}.get(suite, 1)
     assert f"Suite {suite} v{version}" in res.stdout and "plan (dry run)" in res.stdout
 
 
@@ -101,3 +101,13 @@ def test_publish_takes_only_rows_the_suite_plans_now(tmp_path: Path) -> None:
     res = qbench("publish", str(suite), "--workspace", str(ws), "--root", str(root))
     assert res.returncode == 0 and "1 of 2 planned jobs have no row yet" in " ".join(res.stdout.split())
     assert list(pd.read_csv(root / "tiny" / "v1" / "results.csv")["method"]) == ["fp32"]
+    # the recipe is kept with its leaderboard, so the version can be run after the suite moves on
+    assert (root / "tiny" / "v1" / "suite.toml").read_text() == suite.read_text()
+
+
+def test_an_older_published_version_runs_from_the_recipe_kept_with_it() -> None:
+    res = qbench("run", "--suite", "quick@v2", "--dry-run", "--workspace", "/nonexistent/ws")
+    assert res.returncode == 0, res.stderr
+    assert "Suite quick v2: " in res.stdout and "(0 finished)" in res.stdout
+    res = qbench("run", "--suite", "quick@v1", "--dry-run", "--workspace", "/nonexistent/ws")
+    assert res.returncode != 0 and "No recipe for suite 'quick' v1" in res.stderr and "quick@v2" in res.stderr

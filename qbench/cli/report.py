@@ -62,7 +62,7 @@ def publish(suite: str, workspace: Path | None, root: Path) -> None:
         console.print(f"[yellow]{missing} of {len(planned)} planned jobs have no row yet[/yellow]; the table "
                       f"shows what finished. Finish them with `qbench run --suite {suite} --all --workspace "
                       f"{Workspace(workspace).root}` and publish again.")
-    d = do_publish(rows, root, suite_obj.name)
+    d = do_publish(rows, root, suite_obj.name, recipe_file=Path(suite_obj.path) if suite_obj.path else None)
     console.print(f"Published {len(rows)} rows to {d}")
     from qbench.report.html import publish_pages
 

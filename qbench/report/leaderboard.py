@@ -241,11 +241,13 @@ def render(d: Path, suite: str, plot: bool = False) -> str:
     return md
 
 
-def publish(rows: list[dict[str, Any]], root: Path, suite: str, plot: bool = True) -> Path:
+def publish(rows: list[dict[str, Any]], root: Path, suite: str, plot: bool = True,
+            recipe_file: Path | None = None) -> Path:
     """Publish rows as ``root/suite/v<version>/``: a new version keeps older ones. ``diff.csv`` is
     against the newest older version (what a reader of v2 wants to know: what moved since v1), so
     republishing a version keeps that diff; only a suite's first version is diffed against its own
-    previous publication."""
+    previous publication. ``recipe_file``, the suite's TOML, is kept as ``suite.toml``: after the
+    suite moves on, ``--suite NAME@vN`` still runs the recipe behind this version."""
     if not rows:
         raise QbenchError(f"No result rows for suite {suite!r}: run it first (qbench run --suite {suite}).")
     new = pd.read_csv(io.StringIO(rows_to_csv(rows)))
@@ -259,6 +261,8 @@ def publish(rows: list[dict[str, Any]], root: Path, suite: str, plot: bool = Tru
     elif (d / "results.csv").exists():
         previous, against = pd.read_csv(d / "results.csv"), f"v{version} (previous publication)"
     atomic_write_text(d / "results.csv", rows_to_csv(rows))
+    if recipe_file is not None and Path(recipe_file).is_file():
+        atomic_write_text(d / "suite.toml", Path(recipe_file).read_text())
     if previous is not None:
         delta = diff(previous, new)
         delta.insert(0, "against", against)

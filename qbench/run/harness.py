@@ -95,7 +95,7 @@ class Harness:
         return model.to(self.device).eval(), meta
 
     def _train_fp(self, job: Job, data: DataBundle, model: nn.Module) -> dict[str, Any]:
-        recipe = job.suite.fp
+        recipe = job.fp_recipe
         task = self.progress.start_epochs(f"FP {job.dataset.name}/{job.model.label}/seed{job.seed}", recipe.epochs)
         t0 = time.perf_counter()
         model.to(self.device)

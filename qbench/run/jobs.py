@@ -17,7 +17,7 @@ from qbench.contract.method import Method
 from qbench.errors import QbenchError, UnknownNameError
 from qbench.models import check_model_name
 from qbench.plugin.catalog import Catalog
-from qbench.run.suite import DatasetEntry, ModelEntry, Suite
+from qbench.run.suite import DatasetEntry, ModelEntry, Suite, TrainRecipe
 
 FP_BITS = BitTarget(32, 32)
 
@@ -44,8 +44,13 @@ class Job:
 
     def fp_config(self) -> dict[str, Any]:
         """What defines the FP checkpoint this job starts from (shared by every method)."""
-        return {"dataset": self.dataset.__dict__, "model": self.model.__dict__, "seed": self.seed,
-                "fp": self.suite.fp.__dict__, "runtime": self.runtime()}
+        return {"dataset": self.dataset.__dict__, "model": self.model.identity(), "seed": self.seed,
+                "fp": self.fp_recipe.__dict__, "runtime": self.runtime()}
+
+    @property
+    def fp_recipe(self) -> TrainRecipe:
+        """The suite's FP recipe with this model's overrides (``[[models]] fp = {...}``)."""
+        return self.suite.fp_for(self.model)
 
     def runtime(self) -> dict[str, Any]:
         """What the recipe fixes about how a job computes: torch's intra-op threads (the order of

@@ -18,6 +18,48 @@ def registered_suites(cat: Catalog) -> dict[str, Path]:
     return {n: cat.suites.get(n) for n in cat.suites}
 
 
+def resolve_suite(suite_name: str, cat: Catalog) -> Suite:
+    """A registered suite, a TOML path, or ``NAME@vN``: an older version of a published suite.
+
+    A published version keeps the recipe that produced it (``<suite>/v<N>/suite.toml`` in the
+    leaderboards), so a command written beside an old number still reproduces it after the suite
+    moves on. The file is checked against the leaderboard's recorded ``suite_sha``.
+    """
+    import json
+
+    from qbench.report.shipped import leaderboard_roots
+
+    registered = registered_suites(cat)
+    name, sep, ver = suite_name.partition("@")
+    if not sep or suite_name in registered or suite_name.endswith(".toml"):
+        return load_suite(suite_name, registered)
+    if not ver.lstrip("v").isdigit():
+        raise QbenchError(f"Suite {suite_name!r}: write a published version as NAME@vN, e.g. quick@v2.")
+    version = int(ver.lstrip("v"))
+    if name in registered:
+        current = load_suite(name, registered)
+        if current.version == version:
+            return current
+    found = []
+    for root in leaderboard_roots():
+        f = root / name / f"v{version}" / "suite.toml"
+        if f.exists():
+            suite = load_suite(str(f), {})
+            meta = f.with_name("meta.json")
+            want = json.loads(meta.read_text()).get("suite_sha") if meta.exists() else None
+            if want and suite.sha not in (want if isinstance(want, list) else [want]):
+                raise QbenchError(f"{str(f)!r} does not hash to the recipe its leaderboard recorded "
+                                  f"(suite_sha {want}, the file gives {suite.sha}); it was edited after publishing.")
+            if suite.name != name or suite.version != version:
+                raise QbenchError(f"{str(f)!r} holds suite {suite.name} v{suite.version}, not {name} v{version}.")
+            return suite
+        found += [p.parent.name for p in sorted((root / name).glob("v*/suite.toml"))]
+    have = ", ".join(f"{name}@{v}" for v in sorted(set(found))) or "none"
+    raise QbenchError(f"No recipe for suite {name!r} v{version}: neither the installed suite (v"
+                      f"{load_suite(name, registered).version if name in registered else '?'}) nor a published "
+                      f"leaderboard's suite.toml. Published recipes: {have}.")
+
+
 def narrow_suite(suite: Suite, cat: Catalog, models: list[str] | None, datasets: list[str] | None,
                  bits: list[str] | None, seeds: int | None) -> Suite:
     """Apply the command line's filters to a suite (unknown names are errors)."""
@@ -55,7 +97,7 @@ def plan_jobs(cat: Catalog, suite_name: str, methods: list[str] | None = None, m
               datasets: list[str] | None = None, bits: list[str] | None = None, seeds: int | None = None,
               threads: int | None = None, device_type: str = "cpu") -> tuple[Suite, list[Job]]:
     """The suite (narrowed by the filters) and its jobs; ``None`` filters keep the suite's own."""
-    suite = load_suite(suite_name, registered_suites(cat))
+    suite = resolve_suite(suite_name, cat)
     suite = narrow_suite(suite, cat, models, datasets, bits, seeds)
     if threads is not None:
         if threads < 1:

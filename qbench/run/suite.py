@@ -47,11 +47,21 @@ class DatasetEntry:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """A timm model name with constructor kwargs; ``label`` is what tables show."""
+    """A timm model name with constructor kwargs; ``label`` is what tables show.
+
+    ``fp`` overrides fields of the suite's FP recipe for this model only: an architecture's
+    reference is trained the way that architecture is trained (a ViT with AdamW, a ResNet with
+    SGD), so that no method starts from a checkpoint the suite handicapped. QAT stays one recipe.
+    """
 
     name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     alias: str = ""
+    fp: dict[str, Any] = field(default_factory=dict)
+
+    def identity(self) -> dict[str, Any]:
+        """What names the model in keys (its recipe override is hashed as the recipe it makes)."""
+        return {"name": self.name, "kwargs": self.kwargs, "alias": self.alias}
 
     @property
     def label(self) -> str:
@@ -84,6 +94,10 @@ class Suite:
     attention: str = "fp"
     path: str = ""
 
+    def fp_for(self, model: ModelEntry) -> TrainRecipe:
+        """The FP recipe of ``model``: the suite's, with the model's own overrides."""
+        return replace(self.fp, **model.fp) if model.fp else self.fp
+
     def recipe(self) -> dict[str, Any]:
         """The frozen recipe as plain data (what job hashes are made of)."""
         d = asdict(self)
@@ -91,6 +105,9 @@ class Suite:
         d.pop("description")
         if d["attention"] == "fp":
             d.pop("attention")  # the default: suites written before the option keep their keys
+        for m in d["models"]:
+            if not m["fp"]:
+                m.pop("fp")  # likewise for models without their own FP recipe
         return json.loads(json.dumps(d, default=str, sort_keys=True))
 
     @property
@@ -148,8 +165,12 @@ def parse_suite(raw: dict[str, Any], path: str = "<memory>") -> Suite:
     models = []
     for m in raw["models"]:
         m = {"name": m} if isinstance(m, str) else m
-        _check_keys(f"{where} models", m, {"name", "kwargs", "alias"})
-        models.append(ModelEntry(m["name"], dict(m.get("kwargs", {})), m.get("alias", "")))
+        _check_keys(f"{where} models", m, {"name", "kwargs", "alias", "fp"})
+        fp_over = dict(m.get("fp", {}))
+        if fp_over:  # validated as the recipe it makes
+            _recipe(f"{where} models.{m.get('alias') or m['name']}.fp", {**asdict(_recipe(f"{where} [fp]", raw["fp"])),
+                                                                          **fp_over})
+        models.append(ModelEntry(m["name"], dict(m.get("kwargs", {})), m.get("alias", ""), fp_over))
     compose = {}
     for cname, spec in raw.get("compose", {}).items():
         _check_keys(f"{where} compose.{cname}", spec, _COMPOSE_KEYS)
