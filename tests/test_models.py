@@ -131,3 +131,23 @@ def test_the_zoo_suite_plans_and_every_model_builds_for_its_data() -> None:
                          timeout=120, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
     assert res.returncode == 0, res.stderr
     assert "Suite zoo v1" in res.stdout and "plan (dry run)" in res.stdout
+
+
+def test_the_check_runs_models_in_worker_processes_and_keeps_the_registry_order(tmp_path: Path) -> None:
+    """`--jobs 2`: two spawned workers; the table keeps the registry's order whatever ends first."""
+    import subprocess
+    import sys
+
+    if "lsq" not in get_catalog().methods:
+        pytest.skip("qbench-lsq is not installed")
+    doc = tmp_path / "models.md"
+    picked = ["resnet20", "regnetx_002", "resnet18"]  # not in registry order
+    res = subprocess.run([sys.executable, "-m", "qbench.cli", "models", "--check", "--method", "lsq", "--model",
+                          ",".join(picked), "--jobs", "2", "--doc", str(doc)], capture_output=True, text=True,
+                         timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr
+    assert "[3/3]" in res.stderr  # progress names how far the check is
+    matrix = doc.read_text().partition(MATRIX_HEADING)[2]
+    rows = [line.split("|")[1].strip().strip("`") for line in matrix.splitlines() if line.startswith("| `")]
+    assert rows == [n for n in NAMES if n in picked]
+    assert all(line.endswith("| exact | ok |") for line in matrix.splitlines() if line.startswith("| `"))

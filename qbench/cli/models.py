@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from qbench.atomic import atomic_write_text
 from qbench.errors import QbenchError
 from qbench.models.coverage import MATRIX_HEADING, REGISTRY, registry_markdown, xfail_reason
 from qbench.plugin.catalog import get_catalog
@@ -25,41 +26,79 @@ def _cell(result: dict[str, str], xfail: str | None) -> tuple[str, str]:
     return f"FAIL {STAGE_LETTERS[first]}", note
 
 
-def check_matrix(models: list[str], methods: list[str], attention: str, verbose: bool = False
-                 ) -> tuple[list[str], int]:
-    """The matrix as Markdown lines, and the number of unexpected failures."""
+def check_model(name: str, methods: list[str], attention: str, verbose: bool = False
+                ) -> tuple[str, list[str], int, str]:
+    """One registry model through the identity check and every method: (table row, notes,
+    unexpected results, tracebacks). A module-level function so worker processes can run it."""
+    import torch
+
     from qbench.train.coverage import identity_check, method_check
 
+    torch.set_num_threads(1)  # as the suites: results and timings do not depend on the core count
     catalog = get_catalog()
+    entry = next(m for m in REGISTRY if m.name == name)
+    notes: list[str] = []
+    tracebacks: list[str] = []
+    bad = 0
+    try:
+        diff = identity_check(entry, attention)
+        ok = diff == 0.0 if attention == "fp" else diff < 1e-4
+        ident = "exact" if diff == 0.0 else (f"{diff:.1e}" if ok else f"FAIL {diff:.2g}")
+    except Exception as exc:
+        ok, ident = False, "FAIL"
+        notes.append(f"- `{entry.name}` identity: {type(exc).__name__}: {exc}".splitlines()[0])
+    bad += not ok
+    cells = [ident]
+    for method in methods:
+        res = method_check(entry, method, catalog, attention=attention)
+        cell, note = _cell(res, xfail_reason(entry.name, method))
+        bad += cell.startswith("FAIL") or cell == "XPASS"
+        cells.append(cell)
+        if note:
+            notes.append(f"- `{entry.name}` x `{method}`: {note}")
+        if verbose and "traceback" in res:
+            tracebacks.append(res["traceback"])
+    return f"| `{entry.name}` | " + " | ".join(cells) + " |", notes, bad, "\n".join(tracebacks)
+
+
+def check_matrix(models: list[str], methods: list[str], attention: str, verbose: bool = False,
+                 jobs: int = 1) -> tuple[list[str], int]:
+    """The matrix as Markdown lines (registry order), and the number of unexpected failures.
+
+    ``jobs`` > 1 checks that many models at once in worker processes (one torch thread each):
+    the full matrix is hundreds of model x method checks, an hour in one process.
+    """
     header = ["model", f"identity ({attention})", *methods]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    notes: list[str] = []
-    bad = 0
-    for entry in (m for m in REGISTRY if m.name in models):
+    order = [m.name for m in REGISTRY if m.name in models]
+    results: dict[str, tuple[str, list[str], int, str]] = {}
+
+    def report(name: str, res: tuple[str, list[str], int, str], secs: float) -> None:
+        results[name] = res
+        if res[3]:
+            click.echo(res[3], err=True)
+        cells = res[0].split(" | ")[1:]
+        click.echo(f"{name}: {', '.join(c.strip(' |') for c in cells)} ({secs:.1f} s) "
+                   f"[{len(results)}/{len(order)}]", err=True)
+
+    if jobs <= 1:
+        for name in order:
+            t0 = time.perf_counter()
+            report(name, check_model(name, methods, attention, verbose), time.perf_counter() - t0)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
         t0 = time.perf_counter()
-        try:
-            diff = identity_check(entry, attention)
-            ok = diff == 0.0 if attention == "fp" else diff < 1e-4
-            ident = "exact" if diff == 0.0 else (f"{diff:.1e}" if ok else f"FAIL {diff:.2g}")
-        except Exception as exc:
-            ok, ident = False, "FAIL"
-            notes.append(f"- `{entry.name}` identity: {type(exc).__name__}: {exc}".splitlines()[0])
-        bad += not ok
-        cells = [ident]
-        for name in methods:
-            res = method_check(entry, name, catalog, attention=attention)
-            cell, note = _cell(res, xfail_reason(entry.name, name))
-            bad += cell.startswith("FAIL") or cell == "XPASS"
-            cells.append(cell)
-            if note:
-                notes.append(f"- `{entry.name}` x `{name}`: {note}")
-            if verbose and "traceback" in res:
-                click.echo(res["traceback"], err=True)
-        lines.append(f"| `{entry.name}` | " + " | ".join(cells) + " |")
-        click.echo(f"{entry.name}: {', '.join(cells)} ({time.perf_counter() - t0:.1f} s)", err=True)
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(check_model, n, methods, attention, verbose): n for n in order}
+            for fut in as_completed(futures):
+                report(futures[fut], fut.result(), time.perf_counter() - t0)
+    notes = [n for name in order for n in results[name][1]]
+    lines += [results[name][0] for name in order]
     if notes:
         lines += ["", *notes]
-    return lines, bad
+    return lines, sum(results[name][2] for name in order)
 
 
 @click.command("models")
@@ -72,8 +111,10 @@ def check_matrix(models: list[str], methods: list[str], attention: str, verbose:
 @click.option("--doc", type=click.Path(path_type=Path), default=None,
               help="Write the registry and the measured matrix to this Markdown file (docs/models.md).")
 @click.option("--verbose", is_flag=True, help="Print the traceback of each failure.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Models checked at once, each in its own process (one torch thread each).")
 def models(check: bool, method_opt: str | None, model_opt: str | None, attention: str, doc: Path | None,
-           verbose: bool) -> None:
+           verbose: bool, jobs: int) -> None:
     """The timm architectures qbench is verified on (qbench/models/coverage.py)."""
     names = [m.name for m in REGISTRY]
     chosen = names if not model_opt else [s.strip() for s in model_opt.split(",")]
@@ -88,7 +129,7 @@ def models(check: bool, method_opt: str | None, model_opt: str | None, attention
     methods = installed if not method_opt else [s.strip() for s in method_opt.split(",")]
     for name in methods:
         catalog.methods.get(name)  # unknown names: "Did you mean"
-    lines, bad = check_matrix(chosen, methods, attention, verbose)
+    lines, bad = check_matrix(chosen, methods, attention, verbose, jobs)
     table = "\n".join(lines) + "\n"
     click.echo(table, nl=False)
     if doc is not None:
@@ -98,7 +139,7 @@ def models(check: bool, method_opt: str | None, model_opt: str | None, attention
                   "export parity) pass at W4A4 through the host's `prepare`; `FAIL X` names the first failing stage "
                   "(F, B, E, A); `xfail` is a registry entry. Identity: every Conv2d / Linear quantized with "
                   "identity quantizers gives the FP output (`exact` = bit for bit).")
-        doc.write_text(registry_markdown() + f"\n{MATRIX_HEADING}\n\n`{cmd}` ({time.strftime('%Y-%m-%d')}, "
+        atomic_write_text(doc, registry_markdown() + f"\n{MATRIX_HEADING}\n\n`{cmd}` ({time.strftime('%Y-%m-%d')}, "
                        f"torch threads 1):\n\n{legend}\n\n" + table)
         click.echo(f"Wrote {doc}", err=True)
     if bad:
