@@ -45,9 +45,10 @@ class Net(nn.Module):
 BODY = ("c1", "c2", "fc1")
 
 
-def build(wq: type | None, aq: type | None, bits: int = 4, a_params: dict | None = None) -> tuple[nn.Module, torch.Tensor]:
+def build(wq: type | None, aq: type | None, bits: int = 4, a_params: dict | None = None,
+          net: type[nn.Module] = Net) -> tuple[nn.Module, torch.Tensor]:
     torch.manual_seed(0)
-    model = Net()
+    model = net()
     x = torch.randn(64, 1, 8, 8)
     plan = {n: LayerBits(bits if wq else None, bits if aq else None) for n in BODY}
     quantize_model(model, plan, (lambda b, layer: wq(b, layer)) if wq else None,
@@ -205,3 +206,23 @@ def test_uniform_levels_behind_learned_thresholds_run_integer_kernels(tmp_path: 
     exp, _ = check(model, x, tmp_path)
     assert [p.act.scheme for p in exp.plans] == ["steps"] * 3 and all(p.integer for p in exp.plans)
     assert exp.integer_ops == {"ConvInteger": 2, "MatMulInteger": 1}
+
+
+class SameNet(Net):
+    """c2 is timm's Conv2dSame (tf_ models): on 8x8 at stride 2 it pads 0 before and 1 after,
+    where a plain conv's padding=1 pads both sides."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from timm.layers import Conv2dSame
+
+        self.c2 = Conv2dSame(8, 16, 3, stride=2)
+
+
+@pytest.mark.parametrize("aq", [xp.UniformA, xp.SquareA])
+def test_a_conv_that_pads_same_in_its_forward_deploys_with_that_padding(aq: type, tmp_path: Path) -> None:
+    """Found by the zoo suite: tf_mobilenetv3 at 28x28 failed to export ("Kernel size can't be
+    greater than actual input size"); the deployed conv had dropped Conv2dSame's own padding."""
+    model, x = build(xp.UniformW, aq, net=SameNet)
+    exp, _ = check(model, x, tmp_path)  # onnxruntime's logits are qbench's
+    assert exp.plans[1].name == "c2"

@@ -145,6 +145,16 @@ def _without_extra_state(m: nn.Module) -> nn.Module:
     return m
 
 
+def _pads_same_dynamically(layer: nn.Module) -> bool:
+    """Whether a conv pads 'same' for each input size in its own forward (timm's Conv2dSame,
+    StdConv2dSame and ScaledStdConv2dSame with ``same_pad``); its ``padding`` attribute is 0 then."""
+    try:
+        from timm.layers import Conv2dSame
+    except ImportError:  # timm is a dependency; without it no layer can be one of its convs
+        return False
+    return isinstance(layer, Conv2dSame) or bool(getattr(layer, "same_pad", False))
+
+
 class DeployLayer(nn.Module):
     """One quantized layer as deployed (see the module docstring)."""
 
@@ -155,6 +165,10 @@ class DeployLayer(nn.Module):
         if self.conv:
             self.stride, self.padding = list(layer.stride), list(layer.padding)
             self.dilation, self.groups = list(layer.dilation), int(layer.groups)
+            self.kernel = list(layer.weight.shape[-2:])
+        #: timm's Conv2dSame (and *Same convs with ``same_pad``) pad in their own forward, for the
+        #: input's size: the deployed conv must pad the same way, or it is another network
+        self.same_pad = self.conv and _pads_same_dynamically(layer)
         self.wshape = tuple(layer.weight.shape)
         self.bias = None if layer.bias is None else nn.Parameter(layer.bias.detach().clone(), requires_grad=False)
         a, w = plan.act, plan.weight
@@ -198,6 +212,12 @@ class DeployLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         a = self.plan.act
+        if self.same_pad:
+            # zeros, before the activation quantizer: 0 is on every grid (the zero point's code),
+            # so padding reals or codes gives the same integer accumulation
+            from timm.layers import pad_same
+
+            x = pad_same(x, self.kernel, self.stride, self.dilation)
         if self.plan.integer:
             if a.scheme == "steps":
                 xq = _StepCodes.apply(x, self.a_thr)
