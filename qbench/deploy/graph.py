@@ -69,6 +69,22 @@ class _FakeQuant(torch.autograd.Function):
         return g.op("Mul", g.op("Round", g.op("Div", g.op("Clip", x, lo, hi), scale)), scale)
 
 
+class _Rescale(torch.autograd.Function):
+    """An integer op's int32 accumulator times its output scale, as Cast + Mul (the pattern of
+    onnxruntime's own dynamic quantization). Not DequantizeLinear: onnxruntime's
+    QDQPropagationTransformer moves a DequantizeLinear of int32 forward past Reshape/Transpose by
+    inserting a QuantizeLinear whose default output type is uint8, which clips the accumulator to
+    0..255 (found on MobileViT, whose patch unfolding follows a conv; all 10,000 samples moved)."""
+
+    @staticmethod
+    def forward(ctx, acc: Tensor, scale: Tensor) -> Tensor:  # noqa: ANN001
+        return (acc.double() * scale.double()).float()  # = float32(acc) x scale, rounded once
+
+    @staticmethod
+    def symbolic(g, acc, scale):  # noqa: ANN001, ANN205
+        return g.op("Mul", g.op("Cast", acc, to_i=1), scale)  # 1: FLOAT
+
+
 class _Steps(torch.autograd.Function):
     """A static step function: levels[#(thresholds <= x)] (N2UQ, APoT, offset grids)."""
 
@@ -190,7 +206,11 @@ class DeployLayer(nn.Module):
                 # the weight codes in the layout the integer op takes; the output scale per channel
                 self.register_buffer("w_codes", codes if self.conv else codes.t().contiguous())
                 out_scale = (scale.double() * a.scale).float()
-                self.register_buffer("out_scale", out_scale if out_scale.numel() > 1 else out_scale.reshape(()))
+                if out_scale.numel() == 1:
+                    out_scale = out_scale.reshape(())
+                elif self.conv:
+                    out_scale = out_scale.reshape(-1, 1, 1)  # broadcasts over (N, C, H, W)
+                self.register_buffer("out_scale", out_scale)
             else:
                 self.register_buffer("w_codes", codes)
         else:
@@ -226,10 +246,10 @@ class DeployLayer(nn.Module):
             if self.conv:
                 acc = _ConvInteger.apply(xq, self.w_codes, self.a_zp, self.stride, self.padding, self.dilation,
                                          self.groups)
-                y = _Dequantize.apply(acc, self.out_scale, None, 1)
+                y = _Rescale.apply(acc, self.out_scale)
                 return y if self.bias is None else y + self.bias.reshape(1, -1, 1, 1)
             acc = _MatMulInteger.apply(xq, self.w_codes, self.a_zp)
-            y = _Dequantize.apply(acc, self.out_scale, None, acc.dim() - 1)
+            y = _Rescale.apply(acc, self.out_scale)
             return y if self.bias is None else y + self.bias
         if a.scheme == "uniform":
             x = _FakeQuant.apply(x, self.a_lo, self.a_hi, self.a_scale)
