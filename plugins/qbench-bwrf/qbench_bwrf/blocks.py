@@ -10,6 +10,10 @@ it. Recognised layouts, all found by module names, never by model name:
   ``resnext*``, qbench's ``resnet20/32/56``). Blocks ``layerK.j``; stages ``layerK``.
 * Staged style: ``stages[i].blocks[j]`` (timm ConvNeXt and other staged timm models).
   Blocks ``stages.i.blocks.j``; stages ``stages.i``.
+* Staged sequences: ``stages[i][j]`` when every stage is itself a sequence of blocks (timm's
+  ByobNet family: MobileViT, RepVGG, ...). Blocks ``stages.i.j``; stages ``stages.i``.
+* RegNet style: children ``s1 .. sN`` whose blocks are their children ``b1 .. bM`` (timm
+  ``regnet*``). Blocks ``sK.bj``; stages ``sK``.
 * Block list: ``blocks[j]`` (ViT, DeiT, ...), or ``blocks[i][j]`` when every entry is itself a
   sequence (EfficientNet / MobileNet style). A flat block list has no stages.
 """
@@ -24,10 +28,13 @@ from qbench.api import QbenchError
 GRANULARITIES = ("block", "stage")
 
 SUPPORTED = ("ResNet-style layer1..layerN of residual blocks (timm resnet*/resnext*, qbench resnet20/32/56); "
-             "staged models with stages[i].blocks[j] (timm ConvNeXt and similar); "
+             "staged models with stages[i].blocks[j] (timm ConvNeXt and similar) or stages[i][j] (timm ByobNet: "
+             "MobileViT, RepVGG); RegNet-style s1..sN of blocks b1..bM; "
              "block lists blocks[j] (ViT, DeiT) or blocks[i][j] (EfficientNet, MobileNet)")
 
 _LAYER = re.compile(r"^layer(\d+)$")
+_REG_STAGE = re.compile(r"^s(\d+)$")
+_REG_BLOCK = re.compile(r"^b\d+$")
 _SEQ = (nn.Sequential, nn.ModuleList)
 
 
@@ -52,6 +59,12 @@ def _stages(model: nn.Module) -> list[tuple[str, list[str]]] | None:
     if isinstance(stages, _SEQ) and len(stages) and all(isinstance(getattr(s, "blocks", None), _SEQ)
                                                        for s in stages):
         return [(f"stages.{i}", _children(f"stages.{i}.blocks", s.blocks)) for i, s in enumerate(stages)]
+    if isinstance(stages, _SEQ) and len(stages) and all(isinstance(s, _SEQ) for s in stages):
+        return [(f"stages.{i}", _children(f"stages.{i}", s)) for i, s in enumerate(stages)]
+    regnet = sorted(((int(m.group(1)), n) for n in named if (m := _REG_STAGE.match(n))), key=lambda t: t[0])
+    if regnet and all(dict(named[n].named_children()) and all(_REG_BLOCK.match(b) for b, _ in named[n].named_children())
+                      for _, n in regnet):
+        return [(n, _children(n, named[n])) for _, n in regnet]
     blocks = named.get("blocks")
     if isinstance(blocks, _SEQ) and len(blocks):
         if all(isinstance(b, _SEQ) for b in blocks):

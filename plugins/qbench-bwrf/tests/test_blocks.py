@@ -72,3 +72,34 @@ def test_bad_parameters_are_errors() -> None:
         BWRFWrapper(num_mp=0)
     with pytest.raises(QbenchError, match="weights"):
         BWRFWrapper(w_kd_mp_lp=-1.0)
+
+
+@pytest.mark.parametrize("name, kwargs, first, count", [
+    ("regnetx_002", {}, ["s1.b1", "s2.b1", "s3.b1"], 13),  # RegNet: s1..s4 of b1..bM
+    ("mobilevit_xxs", {}, ["stages.0.0", "stages.1.0", "stages.1.1"], 10),  # ByobNet: stages[i][j]
+])
+def test_regnet_and_byobnet_blocks_and_each_mixed_model_runs_the_intended_blocks(name: str, kwargs: dict,
+                                                                                 first: list[str], count: int) -> None:
+    """Found by the zoo suite: BWRF failed on regnetx_002 and mobilevit_xxs ('no recognised block list')."""
+    import copy
+
+    torch.manual_seed(0)
+    fp = create_model(name, 10, 1, **kwargs).eval()
+    q = copy.deepcopy(fp)
+    names = find_blocks(q)
+    assert names[:3] == first and len(names) == count
+    assert find_blocks(q, "stage")[0] in (names[0].rsplit(".", 1)[0],)
+    w = BWRFWrapper()
+    w.setup(q, fp)
+    ran: list[tuple[str, int]] = []
+    hooks = [model.get_submodule(b).register_forward_hook(lambda *_, tag=tag, k=k: ran.append((tag, k)))
+             for tag, model in (("F", fp), ("Q", q)) for k, b in enumerate(w.block_names)]
+    x = torch.randn(2, 1, 32, 32)
+    try:
+        for cfg in w.configs[:3]:
+            ran.clear()
+            w.mp_logits(x, cfg)
+            assert ran == [("Q" if lp else "F", k) for k, lp in enumerate(cfg)]
+    finally:
+        for h in hooks:
+            h.remove()
