@@ -232,18 +232,13 @@ class DeployLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         a = self.plan.act
-        if self.same_pad:
-            # zeros, before the activation quantizer: 0 is on every grid (the zero point's code),
-            # so padding reals or codes gives the same integer accumulation
-            from timm.layers import pad_same
-
-            x = pad_same(x, self.kernel, self.stride, self.dilation)
         if self.plan.integer:
             if a.scheme == "steps":
                 xq = _StepCodes.apply(x, self.a_thr)
             else:
                 xq = _Quantize.apply(x, self.a_lo, self.a_hi, self.a_scale, self.a_zp)
             if self.conv:
+                xq = self._pad(xq, float(self.a_zp))  # the zero point's code is the real 0
                 acc = _ConvInteger.apply(xq, self.w_codes, self.a_zp, self.stride, self.padding, self.dilation,
                                          self.groups)
                 y = _Rescale.apply(acc, self.out_scale)
@@ -257,7 +252,18 @@ class DeployLayer(nn.Module):
             x = _Steps.apply(x, self.a_thr, self.a_levels)
         elif a.scheme == "traced":
             x = self.aq(x)
+        if self.conv:
+            x = self._pad(x, 0.0)
         return self._float_op(x, self.weight())
+
+    def _pad(self, x: Tensor, value: float) -> Tensor:
+        """The conv's own 'same' padding, after the activation quantizer as in qbench's model (the
+        quantizer sees the layer's input; a data-dependent one, like ASQ's, must not see zeros)."""
+        if not self.same_pad:
+            return x
+        from timm.layers import pad_same
+
+        return pad_same(x, self.kernel, self.stride, self.dilation, value=value)
 
 
 def deploy_model(model: nn.Module, plans: list[LayerPlan]) -> nn.Module:
