@@ -5,7 +5,7 @@
   ``DequantizeLinear`` of the accumulator with scale = input scale x weight scale (per channel),
   then the bias: onnxruntime runs the integer kernels.
 * Otherwise the input is a uniform grid in plain ops (``Clip, Div, Round, Mul``: see
-  :class:`_FakeQuant` for why not a Q/DQ pair), a step function (thresholds compared, counted,
+  :class:`FakeQuant` for why not a Q/DQ pair), a step function (thresholds compared, counted,
   and the code looked up in the levels: ``Gather``), the quantizer's own ops (traced), or untouched
   (weight-only); the weight is ``DequantizeLinear(int8 codes, scale)`` or ``GatherElements`` of a
   LUT by uint8 codes; then a float Conv / MatMul.
@@ -24,130 +24,19 @@ from torch import Tensor, nn
 
 from qbench.contract.quant.layers import quant_layers
 from qbench.deploy.analyze import LayerPlan
+from qbench.deploy.onnx_ops import (
+    ConvInteger,
+    Dequantize,
+    FakeQuant,
+    Lut,
+    MatMulInteger,
+    Quantize,
+    Rescale,
+    StepCodes,
+    Steps,
+)
 
 OPSET = 17
-
-
-class _Quantize(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: Tensor, lo: Tensor, hi: Tensor, scale: Tensor, zp: Tensor) -> Tensor:  # noqa: ANN001
-        q = torch.round(torch.clamp(x, float(lo), float(hi)) / scale) + zp.float()
-        return torch.clamp(q, 0, 255).to(torch.uint8)
-
-    @staticmethod
-    def symbolic(g, x, lo, hi, scale, zp):  # noqa: ANN001, ANN205
-        return g.op("QuantizeLinear", g.op("Clip", x, lo, hi), scale, zp)
-
-
-class _Dequantize(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, q: Tensor, scale: Tensor, zp: Tensor, axis: int) -> Tensor:  # noqa: ANN001
-        shape = [1] * q.dim()
-        if scale.numel() > 1:
-            shape[axis] = -1
-        z = 0.0 if zp is None else zp.double()
-        return (q.double() - z).mul(scale.double().reshape(shape)).float()
-
-    @staticmethod
-    def symbolic(g, q, scale, zp, axis):  # noqa: ANN001, ANN205
-        if zp is None or (hasattr(zp, "node") and zp.node().mustBeNone()):  # zero: per-axis scales take no zp
-            return g.op("DequantizeLinear", q, scale, axis_i=axis)
-        return g.op("DequantizeLinear", q, scale, zp, axis_i=axis)
-
-
-class _FakeQuant(torch.autograd.Function):
-    """A uniform input grid in plain ops (Clip, Div, Round, Mul) for a layer whose weight is not on
-    an integer grid: a QuantizeLinear/DequantizeLinear pair there would let onnxruntime re-quantize
-    the float weight to int8 (its WeightBiasQuantization pass), which changes the LUT's levels."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, lo: Tensor, hi: Tensor, scale: Tensor) -> Tensor:  # noqa: ANN001
-        return torch.round(torch.clamp(x, float(lo), float(hi)) / scale) * scale
-
-    @staticmethod
-    def symbolic(g, x, lo, hi, scale):  # noqa: ANN001, ANN205
-        return g.op("Mul", g.op("Round", g.op("Div", g.op("Clip", x, lo, hi), scale)), scale)
-
-
-class _Rescale(torch.autograd.Function):
-    """An integer op's int32 accumulator times its output scale, as Cast + Mul (the pattern of
-    onnxruntime's own dynamic quantization). Not DequantizeLinear: onnxruntime's
-    QDQPropagationTransformer moves a DequantizeLinear of int32 forward past Reshape/Transpose by
-    inserting a QuantizeLinear whose default output type is uint8, which clips the accumulator to
-    0..255 (found on MobileViT, whose patch unfolding follows a conv; all 10,000 samples moved)."""
-
-    @staticmethod
-    def forward(ctx, acc: Tensor, scale: Tensor) -> Tensor:  # noqa: ANN001
-        return (acc.double() * scale.double()).float()  # = float32(acc) x scale, rounded once
-
-    @staticmethod
-    def symbolic(g, acc, scale):  # noqa: ANN001, ANN205
-        return g.op("Mul", g.op("Cast", acc, to_i=1), scale)  # 1: FLOAT
-
-
-class _Steps(torch.autograd.Function):
-    """A static step function: levels[#(thresholds <= x)] (N2UQ, APoT, offset grids)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, thr: Tensor, levels: Tensor) -> Tensor:  # noqa: ANN001
-        return levels[(x.unsqueeze(-1) >= thr).sum(-1)]
-
-    @staticmethod
-    def symbolic(g, x, thr, levels):  # noqa: ANN001, ANN205
-        last = g.op("Constant", value_t=torch.tensor([-1], dtype=torch.int64))
-        ge = g.op("GreaterOrEqual", g.op("Unsqueeze", x, last), thr)
-        code = g.op("ReduceSum", g.op("Cast", ge, to_i=7), last, keepdims_i=0)
-        return g.op("Gather", levels, code, axis_i=0)
-
-
-class _StepCodes(torch.autograd.Function):
-    """The step count as uint8 codes: a step function with uniform output levels feeds an integer op."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, thr: Tensor) -> Tensor:  # noqa: ANN001
-        return (x.unsqueeze(-1) >= thr).sum(-1).to(torch.uint8)
-
-    @staticmethod
-    def symbolic(g, x, thr):  # noqa: ANN001, ANN205
-        last = g.op("Constant", value_t=torch.tensor([-1], dtype=torch.int64))
-        ge = g.op("GreaterOrEqual", g.op("Unsqueeze", x, last), thr)
-        return g.op("Cast", g.op("ReduceSum", g.op("Cast", ge, to_i=7), last, keepdims_i=0), to_i=2)  # uint8
-
-
-class _ConvInteger(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, xq: Tensor, wq: Tensor, xz: Tensor, stride: list, padding: list, dilation: list,  # noqa: ANN001
-                groups: int) -> Tensor:
-        acc = F.conv2d(xq.double() - float(xz), wq.double(), None, stride, padding, dilation, groups)
-        return acc.round().to(torch.int32)
-
-    @staticmethod
-    def symbolic(g, xq, wq, xz, stride, padding, dilation, groups):  # noqa: ANN001, ANN205
-        wz = g.op("Constant", value_t=torch.tensor(0, dtype=torch.int8))
-        return g.op("ConvInteger", xq, wq, xz, wz, strides_i=stride, pads_i=list(padding) * 2,
-                    dilations_i=dilation, group_i=groups)
-
-
-class _MatMulInteger(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, xq: Tensor, wt: Tensor, xz: Tensor) -> Tensor:  # noqa: ANN001
-        return torch.matmul(xq.double() - float(xz), wt.double()).round().to(torch.int32)
-
-    @staticmethod
-    def symbolic(g, xq, wt, xz):  # noqa: ANN001, ANN205
-        wz = g.op("Constant", value_t=torch.tensor(0, dtype=torch.int8))
-        return g.op("MatMulInteger", xq, wt, xz, wz)
-
-
-class _Lut(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, lut: Tensor, codes: Tensor) -> Tensor:  # noqa: ANN001
-        return torch.gather(lut, 1, codes.long())
-
-    @staticmethod
-    def symbolic(g, lut, codes):  # noqa: ANN001, ANN205
-        idx = g.op("Cast", codes, to_i=7)  # int64
-        return g.op("GatherElements", lut, idx, axis_i=1)
 
 
 def _without_extra_state(m: nn.Module) -> nn.Module:
@@ -222,8 +111,8 @@ class DeployLayer(nn.Module):
         if w is None or w.scheme == "float":
             return self.w_float
         if w.scheme == "uniform":
-            return _Dequantize.apply(self.w_codes, self.w_scale, None, 0)
-        return _Lut.apply(self.lut, self.lut_codes).reshape(self.wshape)
+            return Dequantize.apply(self.w_codes, self.w_scale, None, 0)
+        return Lut.apply(self.lut, self.lut_codes).reshape(self.wshape)
 
     def _float_op(self, x: Tensor, w: Tensor) -> Tensor:
         if self.conv:
@@ -234,22 +123,22 @@ class DeployLayer(nn.Module):
         a = self.plan.act
         if self.plan.integer:
             if a.scheme == "steps":
-                xq = _StepCodes.apply(x, self.a_thr)
+                xq = StepCodes.apply(x, self.a_thr)
             else:
-                xq = _Quantize.apply(x, self.a_lo, self.a_hi, self.a_scale, self.a_zp)
+                xq = Quantize.apply(x, self.a_lo, self.a_hi, self.a_scale, self.a_zp)
             if self.conv:
                 xq = self._pad(xq, float(self.a_zp))  # the zero point's code is the real 0
-                acc = _ConvInteger.apply(xq, self.w_codes, self.a_zp, self.stride, self.padding, self.dilation,
+                acc = ConvInteger.apply(xq, self.w_codes, self.a_zp, self.stride, self.padding, self.dilation,
                                          self.groups)
-                y = _Rescale.apply(acc, self.out_scale)
+                y = Rescale.apply(acc, self.out_scale)
                 return y if self.bias is None else y + self.bias.reshape(1, -1, 1, 1)
-            acc = _MatMulInteger.apply(xq, self.w_codes, self.a_zp)
-            y = _Rescale.apply(acc, self.out_scale)
+            acc = MatMulInteger.apply(xq, self.w_codes, self.a_zp)
+            y = Rescale.apply(acc, self.out_scale)
             return y if self.bias is None else y + self.bias
         if a.scheme == "uniform":
-            x = _FakeQuant.apply(x, self.a_lo, self.a_hi, self.a_scale)
+            x = FakeQuant.apply(x, self.a_lo, self.a_hi, self.a_scale)
         elif a.scheme == "steps":
-            x = _Steps.apply(x, self.a_thr, self.a_levels)
+            x = Steps.apply(x, self.a_thr, self.a_levels)
         elif a.scheme == "traced":
             x = self.aq(x)
         if self.conv:
