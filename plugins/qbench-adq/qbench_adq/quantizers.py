@@ -96,7 +96,7 @@ class ADQWeightQuantizer(WeightQuantizer):
         update = self.training and self.ema and torch.is_grad_enabled()
         with torch.no_grad():
             idx = self.assign(w)
-            w_q = self.codebook[idx]
+            w_q = self.codebook.index_select(0, idx.reshape(-1)).view_as(idx)  # = codebook[idx], faster
             if update:
                 ema_update(self.codebook, w, idx, self.momentum, int(self.zero_index))
         # w_q exactly in the forward (w + (w_q - w) would not round to w_q), identity gradient
