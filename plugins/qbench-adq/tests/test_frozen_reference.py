@@ -30,3 +30,19 @@ def test_adq_weight_unchanged(bits: int, split: str) -> None:
             results.append((out.detach(), w.grad, q.codebook.clone()))
         for a, b in zip(*results):
             assert torch.equal(a, b)
+
+
+frozen_codebook = sibling_module(__file__, "frozen_codebook")
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("probs", ["bin-mean", "midpoint", "uniform"])
+@pytest.mark.parametrize("split", ["symmetric", "asymmetric"])
+def test_codebook_init_unchanged(bits: int, probs: str, split: str) -> None:
+    from qbench_adq.codebook import init_codebook
+
+    g = torch.Generator().manual_seed(bits)
+    w = 0.05 * torch.randn(20000, generator=g)
+    w[:300] = 0.0
+    new, old = init_codebook(w, bits, split, probs), frozen_codebook.init_codebook(w, bits, split, probs)
+    assert torch.equal(new[0], old[0]) and new[1] == old[1]
