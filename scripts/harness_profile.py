@@ -29,6 +29,8 @@ from qbench.run.workspace import Workspace
 from qbench.train.resume import Checkpointer
 
 TIMES: dict[str, float] = collections.defaultdict(float)
+#: Timers inside a phase above (printed indented, not added to the sum).
+NESTED = ("keep_and_check: ",)
 
 
 def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -52,6 +54,15 @@ def instrument() -> None:
     Harness.fp_model = timed("FP checkpoint (load or train)", Harness.fp_model)
     Checkpointer.save = timed("epoch checkpoints", Checkpointer.save)
     Harness.write_row = timed("write row + CSV", Harness.write_row)
+    import qbench.deploy as deploy
+    import qbench.deploy.graph as graph
+    import qbench.deploy.parity as parity
+    import qbench.deploy.store as store
+    store.save_trained = timed("keep_and_check: save model", store.save_trained)
+    deploy.export_model = timed("keep_and_check: export_model", deploy.export_model)
+    graph.to_onnx = timed("keep_and_check: torch.onnx export", graph.to_onnx)
+    parity.session = timed("keep_and_check: onnxruntime session", parity.session)
+    deploy.parity_fields = timed("keep_and_check: parity on the test split", deploy.parity_fields)
     original_train = loop_mod.train
 
     def train(model: Any, loss_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -93,8 +104,12 @@ def main() -> None:
                   f"(FP checkpoint {fp:.1f}s excluded below)")
             print(f"  QAT steps (sum)                      {steps:7.2f}s  (forward {fwd:.2f}s)")
             for name, t in sorted(TIMES.items(), key=lambda kv: -kv[1]):
-                print(f"  {name:36s} {t:7.2f}s")
-            rest = wall - fp - steps - sum(TIMES.values())
+                if not name.startswith(NESTED):
+                    print(f"  {name:36s} {t:7.2f}s")
+                    for sub, ts in sorted(TIMES.items(), key=lambda kv: -kv[1]):
+                        if sub.startswith(name + ": "):
+                            print(f"    {sub[len(name) + 2:]:34s} {ts:7.2f}s")
+            rest = wall - fp - steps - sum(t for n, t in TIMES.items() if not n.startswith(NESTED))
             print(f"  {'other (untimed)':36s} {rest:7.2f}s")
             print(f"  wall without FP / steps: {(wall - fp) / max(steps, 1e-9):.2f}")
 
