@@ -67,12 +67,12 @@ def bench(methods: tuple[str, ...], models: tuple[str, ...], rounds: int, thread
                 row = measure(name, model, cat, rounds=2 * rounds, bits=bits, device=device)
             rows.append(row)
             err_console.print(f"{name} on {model}: {row.ratio:.2f}x ({row.passes:g} passes)")
+            if save is not None:  # after every row: a long run stopped early keeps what it measured
+                meta = {"bits": bits, "batch": 64, "threads": threads, "device": device, "rounds": rounds,
+                        "torch": torch.__version__, "machine": platform.machine()}
+                save.write_text(json.dumps({**meta, "rows": [r.as_dict() for r in rows]}, indent=1) + "\n")
     title = f"QAT step / FP32 step, {bits}, batch 64, {device}, {threads} threads, median of {rounds} rounds"
     console.print(_table(rows, title))
-    if save is not None:
-        meta = {"bits": bits, "batch": 64, "threads": threads, "device": device, "rounds": rounds,
-                "torch": torch.__version__, "machine": platform.machine()}
-        save.write_text(json.dumps({**meta, "rows": [r.as_dict() for r in rows]}, indent=1) + "\n")
     if baseline is not None:
         bad = regressions(rows, baseline, max_regression)
         if bad:
