@@ -6,7 +6,10 @@ own path, train, and run a suite's jobs end to end into a workspace.
 """
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from qbench.data.bundle import DataBundle
@@ -50,6 +53,20 @@ def run_suite(suite: Suite, methods: list[str], workspace: Path, catalog: Catalo
     return Harness(cat, Workspace(workspace)).run(suite, jobs)
 
 
+def sibling_module(test_file: str, name: str) -> ModuleType:
+    """Import ``<name>.py`` from the folder of ``test_file`` (e.g. a frozen copy of old code that a
+    test pins new code against): pytest runs with ``--import-mode=importlib``, so a tests folder is
+    not on ``sys.path``. Imported once, under ``name``."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(test_file).with_name(f"{name}.py"))
+        if spec is None or spec.loader is None:
+            raise ImportError(f"no {name}.py next to {test_file}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def suite_method(suite: Suite, name: str, catalog: Catalog | None = None) -> Any:
     """A method as the suite sees it: registered, or composed by the suite file."""
     from qbench.run.jobs import suite_methods
@@ -60,6 +77,6 @@ def suite_method(suite: Suite, name: str, catalog: Catalog | None = None) -> Any
 __all__ = [
     "DataBundle", "load_digits", "create_model", "Catalog", "get_catalog", "reset_catalog", "get_plugin_manager",
     "Suite", "TrainRecipe", "parse_suite", "audit_model", "export_parity", "summarize", "evaluate", "train",
-    "QatResult", "frozen_copy", "prepare", "run_qat", "run_suite", "suite_method", "tiny_suite",
+    "QatResult", "frozen_copy", "prepare", "run_qat", "run_suite", "sibling_module", "suite_method", "tiny_suite",
     "Harness", "plan_jobs", "Workspace",
 ]
