@@ -242,3 +242,22 @@ def test_vit_rows_carry_matmul_bitops_and_their_attention_setting(catalog, tmp_p
     bits = {(la["w_bits"], la["a_bits"]) for la in toy["layers"] if la["role"] == "matmul"}
     assert bits == ({(32, 32)} if attention == "fp" else {(4, 4)})
     assert not toy.get("over_budget"), toy.get("budget_reason")
+
+
+def test_an_activation_quantizer_that_cannot_quantize_a_matmul_is_a_clear_error() -> None:
+    """ASQ needs a Conv2d/Linear consumer; under attention = "quantized" its TypeError reached the
+    user as torch's "unsupported operand type(s) for @" (swin, levit). It now names the setting."""
+    from qbench.train.matmul import attach_matmul_quantizers
+
+    def needs_a_linear(bits: int, owner: nn.Module) -> IdentityActivation:
+        if not isinstance(owner, (nn.Linear, nn.Conv2d)):
+            raise TypeError(f"needs a Conv2d or Linear consumer layer, got {type(owner).__name__}")
+        return IdentityActivation(bits)
+
+    class Attn(nn.Module):
+        def forward(self, q: Tensor, k: Tensor) -> Tensor:
+            return q @ k.transpose(-1, -2)
+
+    model = attach_matmul_quantizers(Attn(), needs_a_linear, 4)
+    with pytest.raises(QbenchError, match='attention = "quantized".*Attn.*needs a Conv2d or Linear.*attention = "fp"'):
+        model(torch.randn(2, 3, 4), torch.randn(2, 3, 4))

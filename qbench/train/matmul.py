@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from qbench.contract.quant.base import ActivationQuantizer, Quantizer
+from qbench.errors import QbenchError
 
 FP_BITS = 32
 QUANT_ATTR = "qbench_matmul"  # the ModuleDict of a site owner's quantizers, by site index
@@ -231,7 +232,14 @@ class MatmulQuantization:
         if pos is None or not all(_is_activation(args[p]) for p in pos):
             return None  # a weight in it (x @ W): not an attention matmul
         like = args[pos[0]]
-        qs = nn.ModuleList([self.make_aq(self.bits, owner) for _ in range(4 if func is _SDPA else 2)]).to(like.device)
+        try:
+            made = [self.make_aq(self.bits, owner) for _ in range(4 if func is _SDPA else 2)]
+        except Exception as exc:  # a TypeError here would reach the user as "unsupported operand ... @"
+            raise QbenchError(
+                f"attention = \"quantized\": the method's activation quantizer cannot quantize the inputs of "
+                f"the matmul in {type(owner).__name__} ({type(exc).__name__}: {exc}). Use attention = \"fp\" "
+                "for this method (docs/models.md, 'Quantized attention').") from exc
+        qs = nn.ModuleList(made).to(like.device)
         holder = getattr(owner, QUANT_ATTR, None)
         if holder is None:
             holder = nn.ModuleDict()
