@@ -146,7 +146,7 @@ def test_the_check_runs_models_in_worker_processes_and_keeps_the_registry_order(
                           ",".join(picked), "--jobs", "2", "--doc", str(doc)], capture_output=True, text=True,
                          timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert res.returncode == 0, res.stderr
-    assert "[3/3]" in res.stderr  # progress names how far the check is
+    assert "[3/3, " in res.stderr  # progress names how far the check is
     matrix = doc.read_text().partition(MATRIX_HEADING)[2]
     rows = [line.split("|")[1].strip().strip("`") for line in matrix.splitlines() if line.startswith("| `")]
     assert rows == [n for n in NAMES if n in picked]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -26,10 +27,19 @@ def _cell(result: dict[str, str], xfail: str | None) -> tuple[str, str]:
     return f"FAIL {STAGE_LETTERS[first]}", note
 
 
-def check_model(name: str, methods: list[str], attention: str, verbose: bool = False
-                ) -> tuple[str, list[str], int, str]:
-    """One registry model through the identity check and every method: (table row, notes,
-    unexpected results, tracebacks). A module-level function so worker processes can run it."""
+@dataclass
+class ModelCheck:
+    """One model's row of the matrix: its cells, failure notes, unexpected results, tracebacks."""
+
+    cells: list[str]
+    notes: list[str]
+    bad: int
+    tracebacks: str
+
+
+def check_model(name: str, methods: list[str], attention: str, verbose: bool = False) -> ModelCheck:
+    """One registry model through the identity check and every method. A module-level function
+    so worker processes can run it."""
     import torch
 
     from qbench.train.coverage import identity_check, method_check
@@ -58,7 +68,7 @@ def check_model(name: str, methods: list[str], attention: str, verbose: bool = F
             notes.append(f"- `{entry.name}` x `{method}`: {note}")
         if verbose and "traceback" in res:
             tracebacks.append(res["traceback"])
-    return f"| `{entry.name}` | " + " | ".join(cells) + " |", notes, bad, "\n".join(tracebacks)
+    return ModelCheck(cells, notes, bad, "\n".join(tracebacks))
 
 
 def check_matrix(models: list[str], methods: list[str], attention: str, verbose: bool = False,
@@ -71,34 +81,32 @@ def check_matrix(models: list[str], methods: list[str], attention: str, verbose:
     header = ["model", f"identity ({attention})", *methods]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     order = [m.name for m in REGISTRY if m.name in models]
-    results: dict[str, tuple[str, list[str], int, str]] = {}
+    results: dict[str, ModelCheck] = {}
+    t0 = time.perf_counter()
 
-    def report(name: str, res: tuple[str, list[str], int, str], secs: float) -> None:
+    def report(name: str, res: ModelCheck) -> None:
         results[name] = res
-        if res[3]:
-            click.echo(res[3], err=True)
-        cells = res[0].split(" | ")[1:]
-        click.echo(f"{name}: {', '.join(c.strip(' |') for c in cells)} ({secs:.1f} s) "
-                   f"[{len(results)}/{len(order)}]", err=True)
+        if res.tracebacks:
+            click.echo(res.tracebacks, err=True)
+        click.echo(f"{name}: {', '.join(res.cells)} [{len(results)}/{len(order)}, "
+                   f"{time.perf_counter() - t0:.0f} s elapsed]", err=True)
 
     if jobs <= 1:
         for name in order:
-            t0 = time.perf_counter()
-            report(name, check_model(name, methods, attention, verbose), time.perf_counter() - t0)
+            report(name, check_model(name, methods, attention, verbose))
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        t0 = time.perf_counter()
         with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
             futures = {pool.submit(check_model, n, methods, attention, verbose): n for n in order}
             for fut in as_completed(futures):
-                report(futures[fut], fut.result(), time.perf_counter() - t0)
-    notes = [n for name in order for n in results[name][1]]
-    lines += [results[name][0] for name in order]
+                report(futures[fut], fut.result())
+    lines += [f"| `{name}` | " + " | ".join(results[name].cells) + " |" for name in order]
+    notes = [n for name in order for n in results[name].notes]
     if notes:
         lines += ["", *notes]
-    return lines, sum(results[name][2] for name in order)
+    return lines, sum(results[name].bad for name in order)
 
 
 @click.command("models")
