@@ -113,11 +113,11 @@ def nearest_level_index(u: Tensor, levels: Tensor) -> Tensor:
 def project_nearest(u: Tensor, levels: Tensor) -> Tensor:
     """Each element of ``u`` replaced by its nearest level (``levels`` sorted ascending)."""
     u = u.detach().contiguous()
-    cells = _cells(u, levels, _midpoints(levels))
+    mids = _midpoints(levels)
+    cells = _cells(u, levels, mids)
     if cells is not None:
         return cells.project(u)
-    return torch.index_select(levels, 0, torch.bucketize(u, _midpoints(levels).contiguous()).reshape(-1)
-                              ).view(u.shape)
+    return torch.index_select(levels, 0, torch.bucketize(u, mids.contiguous()).reshape(-1)).view(u.shape)
 
 
 def project_ste(u: Tensor, levels: Tensor) -> Tensor:
