@@ -26,14 +26,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from qbench.contract.allocation import StepContext
 from qbench.contract.bits import BitTarget
 from qbench.data.bundle import DataBundle
 from qbench.models import create_model
 from qbench.plugin.catalog import Catalog
 from qbench.run.suite import TrainRecipe
-from qbench.train.loop import build_optimizer, frozen_bn_stats, method_param_specs, param_groups
-from qbench.train.qat import frozen_copy, prepare
+from qbench.train.loop import build_optimizer, method_param_specs, param_groups
+from qbench.train.qat import frozen_copy, qat_parts
 
 #: The benchmark models: (timm name, kwargs, image size). ``vit-micro`` is the quick suite's ViT.
 MODELS: dict[str, tuple[str, dict[str, Any], int]] = {
@@ -125,29 +124,20 @@ def qat_step(method_name: str, catalog: Catalog, fp_model: nn.Module, data: Data
     if method.weight_only:
         target = BitTarget(target.w, 32)
     t0 = time.perf_counter()
-    qmodel, _, allocator = prepare(method, catalog, fp_model, data, target, first_last, seed, device)
+    parts = qat_parts(method, catalog, fp_model, data, target, first_last, seed, device)
     prepare_s = time.perf_counter() - t0
-    wrapper = catalog.wrappers.get(method.wrapper).factory(**method.part_params("wrapper"))
-    teacher = frozen_copy(fp_model)
-    wrapper.setup(qmodel, teacher)
-    extra = [(p, allocator.optim_spec()) for p in allocator.parameters()]
-    extra += [(p, wrapper.optim_spec()) for p in wrapper.parameters()]
-    qmodel.train()
-    opt = _optimizer(qmodel, extra)
+    parts.qmodel.train()
+    opt = _optimizer(parts.qmodel, parts.extra)
     counter = [0]
 
-    def step() -> None:
-        loss = wrapper.loss(qmodel, x, y)
+    def step() -> None:  # one pass of train()'s loop body, with run_qat's loss and allocator hook
+        loss = parts.loss_fn(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         counter[0] += 1
-
-        def task_loss() -> float:
-            with torch.no_grad(), frozen_bn_stats(qmodel):
-                return float(F.cross_entropy(qmodel(x), y))
-        allocator.after_step(StepContext(qmodel, x, y, loss.item(), counter[0], 1, task_loss))
-    return step, prepare_s, [qmodel, teacher]
+        parts.after_step(x, y, loss.item(), counter[0], 1)
+    return step, prepare_s, [parts.qmodel, parts.teacher]
 
 
 def _timed(step: Step, device: torch.device) -> float:

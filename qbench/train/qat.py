@@ -90,27 +90,51 @@ def prepare(method: Method, catalog: Catalog, fp_model: nn.Module, data: DataBun
     return qmodel, layers, allocator
 
 
+@dataclass
+class QatParts:
+    """What one QAT training step is made of (``run_qat`` trains with it; ``qbench bench`` times it)."""
+
+    qmodel: nn.Module
+    layers: Any
+    allocator: BitAllocator
+    wrapper: TrainingWrapper
+    teacher: nn.Module
+    #: the method's parameters outside the model (allocator, wrapper) with their optimizer settings
+    extra: list[tuple[nn.Parameter, Any]]
+
+    def loss_fn(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.wrapper.loss(self.qmodel, x, y)
+
+    def after_step(self, x: torch.Tensor, y: torch.Tensor, loss: float, step: int, epoch: int) -> None:
+        qmodel = self.qmodel
+
+        def task_loss() -> float:
+            with torch.no_grad(), frozen_bn_stats(qmodel):
+                return float(torch.nn.functional.cross_entropy(qmodel(x), y))
+        self.allocator.after_step(StepContext(qmodel, x, y, loss, step, epoch, task_loss))
+
+
+def qat_parts(method: Method, catalog: Catalog, fp_model: nn.Module, data: DataBundle, target: BitTarget,
+              first_last: str, seed: int, device: torch.device | None = None) -> QatParts:
+    """The method's quantized model (:func:`prepare`), its training wrapper around a frozen FP
+    teacher, and the step's loss and allocator hook."""
+    qmodel, layers, allocator = prepare(method, catalog, fp_model, data, target, first_last, seed, device)
+    wrapper: TrainingWrapper = catalog.wrappers.get(method.wrapper).factory(**method.part_params("wrapper"))
+    teacher = frozen_copy(fp_model)
+    wrapper.setup(qmodel, teacher)
+    extra = [(p, allocator.optim_spec()) for p in allocator.parameters()]
+    extra += [(p, wrapper.optim_spec()) for p in wrapper.parameters()]
+    return QatParts(qmodel, layers, allocator, wrapper, teacher, extra)
+
+
 def run_qat(method: Method, catalog: Catalog, fp_model: nn.Module, data: DataBundle, target: BitTarget,
             suite_qat: Any, first_last: str, seed: int, on_epoch: Callable[[EpochStats], None] | None = None,
             deadline: float | None = None, checkpoint: Checkpointer | None = None,
             device: torch.device | None = None) -> QatResult:
     """Build the method's quantized model and fine-tune it (resuming from ``checkpoint``)."""
-    qmodel, layers, allocator = prepare(method, catalog, fp_model, data, target, first_last, seed, device)
-    wrapper: TrainingWrapper = catalog.wrappers.get(method.wrapper).factory(**method.part_params("wrapper"))
-    wrapper.setup(qmodel, frozen_copy(fp_model))
-
-    def loss_fn(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return wrapper.loss(qmodel, x, y)
-
-    def after_step(x: torch.Tensor, y: torch.Tensor, loss: float, step: int, epoch: int) -> None:
-        def task_loss() -> float:
-            with torch.no_grad(), frozen_bn_stats(qmodel):
-                return float(torch.nn.functional.cross_entropy(qmodel(x), y))
-        allocator.after_step(StepContext(qmodel, x, y, loss, step, epoch, task_loss))
-
-    extra = [(p, allocator.optim_spec()) for p in allocator.parameters()]
-    extra += [(p, wrapper.optim_spec()) for p in wrapper.parameters()]
-    train(qmodel, loss_fn, data, suite_qat, seed, extra_params=extra, after_step=after_step,
+    parts = qat_parts(method, catalog, fp_model, data, target, first_last, seed, device)
+    qmodel, layers, allocator, wrapper = parts.qmodel, parts.layers, parts.allocator, parts.wrapper
+    train(qmodel, parts.loss_fn, data, suite_qat, seed, extra_params=parts.extra, after_step=parts.after_step,
           on_epoch=on_epoch, deadline=deadline, checkpoint=checkpoint, stateful=(allocator, wrapper), device=device)
     return QatResult(model=wrapper.eval_model(qmodel), layers=layers, allocator=allocator,
                      extra=dict(allocator.report()))
