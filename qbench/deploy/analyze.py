@@ -215,7 +215,7 @@ def _uniform_act(aq: nn.Module, xs: Tensor) -> ActPlan | str:
         ext = max(hi - lo, abs(lo), abs(hi), 2 ** (int(getattr(aq, "bits", 8)) + 1) * step)
         ramp = torch.linspace(lo - ext, hi + ext, xs.numel()).reshape(xs.shape)
         y_r = aq(ramp).float()
-    why = _grid_act(aq, xs, ramp, y_x, y_r)
+    why = _grid_act(aq, xs, ramp, y_x, y_r, seen)
     if isinstance(why, ActPlan):
         return why
     got = step_function(aq, xs, ramp, y_r, y_x)
@@ -233,8 +233,10 @@ def _uniform_act(aq: nn.Module, xs: Tensor) -> ActPlan | str:
     return plan
 
 
-def _grid_act(aq: nn.Module, xs: Tensor, ramp: Tensor, y_x: Tensor, y_r: Tensor) -> ActPlan | str:
-    lv = torch.unique(torch.cat([y_x.reshape(-1), y_r.reshape(-1)]).double())
+def _grid_act(aq: nn.Module, xs: Tensor, ramp: Tensor, y_x: Tensor, y_r: Tensor, seen: Tensor) -> ActPlan | str:
+    # float -> double is exact and one-to-one, so the union of the two small level sets is the
+    # unique of the concatenated outputs, without sorting both large tensors again
+    lv = torch.unique(torch.cat([seen, torch.unique(y_r)])).double()
     if lv.numel() < 2 or lv.numel() > 256:
         return f"{lv.numel()} output levels"
     s = float(lv.diff().min())

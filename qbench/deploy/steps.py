@@ -31,12 +31,12 @@ def step_function(aq: nn.Module, xs: Tensor, ramp: Tensor, y_r: Tensor, y_x: Ten
     if jumps.numel() == 0 or jumps.numel() > 255:
         return f"{jumps.numel()} output steps"
     lo, hi = r[jumps].clone(), r[jumps + 1].clone()
-    pad = xs.numel()
+    shape = _probe_shape(xs.shape, jumps.numel())
 
     def probe(t: Tensor) -> Tensor:
-        buf = torch.zeros(pad)
-        buf[: t.numel()] = t
-        return aq(buf.reshape(xs.shape)).reshape(-1)[: t.numel()]
+        buf = torch.zeros(shape)
+        buf.view(-1)[: t.numel()] = t
+        return aq(buf).reshape(-1)[: t.numel()]
     with torch.no_grad():
         for _ in range(64):
             mid = _nextafter_mid(lo, hi)
@@ -52,6 +52,17 @@ def step_function(aq: nn.Module, xs: Tensor, ramp: Tensor, y_r: Tensor, y_x: Ten
         if int(bad.sum()) > max(2, int(1e-5 * x.numel())):
             return f"not an elementwise static function ({int(bad.sum())} of {x.numel()} values differ)"
     return hi, levels
+
+
+def _probe_shape(shape: torch.Size, n: int) -> torch.Size:
+    """The fewest leading samples of ``shape`` that hold ``n`` values. The bisection's values sit at
+    the same flat positions as in a full probe batch, so an elementwise quantizer (any per-position
+    or per-channel parameter included) sees them exactly as there; probing a whole batch for at most
+    255 values cost most of a job's export (issue 19, part 3)."""
+    if len(shape) < 2:
+        return shape
+    per = max(1, shape[1:].numel())
+    return torch.Size((min(shape[0], -(-n // per)), *shape[1:]))
 
 
 def steps(x: Tensor, thresholds: Tensor, levels: Tensor) -> Tensor:
