@@ -197,7 +197,7 @@ def test_the_tutorial_runs_from_zero_to_a_result_row(tmp_path: Path) -> None:
     assert len(mine) == 1, rows[["method", "status"]]
     row = mine.iloc[0]
     assert row["status"] == "ok", row.get("reason")
-    assert row["model"] == "resnet20" and row["bits"] == "W4A4" and int(row["seed"]) == 0
+    assert row["model"] == "resnet20" and row["bits"] == "W2A2" and int(row["seed"]) == 0
     assert bool(row["levels_ok"]), "the generated quantizers kept more levels than 2^bits"
     assert 0.0 <= float(row["top1"]) <= 100.0
     assert set(rows["method"]) == {"fp32", METHOD}

@@ -162,5 +162,5 @@ def new_plugin(name: str, parent: Path, force: bool) -> None:
                    "pick another name, since two plugins cannot register one method.", err=True)
     click.echo(f"Next: pip install --no-deps -e {target.as_posix()}\n"
                f"      python -m pytest {target.as_posix()}/tests -q\n"
-               f"      qbench run --suite quick --method {name} --model resnet20 --bits 4 --seeds 1\n"
+               f"      qbench run --suite quick --method {name} --model resnet20 --bits 2 --seeds 1\n"
                "See docs/writing-a-plugin.md.")
