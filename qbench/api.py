@@ -17,7 +17,7 @@ from qbench.contract.params import bind_params
 from qbench.contract.quant.base import ActivationQuantizer, Quantizer, WeightQuantizer
 from qbench.contract.quant.calibration import calibration_sample, clip_grid, mse_search
 from qbench.contract.quant.layers import QuantConv2d, QuantLayer, QuantLinear, quant_layers
-from qbench.contract.quant.levels import nearest_level_index, project_nearest, project_ste
+from qbench.contract.quant.levels import count_at_or_below, nearest_level_index, project_nearest, project_ste
 from qbench.contract.quant.ste import (
     features_per_sample,
     floor_ste,
@@ -46,7 +46,7 @@ __all__ = [
     "QuantConv2d", "QuantLinear", "QuantLayer", "quant_layers",
     "round_ste", "floor_ste", "grad_scale", "lsq_grad_scale", "int_range", "features_per_sample",
     "calibration_sample", "clip_grid", "mse_search",
-    "nearest_level_index", "project_nearest", "project_ste",
+    "count_at_or_below", "nearest_level_index", "project_nearest", "project_ste",
     # allocators and wrappers
     "BitAllocator", "AllocationContext", "StepContext", "TrainingWrapper", "kd_loss",
     # helpers for allocators and wrappers that probe the model

@@ -49,3 +49,48 @@ def test_unsuitable_level_sets_fall_back() -> None:
     u = torch.randn(20000)
     for levels in (torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0.0, 1e-30, 1.0]), torch.tensor([1.0])):
         assert torch.equal(L.nearest_level_index(u, levels), _reference_index(u, levels))
+
+
+def _points_and_values(k: int, kind: str, dtype: torch.dtype, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    if kind == "uniform":
+        pts = torch.linspace(-1, 1, k, dtype=dtype)
+    elif kind == "n2uq":  # t0, T1, t1, ... with uneven learned widths, as N2UQ's forward builds them
+        widths = torch.rand(k, generator=gen, dtype=dtype) + 0.05
+        b = 0.1 + torch.cat([torch.zeros(1, dtype=dtype), torch.cumsum(widths, 0)])
+        pts = torch.cat([torch.stack([b[:-1], 0.5 * (b[:-1] + b[1:])], 1).reshape(-1), b[-1:]])
+    elif kind == "far":  # a tight cluster far from zero
+        pts = 1e4 + torch.sort(torch.rand(k, generator=gen, dtype=dtype))[0]
+    else:
+        pts = torch.unique(torch.randn(k, generator=gen, dtype=dtype) ** 3)
+    edge = torch.cat([pts, torch.nextafter(pts, pts + 1), torch.nextafter(pts, pts - 1),
+                      torch.tensor([float("inf"), -float("inf"), 1e30, -1e30, 0.0, -0.0], dtype=dtype)])
+    u = torch.cat([edge.repeat(30), 2 * torch.randn(20000, generator=gen, dtype=dtype) + float(pts.mean())])
+    return pts, u[torch.randperm(u.numel(), generator=gen)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [1, 2, 7, 31, 255])
+@pytest.mark.parametrize("kind", ["uniform", "n2uq", "far", "random"])
+def test_count_at_or_below_equals_searchsorted_right(dtype: torch.dtype, k: int, kind: str) -> None:
+    """N2UQ's forward and the deploy step check count thresholds <= x: the table path gives
+    exactly ``searchsorted(..., right=True)`` on values at, just above and just below every point,
+    far outside the range and at the infinities."""
+    gen = torch.Generator().manual_seed(k)
+    pts, u = _points_and_values(k, kind, dtype, gen)
+    assert u.numel() >= L.FAST_MIN_NUMEL
+    ref = torch.searchsorted(pts, u, right=True)
+    got = L.count_at_or_below(u, pts)
+    assert got.dtype == ref.dtype and torch.equal(got, ref)
+    assert torch.equal(L.count_at_or_below(u.view(-1, 10)[:, :7], pts),
+                       torch.searchsorted(pts, u.view(-1, 10)[:, :7].reshape(-1), right=True))
+
+
+def test_count_at_or_below_takes_the_table_path_when_it_can() -> None:
+    """Not a silent fallback: with points one per cell the grid answers (a NaN shows which path ran:
+    the grid counts 0, searchsorted every point)."""
+    pts = torch.linspace(-1, 1, 31)
+    u = torch.cat([torch.randn(10000), torch.tensor([float("nan")])])
+    assert int(L.count_at_or_below(u, pts)[-1]) == 0
+    assert int(torch.searchsorted(pts, u, right=True)[-1]) == 31
+    tied = torch.tensor([0.0, 1e-12, 1.0])  # two points closer than any cell: searchsorted answers
+    assert int(L.count_at_or_below(torch.full((10000,), float("nan")), tied)[0]) == 3

@@ -27,6 +27,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from qbench.api import count_at_or_below
+
 
 def segment_boundaries(t0: Tensor, widths: Tensor) -> Tensor:
     """t_0..t_n = t0 + [0, a_1, a_1 + a_2, ...] (differentiable in t0 and the widths)."""
@@ -46,6 +48,13 @@ class _N2UQMap(torch.autograd.Function):
     both the output level and the segment: for t-or-T[j-1] <= x < t-or-T[j], k = j // 2
     thresholds lie at or below x and x is on segment (j + 1) // 2 (1-based; inside iff
     1 <= j <= 2n). Only x and that small integer index are saved for the backward.
+
+    Speed (issue 19): the search is :func:`qbench.api.count_at_or_below` (the same j as
+    ``searchsorted``, from look-up tables); the output level, and in the backward each segment's
+    start and width, come from tables of 2n + 2 and n entries computed with the same operations as
+    the per-element expressions they replace (so the same values), gathered with ``index_select``;
+    index arithmetic runs on 32-bit integers. The same numbers bit for bit
+    (``tests/test_frozen_reference.py`` pins them against the code before).
     """
 
     @staticmethod
@@ -54,21 +63,22 @@ class _N2UQMap(torch.autograd.Function):
         n = bounds.numel() - 1
         points = torch.stack([bounds[:-1], thresholds_from_boundaries(bounds)], 1).reshape(-1)
         points = torch.cat([points, bounds[-1:]])
-        j = torch.searchsorted(points, x.reshape(-1), right=True)
+        j = count_at_or_below(x.reshape(-1), points)  # = searchsorted(points, x, right=True), faster
         ctx.save_for_backward(x, bounds, j.to(torch.int16 if 2 * n + 1 < 2**15 else torch.int32))
         ctx.step = step
-        return (torch.div(j, 2, rounding_mode="floor").to(x.dtype) * step).view_as(x)
+        level = torch.div(torch.arange(2 * n + 2, device=x.device), 2, rounding_mode="floor").to(x.dtype) * step
+        return torch.index_select(level, 0, j).view_as(x)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:  # type: ignore[override]
         x, bounds, j = ctx.saved_tensors
         step = ctx.step
         n = bounds.numel() - 1
-        j = j.long()
-        inside = (j >= 1) & (j <= 2 * n)
-        seg = (torch.div(j + 1, 2, rounding_mode="floor") - 1).clamp_(0, n - 1)  # 0-based segment
-        lo = bounds[seg]
-        width = bounds[seg + 1] - lo
+        j = j.to(torch.int32)
+        inside = (j >= 1).logical_and_(j <= 2 * n)
+        seg = torch.div(j + 1, 2, rounding_mode="floor").sub_(1).clamp_(0, n - 1)  # 0-based segment
+        lo = torch.index_select(bounds[:-1], 0, seg)  # bounds[seg]
+        width = torch.index_select(bounds[1:] - bounds[:-1], 0, seg)  # bounds[seg + 1] - bounds[seg]
         g_slope = torch.where(inside, grad.reshape(-1) * step / width, torch.zeros((), dtype=grad.dtype))
         grad_x = g_slope.view_as(x) if ctx.needs_input_grad[0] else None
         grad_b = None

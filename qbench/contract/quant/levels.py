@@ -128,3 +128,46 @@ def project_ste(u: Tensor, levels: Tensor) -> Tensor:
     """
     d = project_nearest(u, levels)
     return u + d.sub_(u.detach())
+
+
+def _cell_of(v: Tensor, lo: Tensor, scale: Tensor) -> Tensor:
+    """The cell number of each value (int64); the same operations for values and boundaries, so the
+    map is monotone between them."""
+    return (v - lo).mul_(scale).long()
+
+
+def count_at_or_below(u: Tensor, points: Tensor) -> Tensor:
+    """For each element of ``u``, how many of the sorted ``points`` are <= it: exactly
+    ``torch.searchsorted(points, u, right=True)`` (flattened), which N2UQ's forward and the deploy
+    step check use to place a value among learned thresholds.
+
+    Speed (issue 19): large CPU tensors go through a grid of cells, as :func:`nearest_level_index`
+    does. The grid spans [points[0] - d, points[-1] + d] (d = their spread), so clamping a value
+    onto it never moves it across a point; with one point per cell,
+    #(points <= u) = #(points in cells below u's) + [u >= the point in u's cell]. A NaN counts 0
+    here (``searchsorted`` counts every point); other values, infinities included, agree.
+    """
+    flat = u.detach().reshape(-1).contiguous()
+    pts = points.detach().contiguous()
+    if (flat.device.type != "cpu" or flat.numel() < FAST_MIN_NUMEL or flat.dtype != pts.dtype
+            or not flat.dtype.is_floating_point or pts.dim() != 1 or pts.numel() < 1
+            or not bool(torch.isfinite(pts).all()) or not bool((pts[1:] > pts[:-1]).all())):
+        return torch.searchsorted(pts, flat, right=True)
+    spread = float(pts[-1] - pts[0]) or max(abs(float(pts[0])), 1.0)
+    lo = torch.tensor(float(pts[0]) - spread, dtype=pts.dtype)
+    hi = torch.tensor(float(pts[-1]) + spread, dtype=pts.dtype)
+    if not (bool(lo < pts[0]) and bool(hi > pts[-1]) and bool(torch.isfinite(hi - lo))):
+        return torch.searchsorted(pts, flat, right=True)
+    for m in CELL_COUNTS:
+        scale = torch.tensor(m / float(hi - lo), dtype=pts.dtype)
+        cp = _cell_of(pts, lo, scale)
+        if not bool((cp[1:] > cp[:-1]).all()):
+            continue
+        size = int(_cell_of(hi.reshape(1), lo, scale)) + 1
+        below = torch.searchsorted(cp, torch.arange(size))  # points in lower cells
+        point = torch.full((size,), float("inf"), dtype=pts.dtype)
+        point[cp] = pts
+        v = torch.clamp(flat, lo, hi)
+        c = _cell_of(v, lo, scale).clamp_(0, size - 1)
+        return torch.index_select(below, 0, c) + torch.ge(v, torch.index_select(point, 0, c))
+    return torch.searchsorted(pts, flat, right=True)
