@@ -234,8 +234,7 @@ def _uniform_act(aq: nn.Module, xs: Tensor) -> ActPlan | str:
 
 
 def _grid_act(aq: nn.Module, xs: Tensor, ramp: Tensor, y_x: Tensor, y_r: Tensor, seen: Tensor) -> ActPlan | str:
-    # float -> double is exact and one-to-one, so the union of the two small level sets is the
-    # unique of the concatenated outputs, without sorting both large tensors again
+    # float -> double is exact and one-to-one: the union of the two level sets, without a third sort
     lv = torch.unique(torch.cat([seen, torch.unique(y_r)])).double()
     if lv.numel() < 2 or lv.numel() > 256:
         return f"{lv.numel()} output levels"
