@@ -68,7 +68,7 @@ def test_the_tutorial_shows_every_step_in_order() -> None:
         f"pip install -e plugins/qbench-{METHOD}",
         "qbench list methods",
         f"python -m pytest plugins/qbench-{METHOD}/tests",
-        f"qbench run --suite quick --method {METHOD} --model resnet20 --bits 4 --seeds 1 --workspace ws",
+        f"qbench run --suite quick --method {METHOD} --model resnet20 --bits 2 --seeds 1 --workspace ws",
         "qbench compare ws/quick/results.csv --against quick",
     ]
     assert len(commands) == len(expected), commands
