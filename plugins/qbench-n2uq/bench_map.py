@@ -14,9 +14,9 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
+from qbench_n2uq import function as current
 
 from qbench.testing import sibling_module
-from qbench_n2uq import function as current
 
 frozen = sibling_module(str(Path(__file__).parent / "tests" / "frozen_function.py"), "frozen_function")
 
