@@ -7,11 +7,12 @@ levels. Comparing against the midpoints keeps memory at O(numel), where the obvi
 
 Speed (issue 19): on the CPU ``torch.bucketize`` costs ~70 ns per element (a scalar binary
 search) and ``levels[idx]`` another ~15 ns (advanced indexing), most of an APoT or POST step.
-Large CPU tensors therefore go through a uniform grid of cells instead (:class:`_Cells`): a cell
-number from two float ops, then three table look-ups with ``index_select`` and one comparison,
-all vectorised. The answer is exactly ``bucketize``'s (the cell map is monotone, so a value's cell
-bounds which midpoints lie below it; see :meth:`_Cells.build`); tests compare the two on values
-at, just beside, and between the midpoints.
+Large CPU tensors therefore go through a uniform grid of cells instead (:class:`_Grid`, which
+:func:`count_at_or_below` shares): a cell number from two float ops, then table look-ups with
+``index_select`` and one comparison, all vectorised. The answer is exactly ``bucketize``'s
+(the cell map is monotone, so a value's cell bounds which midpoints lie below it; see
+:class:`_Grid`); tests compare the two on values at, just beside, and between the midpoints.
+A NaN goes to index 0 (``bucketize``: the last; before the shared grid it raised).
 """
 from __future__ import annotations
 
@@ -28,63 +29,81 @@ def _midpoints(levels: Tensor) -> Tensor:
     return (levels[1:] + levels[:-1]) / 2
 
 
-class _Cells:
-    """Look-up tables of one level set on a grid of M cells over [levels[0], levels[-1]]."""
+class _Grid:
+    """Sorted, distinct boundaries on a grid of cells over [lo, hi]: for a value in cell c, the
+    boundaries in lower cells are below it and those in higher cells above it (the cell map is
+    monotone and computed the same way for values and boundaries), so with at most one boundary
+    per cell, #(boundaries < v) = below[c] + [v > point[c]] (``<=``: ``>=``). Values are clamped
+    onto [lo, hi] first; the caller picks lo and hi so that clamping changes no answer."""
 
-    def __init__(self, lo: float, scale: float, hi: float, mid: Tensor, lo_idx: Tensor, lev_lo: Tensor,
-                 lev_hi: Tensor) -> None:
-        self.lo, self.scale, self.hi = lo, scale, hi
-        self.mid, self.lo_idx, self.lev_lo, self.lev_hi = mid, lo_idx, lev_lo, lev_hi
+    def __init__(self, lo: float, hi: float, scale: float, below: Tensor, point: Tensor) -> None:
+        # lo, hi and scale are values of the points' dtype (held as Python floats: the scalar
+        # arithmetic path is the faster one, and it is the same for points and values)
+        self.lo, self.hi, self.scale, self.below, self.point = lo, hi, scale, below, point
 
-    def clamp(self, u: Tensor) -> Tensor:
-        """Values outside [levels[0], levels[-1]] moved onto it (their nearest level is unchanged)."""
-        return torch.clamp(u, self.lo, self.hi)
+    @staticmethod
+    def build(points: Tensor, lo: float, hi: float) -> "_Grid | None":
+        """The tables, or None when no grid size gives every boundary a cell of its own."""
+        lo_t, hi_t = torch.tensor(lo, dtype=points.dtype), torch.tensor(hi, dtype=points.dtype)
+        if not (bool(lo_t <= points[0]) and bool(points[-1] <= hi_t) and bool(torch.isfinite(hi_t - lo_t))
+                and bool(hi_t > lo_t)):
+            return None
+        for m in CELL_COUNTS:
+            scale = float(torch.tensor(m / float(hi_t - lo_t), dtype=points.dtype))
+            grid = _Grid(float(lo_t), float(hi_t), scale, points, points)
+            cp = grid.cell(points)
+            if points.numel() > 1 and not bool((cp[1:] > cp[:-1]).all()):
+                continue
+            size = int(grid.cell(hi_t.reshape(1).to(points.dtype))) + 1
+            point = torch.full((size,), float("inf"), dtype=points.dtype, device=points.device)
+            point[cp] = points
+            below = torch.searchsorted(cp, torch.arange(size, device=points.device))  # boundaries in lower cells
+            return _Grid(float(lo_t), float(hi_t), scale, below, point)
+        return None
 
     def cell(self, v: Tensor) -> Tensor:
-        """Cell number (int64, what ``index_select`` takes) of each clamped value; monotone in it."""
+        """Cell number (int64, what ``index_select`` takes) of each value in [lo, hi]; monotone.
+        :meth:`lookup` computes the same in place."""
         return (v - self.lo).mul_(self.scale).long()
+
+    def lookup(self, u: Tensor, at_or_below: bool) -> tuple[Tensor, Tensor]:
+        """(cell numbers, whether u passes its cell's boundary), both flat."""
+        v = torch.clamp(u.reshape(-1), self.lo, self.hi)
+        c = (v - self.lo).mul_(self.scale).nan_to_num_(0.0).long()  # cell(v); a NaN goes to cell 0
+        mid = torch.index_select(self.point, 0, c)
+        return c, (torch.ge(v, mid) if at_or_below else torch.gt(v, mid))
+
+    def count(self, u: Tensor, at_or_below: bool) -> Tensor:
+        c, passed = self.lookup(u, at_or_below)
+        return torch.index_select(self.below, 0, c) + passed
+
+
+class _Cells:
+    """Nearest-level look-up of one level set: a :class:`_Grid` of its midpoints over
+    [levels[0], levels[-1]] (clamping there moves no value to another nearest level), plus the
+    level below and above each cell's midpoint."""
+
+    def __init__(self, grid: _Grid, lev_lo: Tensor, lev_hi: Tensor) -> None:
+        self.grid, self.lev_lo, self.lev_hi = grid, lev_lo, lev_hi
 
     @staticmethod
     def build(levels: Tensor, mids: Tensor) -> "_Cells | None":
-        """The tables, or None when this level set does not suit them (then use ``bucketize``).
-
-        For u in cell c: every midpoint in a lower cell is < u and every one in a higher cell is
-        >= u (``cell`` is monotone and computed the same way for both), so with at most one
-        midpoint per cell, #(midpoints < u) = #(midpoints in cells < c) + [u > that cell's midpoint].
-        """
         if levels.numel() < 2 or not bool((levels[1:] > levels[:-1]).all()):
             return None
         lo, hi = float(levels[0]), float(levels[-1])
         if not (lo <= float(mids[0]) and float(mids[-1]) < hi) or not hi - lo < float("inf"):
             return None
-        for m in CELL_COUNTS:
-            cells = _Cells(lo, m / (hi - lo), hi, mids, mids, levels, levels)
-            cm = cells.cell(cells.clamp(mids))
-            if not bool((cm[1:] > cm[:-1]).all()):
-                continue
-            grid = torch.arange(m + 1, device=levels.device)
-            base = torch.searchsorted(cm, grid)  # midpoints in lower cells = index of the level below
-            has = torch.zeros(m + 1, dtype=torch.bool, device=levels.device)
-            has[cm] = True
-            mid = torch.full((m + 1,), float("inf"), dtype=levels.dtype, device=levels.device)
-            mid[cm] = mids
-            hi_idx = torch.where(has, base + 1, base)
-            return _Cells(lo, cells.scale, hi, mid, base, levels[base], levels[hi_idx])
-        return None
-
-    def lookup(self, u: Tensor) -> tuple[Tensor, Tensor]:
-        """(cell numbers, u > the cell's midpoint), both flat."""
-        v = self.clamp(u.reshape(-1))
-        c = self.cell(v)
-        return c, torch.gt(v, torch.index_select(self.mid, 0, c))
+        grid = _Grid.build(mids, lo, hi)
+        if grid is None:
+            return None
+        has = torch.isfinite(grid.point)
+        return _Cells(grid, levels[grid.below], levels[torch.where(has, grid.below + 1, grid.below)])
 
     def index(self, u: Tensor) -> Tensor:
-        c, above = self.lookup(u)
-        below = torch.index_select(self.lo_idx, 0, c)
-        return torch.where(above, below + 1, below).view(u.shape)
+        return self.grid.count(u, at_or_below=False).view(u.shape)
 
     def project(self, u: Tensor) -> Tensor:
-        c, above = self.lookup(u)
+        c, above = self.grid.lookup(u, at_or_below=False)
         return torch.where(above, torch.index_select(self.lev_hi, 0, c),
                            torch.index_select(self.lev_lo, 0, c)).view(u.shape)
 
@@ -130,12 +149,6 @@ def project_ste(u: Tensor, levels: Tensor) -> Tensor:
     return u + d.sub_(u.detach())
 
 
-def _cell_of(v: Tensor, lo: Tensor, scale: Tensor) -> Tensor:
-    """The cell number of each value (int64); the same operations for values and boundaries, so the
-    map is monotone between them."""
-    return (v - lo).mul_(scale).long()
-
-
 def count_at_or_below(u: Tensor, points: Tensor) -> Tensor:
     """For each element of ``u``, how many of the sorted ``points`` are <= it: exactly
     ``torch.searchsorted(points, u, right=True)`` (flattened), which N2UQ's forward and the deploy
@@ -154,20 +167,7 @@ def count_at_or_below(u: Tensor, points: Tensor) -> Tensor:
             or not bool(torch.isfinite(pts).all()) or not bool((pts[1:] > pts[:-1]).all())):
         return torch.searchsorted(pts, flat, right=True)
     spread = float(pts[-1] - pts[0]) or max(abs(float(pts[0])), 1.0)
-    lo = torch.tensor(float(pts[0]) - spread, dtype=pts.dtype)
-    hi = torch.tensor(float(pts[-1]) + spread, dtype=pts.dtype)
-    if not (bool(lo < pts[0]) and bool(hi > pts[-1]) and bool(torch.isfinite(hi - lo))):
+    grid = _Grid.build(pts, float(pts[0]) - spread, float(pts[-1]) + spread)
+    if grid is None or not (grid.lo < float(pts[0]) and grid.hi > float(pts[-1])):
         return torch.searchsorted(pts, flat, right=True)
-    for m in CELL_COUNTS:
-        scale = torch.tensor(m / float(hi - lo), dtype=pts.dtype)
-        cp = _cell_of(pts, lo, scale)
-        if not bool((cp[1:] > cp[:-1]).all()):
-            continue
-        size = int(_cell_of(hi.reshape(1), lo, scale)) + 1
-        below = torch.searchsorted(cp, torch.arange(size))  # points in lower cells
-        point = torch.full((size,), float("inf"), dtype=pts.dtype)
-        point[cp] = pts
-        v = torch.clamp(flat, lo, hi)
-        c = _cell_of(v, lo, scale).clamp_(0, size - 1)
-        return torch.index_select(below, 0, c) + torch.ge(v, torch.index_select(point, 0, c))
-    return torch.searchsorted(pts, flat, right=True)
+    return grid.count(flat, at_or_below=True)
