@@ -94,3 +94,12 @@ def test_count_at_or_below_takes_the_table_path_when_it_can() -> None:
     assert int(torch.searchsorted(pts, u, right=True)[-1]) == 31
     tied = torch.tensor([0.0, 1e-12, 1.0])  # two points closer than any cell: searchsorted answers
     assert int(L.count_at_or_below(torch.full((10000,), float("nan")), tied)[0]) == 3
+
+
+def test_a_nan_on_the_table_path_goes_to_index_zero_instead_of_raising() -> None:
+    """Before the shared grid, a NaN made a cell number of -2^63 and index_select raised."""
+    lv = torch.linspace(-1, 1, 16)
+    u = torch.randn(10000)
+    u[5] = float("nan")
+    assert int(L.nearest_level_index(u, lv)[5]) == 0 and float(L.project_nearest(u, lv)[5]) == -1.0
+    assert torch.equal(L.nearest_level_index(u, lv)[6:], torch.bucketize(u[6:], (lv[1:] + lv[:-1]) / 2))
