@@ -84,7 +84,7 @@ class ChunkedSoftWeight(torch.autograd.Function):
 
 
 def soft_weight(w: Tensor, means_nonzero: Tensor, log_sigma: Tensor, pi: Tensor, tau: Tensor,
-                chunk: int | None) -> Tensor:
+                chunk: int | None, kernel: str = "torch") -> Tensor:
     """DGMS's training weight, differentiable in w and in every mixture parameter.
 
     :param w: the latent FP weight (any shape).
@@ -93,12 +93,17 @@ def soft_weight(w: Tensor, means_nonzero: Tensor, log_sigma: Tensor, pi: Tensor,
     :param pi: unnormalised mixing weights (K,).
     :param tau: softmax temperature (scalar tensor, > 0).
     :param chunk: weights per block (:class:`ChunkedSoftWeight`); ``None`` builds the ordinary
-        autograd graph over all K x N at once.
+        autograd graph over all K x N at once. Ignored by the C kernel, which needs no blocks.
+    :param kernel: ``"c"``: the compiled one-pass kernel (:mod:`qbench_dgms.kernel`) for a float32
+        CPU weight, the torch graph otherwise (e.g. on CUDA); ``"torch"``: always the torch graph.
     """
     mu = full_means(means_nonzero)
     log_pi = log_mixing(pi)
     flat = w.reshape(-1)
-    if chunk is None:
+    if kernel == "c" and flat.device.type == "cpu" and flat.dtype == torch.float32:
+        from .kernel import FusedSoftWeight
+        out = FusedSoftWeight.apply(flat, mu, log_sigma, log_pi, tau)
+    elif chunk is None:
         out = _soft_block(flat, mu, log_sigma, log_pi, tau)
     else:
         out = ChunkedSoftWeight.apply(flat, mu, log_sigma, log_pi, tau, max(1, int(chunk)))

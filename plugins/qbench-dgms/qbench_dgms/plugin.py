@@ -25,11 +25,12 @@ WEIGHT_PARAMS = {
     "sigma_init": "kmeans",  # cluster std; the official alternative is 0.01 for every sigma
     "chunk_size": 2**18,    # elements per K x n block (memory only; results unchanged)
     "chunked": True,
+    "kernel": "c",          # v3: the compiled one-pass soft weight (7x faster; float32 rounding moves rows)
     "mixture_lr_scale": PAPER_LR / SUITE_QAT_LR,  # the mixture at the paper's lr 2e-5
 }
 
 DGMS = Method(
-    name="dgms", version=2, weight_quantizer="dgms-w", activation_quantizer=None,
+    name="dgms", version=3, weight_quantizer="dgms-w", activation_quantizer=None,
     allocator="fixed", wrapper="plain", params={"weight": dict(WEIGHT_PARAMS)},
     description="DGMS: per-layer Gaussian mixture (2^b components, one pinned at 0), soft "
                 "temperature-softmax weights in training, MAP component at inference; weights only; "

@@ -116,7 +116,7 @@ def test_method_registered_and_quantized_layer_trains_soft_and_evaluates_hard() 
     cat = get_catalog()
     m = cat.methods.get("dgms")
     assert (m.weight_quantizer, m.activation_quantizer, m.allocator, m.wrapper) == ("dgms-w", None, "fixed", "plain")
-    assert m.weight_only and m.version == 2
+    assert m.weight_only and m.version == 3
     torch.manual_seed(0)
     conv = nn.Conv2d(4, 8, 3)
     wq = cat.quantizers.get("dgms-w").factory(bits=2, layer=conv, **m.part_params("weight"))

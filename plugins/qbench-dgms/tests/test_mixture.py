@@ -135,12 +135,13 @@ def test_chunked_and_unchunked_soft_weights_and_gradients_are_equal() -> None:
 
 
 def test_chunking_keeps_only_the_inputs_for_backward() -> None:
-    """Chunked: autograd saves O(N) for the backward; unchunked: several K x N tensors."""
+    """The torch graph: chunked, autograd saves O(N) for the backward; unchunked, several K x N
+    tensors. (The C kernel saves only its inputs: test_kernel.py.)"""
     w = _layer_weight(shape=(64, 32, 3, 3)).requires_grad_()  # N = 18432
     n, k = w.numel(), 2**4
     saved: dict[str, int] = {}
     for name, chunked in (("chunked", True), ("unchunked", False)):
-        q = DGMSWeightQuantizer(4, None, chunk_size=2**12, chunked=chunked)
+        q = DGMSWeightQuantizer(4, None, chunk_size=2**12, chunked=chunked, kernel="torch")
         torch.manual_seed(0)
         q.initialize(w)
         total = [0]

@@ -1,0 +1,151 @@
+"""The compiled DGMS soft weight (``_kernel.c``), loaded with ctypes, as an autograd Function.
+
+Why a C kernel: the torch graph of the soft weight materialises several K x N tensors and its
+backward recomputes them under autograd, which made a DGMS step 11-12x an FP32 step on resnet18
+(issue 19). The kernel keeps each weight's K values in a small scratch array; forward and
+backward are one pass over the weights each.
+
+Why ctypes and not a torch C++ extension: the kernel needs no torch or Python headers, so the
+shared library builds in about a second with the plugin (``setup.py``), does not break when torch
+is upgraded (no C++ ABI), and ctypes releases the GIL during a call, so plain Python threads run
+the blocks in parallel (``torch.get_num_threads()`` of them) without a second OpenMP runtime next
+to torch's.
+
+Determinism: every weight's output and gradient is computed independently of the others, and the
+mixture-parameter gradients are summed per block of :data:`BLOCK` weights and then over blocks in
+order, so the results do not depend on the number of threads.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib.machinery
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+_HERE = Path(__file__).parent
+
+
+class KernelUnavailable(RuntimeError):
+    """The compiled kernel cannot be used on this install or this CPU."""
+
+
+def library_path() -> Path | None:
+    """The built ``_kernel`` shared library next to this module, if any."""
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        p = _HERE / f"_kernel{suffix}"
+        if p.exists():
+            return p
+    return None
+
+
+@lru_cache(maxsize=1)
+def _lib() -> ctypes.CDLL:
+    cap = torch.backends.cpu.get_cpu_capability()
+    if cap not in ("AVX2", "AVX512"):
+        raise KernelUnavailable(f"dgms-w kernel='c': the kernel is built for AVX2 (x86-64-v3), but this CPU "
+                                f"reports {cap!r}. Fix: use the method's weight param kernel='torch'.")
+    path = library_path()
+    if path is None:
+        raise KernelUnavailable(f"dgms-w kernel='c': no compiled _kernel library in {_HERE}. Fix: reinstall the "
+                                f"plugin with a C compiler present (pip install -e plugins/qbench-dgms), or use "
+                                f"the weight param kernel='torch'.")
+    lib = ctypes.CDLL(str(path))
+    f, i64, i32, p = ctypes.c_float, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+    lib.qb_dgms_forward.argtypes = [p, p, i64, i32, p, p, p, f, i64, i64, p]
+    lib.qb_dgms_forward.restype = None
+    lib.qb_dgms_backward.argtypes = [p, p, p, i64, i32, p, p, p, f, i64, i64, p, p]
+    lib.qb_dgms_backward.restype = None
+    lib.qb_dgms_block.restype = ctypes.c_int
+    lib.qb_dgms_lanes.restype = ctypes.c_int
+    return lib
+
+
+def available() -> bool:
+    """True when the compiled kernel loads on this machine."""
+    try:
+        _lib()
+    except (KernelUnavailable, OSError):
+        return False
+    return True
+
+
+@lru_cache(maxsize=4)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qbench-dgms")
+
+
+def _ranges(blocks: int) -> list[tuple[int, int]]:
+    """Contiguous block ranges, one per torch thread (at most one per block)."""
+    t = max(1, min(torch.get_num_threads(), blocks))
+    edges = [blocks * j // t for j in range(t + 1)]
+    return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]
+
+
+def _run(calls: list) -> None:
+    if len(calls) == 1:
+        calls[0]()
+        return
+    for fut in [_pool(len(calls)).submit(c) for c in calls]:
+        fut.result()
+
+
+def _tables(mu: Tensor, log_sigma: Tensor, log_pi: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Contiguous float32 (mu, s = exp(-log sigma), c = log pi - log sigma) on the CPU."""
+    as_f = dict(dtype=torch.float32, device="cpu")
+    mu = mu.detach().to(**as_f).contiguous()
+    s = torch.exp(-log_sigma.detach()).to(**as_f).contiguous()
+    c = (log_pi.detach() - log_sigma.detach()).to(**as_f).contiguous()
+    return mu, s, c
+
+
+class FusedSoftWeight(torch.autograd.Function):
+    """w~ = sum_k mu_k softmax_k(softmax_k(log-joint) / tau), differentiable in every input.
+
+    Inputs as :class:`qbench_dgms.mixture.ChunkedSoftWeight`: a flat float32 CPU weight, the full
+    means table (K,), log sigmas (K,), normalised log mixing weights (K,), tau (scalar tensor).
+    """
+
+    @staticmethod
+    def forward(ctx, flat: Tensor, mu: Tensor, log_sigma: Tensor, log_pi: Tensor, tau: Tensor) -> Tensor:  # type: ignore[override]
+        lib = _lib()
+        w = flat.detach().contiguous()
+        mu_t, s_t, c_t = _tables(mu, log_sigma, log_pi)
+        k, n, inv_tau = mu_t.numel(), w.numel(), float(1.0 / tau.detach())
+        out = torch.empty_like(w)
+        blocks = -(-n // lib.qb_dgms_block())
+        scratch = [torch.empty(2 * k * lib.qb_dgms_lanes()) for _ in _ranges(blocks)]
+        _run([(lambda a=a, b=b, sc=sc: lib.qb_dgms_forward(
+            w.data_ptr(), out.data_ptr(), n, k, mu_t.data_ptr(), s_t.data_ptr(), c_t.data_ptr(), inv_tau, a, b,
+            sc.data_ptr())) for (a, b), sc in zip(_ranges(blocks), scratch)])
+        ctx.save_for_backward(w, mu, log_sigma, log_pi, tau)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        lib = _lib()
+        w, mu, log_sigma, log_pi, tau = ctx.saved_tensors
+        g = grad_out.detach().to(torch.float32).contiguous()
+        mu_t, s_t, c_t = _tables(mu, log_sigma, log_pi)
+        k, n, inv_tau = mu_t.numel(), w.numel(), float(1.0 / tau.detach())
+        gw = torch.empty_like(w)
+        blocks = -(-n // lib.qb_dgms_block())
+        partials = np.zeros((blocks, 3 * k + 1), dtype=np.float64)
+        pp = partials.ctypes.data
+        scratch = [torch.empty(5 * k * lib.qb_dgms_lanes()) for _ in _ranges(blocks)]
+        _run([(lambda a=a, b=b, sc=sc: lib.qb_dgms_backward(
+            w.data_ptr(), g.data_ptr(), gw.data_ptr(), n, k, mu_t.data_ptr(), s_t.data_ptr(), c_t.data_ptr(),
+            inv_tau, a, b, pp, sc.data_ptr())) for (a, b), sc in zip(_ranges(blocks), scratch)])
+        sums = torch.from_numpy(partials.sum(axis=0))  # rows in block order: thread-count independent
+        g_mu, g_ls, g_lp, g_tau = sums[:k], sums[k:2 * k], sums[2 * k:3 * k], sums[3 * k]
+        need = ctx.needs_input_grad
+        return (gw if need[0] else None,
+                g_mu.to(mu.dtype) if need[1] else None,
+                g_ls.to(log_sigma.dtype) if need[2] else None,
+                g_lp.to(log_pi.dtype) if need[3] else None,
+                g_tau.to(tau.dtype).reshape(tau.shape) if need[4] else None)

@@ -1,0 +1,15 @@
+"""Builds the DGMS C kernel (``qbench_dgms/_kernel.c``, loaded with ctypes; see kernel.py).
+
+Everything else is in pyproject.toml. The kernel is AVX2 + FMA code, so it is built on x86-64
+only, and a failed build does not fail the install: ``dgms-w`` then says how to fix it (a C
+compiler, or the weight param ``kernel='torch'``) when the kernel is first needed.
+"""
+import platform
+
+from setuptools import Extension, setup
+
+X86 = platform.machine().lower() in ("x86_64", "amd64")
+KERNEL = Extension("qbench_dgms._kernel", sources=["qbench_dgms/_kernel.c"],
+                   extra_compile_args=["-O3", "-march=x86-64-v3", "-funroll-loops"], optional=True)
+
+setup(ext_modules=[KERNEL] if X86 else [])
