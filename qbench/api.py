@@ -10,6 +10,7 @@ from __future__ import annotations
 from qbench import __version__, hookimpl
 from qbench.contract.allocation import AllocationContext, BitAllocator, StepContext
 from qbench.contract.bits import BitTarget, LayerBits
+from qbench.contract.ckernel import KernelUnavailable, load_kernel
 from qbench.contract.layer_info import LayerInfo
 from qbench.contract.method import Method
 from qbench.contract.optim import OptimSpec
@@ -47,6 +48,8 @@ __all__ = [
     "round_ste", "floor_ste", "grad_scale", "lsq_grad_scale", "int_range", "features_per_sample",
     "calibration_sample", "clip_grid", "mse_search",
     "count_at_or_below", "nearest_level_index", "project_nearest", "project_ste",
+    # a plugin's compiled C kernel (ctypes)
+    "load_kernel", "KernelUnavailable",
     # allocators and wrappers
     "BitAllocator", "AllocationContext", "StepContext", "TrainingWrapper", "kd_loss",
     # helpers for allocators and wrappers that probe the model

@@ -18,7 +18,6 @@ order, so the results do not depend on the number of threads.
 from __future__ import annotations
 
 import ctypes
-import importlib.machinery
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -27,34 +26,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-_HERE = Path(__file__).parent
+from qbench.api import KernelUnavailable, load_kernel
+
+__all__ = ["FusedSoftWeight", "KernelUnavailable", "available"]
 
 
-class KernelUnavailable(RuntimeError):
-    """The compiled kernel cannot be used on this install or this CPU."""
-
-
-def library_path() -> Path | None:
-    """The built ``_kernel`` shared library next to this module, if any."""
-    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        p = _HERE / f"_kernel{suffix}"
-        if p.exists():
-            return p
-    return None
+#: Where setup.py puts the built ``_kernel`` library.
+PACKAGE_DIR = Path(__file__).parent
 
 
 @lru_cache(maxsize=1)
 def _lib() -> ctypes.CDLL:
-    cap = torch.backends.cpu.get_cpu_capability()
-    if cap not in ("AVX2", "AVX512"):
-        raise KernelUnavailable(f"dgms-w kernel='c': the kernel is built for AVX2 (x86-64-v3), but this CPU "
-                                f"reports {cap!r}. Fix: use the method's weight param kernel='torch'.")
-    path = library_path()
-    if path is None:
-        raise KernelUnavailable(f"dgms-w kernel='c': no compiled _kernel library in {_HERE}. Fix: reinstall the "
-                                f"plugin with a C compiler present (pip install -e plugins/qbench-dgms), or use "
-                                f"the weight param kernel='torch'.")
-    lib = ctypes.CDLL(str(path))
+    lib = load_kernel(PACKAGE_DIR, "_kernel", "dgms-w kernel='c'", "the weight param kernel='torch'")
     f, i64, i32, p = ctypes.c_float, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
     lib.qb_dgms_forward.argtypes = [p, p, i64, i32, p, p, p, f, i64, i64, p]
     lib.qb_dgms_forward.restype = None
@@ -69,7 +52,7 @@ def available() -> bool:
     """True when the compiled kernel loads on this machine."""
     try:
         _lib()
-    except (KernelUnavailable, OSError):
+    except KernelUnavailable:
         return False
     return True
 

@@ -99,9 +99,9 @@ def test_nan_weight_gives_nan_there_and_leaves_the_others_alone() -> None:
     assert torch.isnan(out[5]) and torch.isfinite(out[torch.arange(40) != 5]).all()
 
 
-def test_missing_library_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_library_says_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     kernel._lib.cache_clear()
-    monkeypatch.setattr(kernel, "library_path", lambda: None)
+    monkeypatch.setattr(kernel, "PACKAGE_DIR", tmp_path)  # a package directory without the built file
     try:
         with pytest.raises(kernel.KernelUnavailable, match="kernel='torch'"):
             DGMSWeightQuantizer(2, None).train()(torch.randn(20))

@@ -1,0 +1,55 @@
+"""Load a plugin's compiled C kernel with ctypes, or say exactly why it cannot be used.
+
+Why the host has this: a method plugin may ship a small C kernel for its quantizer's hot loop
+(issue 19: DGMS's soft weight, N2UQ's map), built by the plugin's ``setup.py`` as a plain shared
+library with no Python or torch headers, so it builds in a second and survives torch upgrades;
+ctypes releases the GIL while it runs. Finding the built file, refusing a CPU that lacks the
+instructions it was compiled for, and naming the fix belong in one place rather than in every
+plugin.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib.machinery
+from pathlib import Path
+
+import torch
+
+from qbench.errors import QbenchError
+
+
+class KernelUnavailable(QbenchError):
+    """A plugin's compiled kernel is missing or cannot run on this CPU."""
+
+
+def kernel_path(package_dir: Path, stem: str) -> Path | None:
+    """The built ``stem`` library in ``package_dir`` (a setuptools extension's file name), if any."""
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        p = Path(package_dir) / f"{stem}{suffix}"
+        if p.exists():
+            return p
+    return None
+
+
+def load_kernel(package_dir: Path, stem: str, owner: str, fallback: str, avx2: bool = True) -> ctypes.CDLL:
+    """The loaded library, or :class:`KernelUnavailable` naming the thing, the problem and the fix.
+
+    :param owner: who needs it, for the message (e.g. ``"dgms-w kernel='c'"``).
+    :param fallback: how to run without it (e.g. ``"the weight param kernel='torch'"``).
+    :param avx2: the library was compiled for x86-64-v3 (AVX2 + FMA): refuse other CPUs rather
+        than die of an illegal instruction.
+    """
+    cap = torch.backends.cpu.get_cpu_capability()
+    if avx2 and cap not in ("AVX2", "AVX512"):
+        raise KernelUnavailable(f"{owner}: the kernel is built for AVX2 (x86-64-v3), but this CPU reports "
+                                f"{cap!r}. Fix: use {fallback}.")
+    path = kernel_path(package_dir, stem)
+    if path is None:
+        raise KernelUnavailable(f"{owner}: no compiled {stem} library in {package_dir}. Fix: reinstall the plugin "
+                                f"with a C compiler present (pip install -e <the plugin's directory>), or use "
+                                f"{fallback}.")
+    try:
+        return ctypes.CDLL(str(path))
+    except OSError as e:
+        raise KernelUnavailable(f"{owner}: {path} does not load ({e}). Fix: reinstall the plugin, or use "
+                                f"{fallback}.") from e

@@ -1,0 +1,39 @@
+"""qbench.api.load_kernel: a plugin's compiled ctypes kernel is found and runs; a missing one is
+an error that names the plugin, the problem and the fix."""
+from __future__ import annotations
+
+import ctypes
+import importlib.machinery
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from qbench.api import KernelUnavailable, QbenchError, load_kernel
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to build a library")
+def test_a_built_library_loads_and_runs(tmp_path: Path) -> None:
+    src = tmp_path / "k.c"
+    src.write_text("int qb_twice(int x) { return 2 * x; }\n")
+    out = tmp_path / f"_k{importlib.machinery.EXTENSION_SUFFIXES[0]}"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", str(src), "-o", str(out)], check=True)
+    lib = load_kernel(tmp_path, "_k", "test-q kernel='c'", "kernel='torch'", avx2=False)
+    lib.qb_twice.restype = ctypes.c_int
+    assert lib.qb_twice(21) == 42
+
+
+def test_a_missing_library_names_owner_problem_and_fix(tmp_path: Path) -> None:
+    with pytest.raises(KernelUnavailable) as err:
+        load_kernel(tmp_path, "_k", "test-q kernel='c'", "the param kernel='torch'", avx2=False)
+    msg = str(err.value)
+    assert "test-q kernel='c'" in msg and "no compiled _k library" in msg
+    assert "pip install -e" in msg and "kernel='torch'" in msg
+    assert isinstance(err.value, QbenchError)
+
+
+def test_a_file_that_is_not_a_library_is_refused_clearly(tmp_path: Path) -> None:
+    (tmp_path / f"_k{importlib.machinery.EXTENSION_SUFFIXES[0]}").write_text("not a shared object")
+    with pytest.raises(KernelUnavailable, match="does not load"):
+        load_kernel(tmp_path, "_k", "test-q", "kernel='torch'", avx2=False)
