@@ -29,6 +29,8 @@ from torch import Tensor
 
 from qbench.api import count_at_or_below
 
+from . import kernel
+
 
 def segment_boundaries(t0: Tensor, widths: Tensor) -> Tensor:
     """t_0..t_n = t0 + [0, a_1, a_1 + a_2, ...] (differentiable in t0 and the widths)."""
@@ -54,7 +56,9 @@ class _N2UQMap(torch.autograd.Function):
     start and width, come from tables of 2n + 2 and n entries computed with the same operations as
     the per-element expressions they replace (so the same values), gathered with ``index_select``;
     index arithmetic runs on 32-bit integers. The same numbers bit for bit
-    (``tests/test_frozen_reference.py`` pins them against the code before).
+    (``tests/test_frozen_reference.py`` pins them against the code before). On float32 CPU
+    tensors both directions run in the compiled loop of :mod:`qbench_n2uq.kernel` instead, again
+    with the same bits (``tests/test_kernel.py``).
     """
 
     @staticmethod
@@ -63,10 +67,15 @@ class _N2UQMap(torch.autograd.Function):
         n = bounds.numel() - 1
         points = torch.stack([bounds[:-1], thresholds_from_boundaries(bounds)], 1).reshape(-1)
         points = torch.cat([points, bounds[-1:]])
-        j = count_at_or_below(x.reshape(-1), points)  # = searchsorted(points, x, right=True), faster
-        ctx.save_for_backward(x, bounds, j.to(torch.int16 if 2 * n + 1 < 2**15 else torch.int32))
-        ctx.step = step
         level = torch.div(torch.arange(2 * n + 2, device=x.device), 2, rounding_mode="floor").to(x.dtype) * step
+        j_dtype = torch.int16 if 2 * n + 1 < 2**15 else torch.int32
+        ctx.step = step
+        if kernel.usable(x):  # the compiled loop: the same j and output, bit for bit
+            out, j = kernel.forward(x, points, level, j_dtype)
+            ctx.save_for_backward(x, bounds, j)
+            return out.view_as(x)
+        j = count_at_or_below(x.reshape(-1), points)  # = searchsorted(points, x, right=True), faster
+        ctx.save_for_backward(x, bounds, j.to(j_dtype))
         return torch.index_select(level, 0, j).view_as(x)
 
     @staticmethod
@@ -74,6 +83,10 @@ class _N2UQMap(torch.autograd.Function):
         x, bounds, j = ctx.saved_tensors
         step = ctx.step
         n = bounds.numel() - 1
+        if kernel.usable(x) and grad.dtype == x.dtype:  # the compiled loop: the same gradients, bit for bit
+            grad_x, grad_b = kernel.backward(x, j, bounds, bounds[1:] - bounds[:-1], step, grad,
+                                             ctx.needs_input_grad[1])
+            return (grad_x.view_as(x) if ctx.needs_input_grad[0] else None), grad_b, None
         j = j.to(torch.int32)
         inside = (j >= 1).logical_and_(j <= 2 * n)
         seg = torch.div(j + 1, 2, rounding_mode="floor").sub_(1).clamp_(0, n - 1)  # 0-based segment

@@ -1,0 +1,128 @@
+/* The N2UQ map and its GSTE backward in one pass each, with the same numbers as the torch code
+ * (function.py) bit for bit (issue 19).
+ *
+ * Why C: the torch version is a dozen elementwise ops, gathers and two index_add_ per call; on
+ * the micro ViT, where activations are small, their fixed costs made N2UQ's step 3-4x an FP32
+ * step. Here the forward and the backward are each one loop over the elements.
+ *
+ * Bit-identity: every value is computed with the same float32 operations in the same order as
+ * the torch expressions they replace (compiled with -ffp-contract=off so that no multiply-add is
+ * fused), the tables (output level per index, segment width) come from torch, and the boundary
+ * gradient is accumulated element by element in order, first every (u - 1) term and then every
+ * -u term, as torch's two serial index_add_ calls do.
+ *
+ * Plain C, no Python or torch headers; loaded with ctypes (kernel.py).
+ */
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#define BLOCK 64
+
+/* j = #{points <= x} for each x (NaN: 0), out = level[j]; j stored as int16 (j_bytes 2) or int32. */
+void qb_n2uq_forward(const float *x, int64_t n, const float *pts, int npts, const float *level, float *out,
+                     void *j_out, int j_bytes) {
+    int16_t *j16 = (int16_t *)j_out;
+    int32_t *j32 = (int32_t *)j_out;
+    int top = 1;
+    while (top * 2 <= npts) top *= 2;
+    for (int64_t at = 0; at < n; at += BLOCK) {
+        int len = n - at < BLOCK ? (int)(n - at) : BLOCK;
+        int32_t cnt[BLOCK];
+        const float *xb = x + at;
+        if (npts <= 64) { /* a vectorised count over all points */
+            for (int i = 0; i < BLOCK; i++) cnt[i] = 0;
+            for (int p = 0; p < npts; p++) {
+                float t = pts[p];
+                for (int i = 0; i < len; i++) cnt[i] += xb[i] >= t;
+            }
+        } else { /* branch-free binary search: the count of points <= x */
+            for (int i = 0; i < len; i++) {
+                float v = xb[i];
+                int lo = 0;
+                for (int s = top; s > 0; s >>= 1) {
+                    int probe = lo + s;
+                    lo = (probe <= npts && pts[probe - 1] <= v) ? probe : lo;
+                }
+                cnt[i] = lo;
+            }
+        }
+        for (int i = 0; i < len; i++) {
+            out[at + i] = level[cnt[i]];
+            if (j_bytes == 2) j16[at + i] = (int16_t)cnt[i];
+            else j32[at + i] = cnt[i];
+        }
+    }
+}
+
+/* Segment (0-based, clamped) and whether x is inside [t0, t_n], from the saved index j. */
+static inline int32_t segment(int32_t jj, int nseg) {
+    int32_t seg = (jj + 1) / 2 - 1;
+    return seg < 0 ? 0 : (seg > nseg - 1 ? nseg - 1 : seg);
+}
+
+/* Sums terms[i] into acc[lane[i] + shift] in element order. The accumulators live in AVX2
+ * registers (up to 16) and every other lane adds +0.0, which changes no value: an accumulator
+ * starts at +0.0 and a round-to-nearest sum is -0.0 only when both terms are, so none is ever
+ * -0.0, and x + (+0.0) = x for every other x, infinities and NaN included. One add per element,
+ * in order per lane: the same bits as a serial index_add_. */
+static void ordered_sums(const float *terms, const int32_t *lane, int shift, int64_t n, float *acc, int nacc) {
+    if (nacc > 16) {
+        for (int64_t i = 0; i < n; i++) acc[lane[i] + shift] += terms[i];
+        return;
+    }
+    float init[16] = {0};
+    for (int k = 0; k < nacc; k++) init[k] = acc[k];
+    __m256 lo = _mm256_loadu_ps(init), hi = _mm256_loadu_ps(init + 8);
+    const __m256i idx_lo = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i idx_hi = _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15);
+    const __m256 zero = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i++) {
+        __m256i k = _mm256_set1_epi32(lane[i] + shift);
+        __m256 t = _mm256_set1_ps(terms[i]);
+        lo = _mm256_add_ps(lo, _mm256_blendv_ps(zero, t, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, idx_lo))));
+        hi = _mm256_add_ps(hi, _mm256_blendv_ps(zero, t, _mm256_castsi256_ps(_mm256_cmpeq_epi32(k, idx_hi))));
+    }
+    _mm256_storeu_ps(init, lo);
+    _mm256_storeu_ps(init + 8, hi);
+    for (int k = 0; k < nacc; k++) acc[k] = init[k];
+}
+
+/* The GSTE gradients. nseg segments (bounds: nseg + 1 entries, width: nseg). grad_b (nseg + 1
+ * zeros on entry) may be NULL when the boundaries need no gradient. scratch: n int32 + 2n floats. */
+void qb_n2uq_backward(const float *restrict x, const void *restrict j, int j_bytes, int64_t n,
+                      const float *restrict bounds, const float *restrict width, int nseg, float step,
+                      const float *restrict grad, float *restrict grad_x, float *restrict grad_b,
+                      void *restrict scratch) {
+    const int32_t last = 2 * nseg;
+    int32_t *restrict seg_out = (int32_t *)scratch;
+    float *restrict t1 = (float *)(seg_out + n), *restrict t2 = t1 + n;
+    if (j_bytes == 2) { /* segments, and the inside mask as 1.0 / 0.0 in t1 */
+        const int16_t *restrict j16 = (const int16_t *)j;
+        for (int64_t i = 0; i < n; i++) {
+            int32_t jj = j16[i];
+            seg_out[i] = segment(jj, nseg);
+            t1[i] = ((jj >= 1) & (jj <= last)) ? 1.0f : 0.0f;
+        }
+    } else {
+        const int32_t *restrict j32 = (const int32_t *)j;
+        for (int64_t i = 0; i < n; i++) {
+            int32_t jj = j32[i];
+            seg_out[i] = segment(jj, nseg);
+            t1[i] = ((jj >= 1) & (jj <= last)) ? 1.0f : 0.0f;
+        }
+    }
+    for (int64_t i = 0; i < n; i++) { /* torch: where(inside, grad * step / width, 0) */
+        float g = (grad[i] * step) / width[seg_out[i]];
+        grad_x[i] = t1[i] != 0.0f ? g : 0.0f;
+    }
+    if (grad_b == 0) return;
+    for (int64_t i = 0; i < n; i++) { /* torch: u = (x - lo) / width; g * (u - 1) and -g * u */
+        int32_t seg = seg_out[i];
+        float u = (x[i] - bounds[seg]) / width[seg];
+        t1[i] = grad_x[i] * (u - 1.0f);
+        t2[i] = -grad_x[i] * u;
+    }
+    ordered_sums(t1, seg_out, 0, n, grad_b, nseg + 1); /* index_add_(seg, g * (u - 1)) */
+    ordered_sums(t2, seg_out, 1, n, grad_b, nseg + 1); /* then index_add_(seg + 1, -g * u) */
+}

@@ -1,0 +1,73 @@
+"""The compiled N2UQ map gives the torch code's numbers bit for bit: forward, input gradient and
+boundary gradients, at 1 to 8 bits (the vectorised count and the binary search), with inputs on
+and beside every threshold and boundary, outside the range, infinite and NaN."""
+from __future__ import annotations
+
+import platform
+
+import pytest
+import torch
+from qbench_n2uq import kernel
+from qbench_n2uq.function import n2uq_levels, segment_boundaries, thresholds_from_boundaries
+
+pytestmark = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                                reason="the kernel is built for x86-64 (AVX2) only")
+
+
+def _inputs(bits: int, numel: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    n = 2**bits - 1
+    g = torch.Generator().manual_seed(seed)
+    t0 = torch.tensor(-0.3)
+    widths = 0.05 + torch.rand(n, generator=g)
+    b = segment_boundaries(t0, widths).detach()
+    edges = torch.cat([b, thresholds_from_boundaries(b)])
+    edges = torch.cat([edges, torch.nextafter(edges, edges + 1), torch.nextafter(edges, edges - 1)])
+    x = (torch.randn(numel, generator=g) * float(b[-1] - b[0])) + float(b[0])
+    k = min(numel // 3, edges.numel())
+    x[torch.randperm(numel, generator=g)[:k]] = edges[:k]
+    return x, t0, widths, torch.randn(numel, generator=g)
+
+
+def _run(x0: torch.Tensor, t0: torch.Tensor, widths: torch.Tensor, go: torch.Tensor) -> list[torch.Tensor]:
+    x, t, w = x0.clone().requires_grad_(), t0.clone().requires_grad_(), widths.clone().requires_grad_()
+    out = n2uq_levels(x, t, w)
+    out.backward(go)
+    return [out.detach(), x.grad, t.grad, w.grad]
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 5, 6, 8])
+@pytest.mark.parametrize("numel", [1, 63, 65, 4099])
+def test_kernel_equals_torch_code_bit_for_bit(bits: int, numel: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert kernel.usable(torch.zeros(1)), "the kernel did not load: reinstall the plugin with gcc"
+    x, t0, widths, go = _inputs(bits, numel, seed=bits * 1000 + numel)
+    fast = _run(x, t0, widths, go)
+    monkeypatch.setattr(kernel, "usable", lambda x: False)
+    slow = _run(x, t0, widths, go)
+    for a, b in zip(fast, slow):
+        assert a is not None and torch.equal(a, b)
+
+
+def test_infinities_and_nan_follow_the_torch_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, t0, widths, go = _inputs(2, 20000, seed=7)  # large enough for the torch code's table path
+    x[:3] = torch.tensor([float("inf"), float("-inf"), float("nan")])
+    fast = _run(x, t0, widths, go)
+    monkeypatch.setattr(kernel, "usable", lambda x: False)
+    slow = _run(x, t0, widths, go)
+    assert fast[0][2] == 0.0 and fast[0][0] == 2.0  # NaN counts no threshold; +inf all of them
+    for a, b in zip(fast, slow):
+        assert torch.equal(a, b) or torch.equal(a.nan_to_num(), b.nan_to_num())
+        assert torch.isnan(a).sum() == torch.isnan(b).sum()
+
+
+def test_without_the_library_the_torch_code_runs(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    kernel._lib.cache_clear()
+    monkeypatch.setattr(kernel, "PACKAGE_DIR", tmp_path)  # a package directory without the built file
+    try:
+        assert not kernel.usable(torch.zeros(1))
+        x, t0, widths, go = _inputs(2, 100, seed=1)
+        out = _run(x, t0, widths, go)
+        assert out[0].shape == x.shape and out[3] is not None
+    finally:
+        monkeypatch.undo()
+        kernel._lib.cache_clear()
+    assert kernel.usable(torch.zeros(1))
