@@ -16,6 +16,9 @@ A NaN goes to index 0 (``bucketize``: the last; before the shared grid it raised
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+from typing import Any, Callable
+
 import torch
 from torch import Tensor
 
@@ -23,6 +26,29 @@ from torch import Tensor
 FAST_MIN_NUMEL = 8192
 #: Grid sizes tried, until every midpoint falls in a cell of its own.
 CELL_COUNTS = (1024, 16384)
+
+
+#: How many level sets' tables are kept (a few hundred KB at most each).
+TABLE_CACHE = 32
+_tables: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+
+
+def _memo(kind: str, points: Tensor, build: Callable[[], Any]) -> Any:
+    """``build()`` for this point set, remembered by the points' bytes and dtype.
+
+    Why: a fixed level set (APoT's, POST's) is the same at every call, and on small tensors (the
+    micro ViT's activations) building its tables in Python cost more than the look-up itself. The
+    key is the exact bytes, so a hit returns the tables the same points would build. Learned sets
+    (ADQ's codebook) change every step and simply miss.
+    """
+    key = (kind, str(points.dtype), points.detach().cpu().numpy().tobytes())
+    if key in _tables:
+        _tables.move_to_end(key)
+        return _tables[key]
+    value = _tables[key] = build()
+    if len(_tables) > TABLE_CACHE:
+        _tables.popitem(last=False)
+    return value
 
 
 def _midpoints(levels: Tensor) -> Tensor:
@@ -108,11 +134,11 @@ class _Cells:
                            torch.index_select(self.lev_lo, 0, c)).view(u.shape)
 
 
-def _cells(u: Tensor, levels: Tensor, mids: Tensor) -> _Cells | None:
+def _cells(u: Tensor, levels: Tensor) -> _Cells | None:
     if (u.device.type != "cpu" or u.numel() < FAST_MIN_NUMEL or u.dtype != levels.dtype
-            or not u.dtype.is_floating_point or levels.dim() != 1):
+            or not u.dtype.is_floating_point or levels.dim() != 1 or levels.device.type != "cpu"):
         return None
-    return _Cells.build(levels, mids)
+    return _memo("cells", levels, lambda: _Cells.build(levels.detach().clone(), _midpoints(levels.detach())))
 
 
 def nearest_level_index(u: Tensor, levels: Tensor) -> Tensor:
@@ -121,22 +147,21 @@ def nearest_level_index(u: Tensor, levels: Tensor) -> Tensor:
     A value exactly halfway between two levels goes to the lower one. No gradient. (NaN: the
     fast path gives 0 where ``bucketize`` gives the last index.)
     """
-    mids = _midpoints(levels)
     u = u.detach().contiguous()
-    cells = _cells(u, levels, mids)
+    cells = _cells(u, levels)
     if cells is not None:
         return cells.index(u)
-    return torch.bucketize(u, mids.contiguous())
+    return torch.bucketize(u, _midpoints(levels).contiguous())
 
 
 def project_nearest(u: Tensor, levels: Tensor) -> Tensor:
     """Each element of ``u`` replaced by its nearest level (``levels`` sorted ascending)."""
     u = u.detach().contiguous()
-    mids = _midpoints(levels)
-    cells = _cells(u, levels, mids)
+    cells = _cells(u, levels)
     if cells is not None:
         return cells.project(u)
-    return torch.index_select(levels, 0, torch.bucketize(u, mids.contiguous()).reshape(-1)).view(u.shape)
+    idx = torch.bucketize(u, _midpoints(levels).contiguous()).reshape(-1)
+    return torch.index_select(levels, 0, idx).view(u.shape)
 
 
 def project_ste(u: Tensor, levels: Tensor) -> Tensor:
@@ -163,11 +188,20 @@ def count_at_or_below(u: Tensor, points: Tensor) -> Tensor:
     flat = u.detach().reshape(-1).contiguous()
     pts = points.detach().contiguous()
     if (flat.device.type != "cpu" or flat.numel() < FAST_MIN_NUMEL or flat.dtype != pts.dtype
-            or not flat.dtype.is_floating_point or pts.dim() != 1 or pts.numel() < 1
-            or not bool(torch.isfinite(pts).all()) or not bool((pts[1:] > pts[:-1]).all())):
+            or not flat.dtype.is_floating_point or pts.dim() != 1 or pts.numel() < 1):
         return torch.searchsorted(pts, flat, right=True)
+    grid = _memo("count", pts, lambda: _count_grid(pts.clone()))
+    if grid is None:
+        return torch.searchsorted(pts, flat, right=True)
+    return grid.count(flat, at_or_below=True)
+
+
+def _count_grid(pts: Tensor) -> _Grid | None:
+    """The grid for :func:`count_at_or_below`, or None when ``searchsorted`` must answer."""
+    if not bool(torch.isfinite(pts).all()) or not bool((pts[1:] > pts[:-1]).all()):
+        return None
     spread = float(pts[-1] - pts[0]) or max(abs(float(pts[0])), 1.0)
     grid = _Grid.build(pts, float(pts[0]) - spread, float(pts[-1]) + spread)
     if grid is None or not (grid.lo < float(pts[0]) and grid.hi > float(pts[-1])):
-        return torch.searchsorted(pts, flat, right=True)
-    return grid.count(flat, at_or_below=True)
+        return None
+    return grid
