@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import kernel
+
 
 class _LSQQuantize(torch.autograd.Function):
     """round(clip(x/s, -q_n, q_p)) * s with LSQ's gradients; ``s`` broadcasts against ``x``."""
@@ -34,12 +36,20 @@ class _LSQQuantize(torch.autograd.Function):
         ctx.save_for_backward(x, s_eff)
         ctx.q_n, ctx.q_p, ctx.g = q_n, q_p, g
         ctx.s_shape = s.shape
+        if kernel.usable(x, s_eff):  # one compiled loop, the same bits
+            return kernel.forward(x, s_eff, float(-q_n), float(q_p))
         return torch.round(torch.clamp(x / s_eff, -q_n, q_p)) * s_eff
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         x, s_eff = ctx.saved_tensors
         q_n, q_p = ctx.q_n, ctx.q_p
+        if kernel.usable(x, s_eff) and grad_out.dtype == x.dtype and grad_out.is_contiguous():
+            # one compiled loop for the masks, the input gradient and grad_out * ds (the same
+            # bits); torch still sums the step's terms, in its own order
+            grad_x, prod = kernel.backward(x, s_eff, grad_out, float(-q_n), float(q_p))
+            grad_s = prod.sum_to_size(ctx.s_shape) * ctx.g if ctx.needs_input_grad[1] else None
+            return (grad_x if ctx.needs_input_grad[0] else None), grad_s, None, None, None, None
         v = x / s_eff
         below = v <= -q_n
         above = v >= q_p
