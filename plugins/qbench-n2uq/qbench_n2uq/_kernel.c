@@ -19,15 +19,16 @@
 
 #define BLOCK 64
 
-/* j = #{points <= x} for each x (NaN: 0), out = level[j]; j stored as int16 (j_bytes 2) or int32. */
-void qb_n2uq_forward(const float *x, int64_t n, const float *pts, int npts, const float *level, float *out,
-                     void *j_out, int j_bytes) {
+/* For elements [begin, end): j = #{points <= x} (NaN: 0), out = level[j]; j stored as int16 (j_bytes
+ * 2) or int32. */
+void qb_n2uq_forward(int64_t begin, int64_t end, const float *x, const float *pts, int npts, const float *level,
+                     float *out, void *j_out, int j_bytes) {
     int16_t *j16 = (int16_t *)j_out;
     int32_t *j32 = (int32_t *)j_out;
     int top = 1;
     while (top * 2 <= npts) top *= 2;
-    for (int64_t at = 0; at < n; at += BLOCK) {
-        int len = n - at < BLOCK ? (int)(n - at) : BLOCK;
+    for (int64_t at = begin; at < end; at += BLOCK) {
+        int len = end - at < BLOCK ? (int)(end - at) : BLOCK;
         int32_t cnt[BLOCK];
         const float *xb = x + at;
         if (npts <= 64) { /* a vectorised count over all points */
@@ -88,41 +89,47 @@ static void ordered_sums(const float *terms, const int32_t *lane, int shift, int
     for (int k = 0; k < nacc; k++) acc[k] = init[k];
 }
 
-/* The GSTE gradients. nseg segments (bounds: nseg + 1 entries, width: nseg). grad_b (nseg + 1
- * zeros on entry) may be NULL when the boundaries need no gradient. scratch: n int32 + 2n floats. */
-void qb_n2uq_backward(const float *restrict x, const void *restrict j, int j_bytes, int64_t n,
-                      const float *restrict bounds, const float *restrict width, int nseg, float step,
-                      const float *restrict grad, float *restrict grad_x, float *restrict grad_b,
-                      void *restrict scratch) {
+/* The GSTE gradients of elements [begin, end), elementwise (threads may split a tensor): the
+ * segment (seg_out), the input gradient, and when need_b the two boundary-gradient terms of each
+ * element (t1 for its segment's start, t2 for its end). nseg segments (bounds: nseg + 1 entries,
+ * width: nseg). */
+void qb_n2uq_terms(int64_t begin, int64_t end, const float *restrict x, const void *restrict j, int j_bytes,
+                   const float *restrict bounds, const float *restrict width, int nseg, float step,
+                   const float *restrict grad, float *restrict grad_x, int need_b, int32_t *restrict seg_out,
+                   float *restrict t1, float *restrict t2) {
     const int32_t last = 2 * nseg;
-    int32_t *restrict seg_out = (int32_t *)scratch;
-    float *restrict t1 = (float *)(seg_out + n), *restrict t2 = t1 + n;
     if (j_bytes == 2) { /* segments, and the inside mask as 1.0 / 0.0 in t1 */
         const int16_t *restrict j16 = (const int16_t *)j;
-        for (int64_t i = 0; i < n; i++) {
+        for (int64_t i = begin; i < end; i++) {
             int32_t jj = j16[i];
             seg_out[i] = segment(jj, nseg);
             t1[i] = ((jj >= 1) & (jj <= last)) ? 1.0f : 0.0f;
         }
     } else {
         const int32_t *restrict j32 = (const int32_t *)j;
-        for (int64_t i = 0; i < n; i++) {
+        for (int64_t i = begin; i < end; i++) {
             int32_t jj = j32[i];
             seg_out[i] = segment(jj, nseg);
             t1[i] = ((jj >= 1) & (jj <= last)) ? 1.0f : 0.0f;
         }
     }
-    for (int64_t i = 0; i < n; i++) { /* torch: where(inside, grad * step / width, 0) */
+    for (int64_t i = begin; i < end; i++) { /* torch: where(inside, grad * step / width, 0) */
         float g = (grad[i] * step) / width[seg_out[i]];
         grad_x[i] = t1[i] != 0.0f ? g : 0.0f;
     }
-    if (grad_b == 0) return;
-    for (int64_t i = 0; i < n; i++) { /* torch: u = (x - lo) / width; g * (u - 1) and -g * u */
+    if (!need_b) return;
+    for (int64_t i = begin; i < end; i++) { /* torch: u = (x - lo) / width; g * (u - 1) and -g * u */
         int32_t seg = seg_out[i];
         float u = (x[i] - bounds[seg]) / width[seg];
         t1[i] = grad_x[i] * (u - 1.0f);
         t2[i] = -grad_x[i] * u;
     }
-    ordered_sums(t1, seg_out, 0, n, grad_b, nseg + 1); /* index_add_(seg, g * (u - 1)) */
-    ordered_sums(t2, seg_out, 1, n, grad_b, nseg + 1); /* then index_add_(seg + 1, -g * u) */
+}
+
+/* The boundary gradient (nseg + 1 zeros on entry) from all n elements' terms, serially, in
+ * element order: first every t1 into its segment's start, then every t2 into its end, as torch's
+ * two index_add_ calls do. */
+void qb_n2uq_sums(int64_t n, const int32_t *seg, const float *t1, const float *t2, float *grad_b, int nseg) {
+    ordered_sums(t1, seg, 0, n, grad_b, nseg + 1);
+    ordered_sums(t2, seg, 1, n, grad_b, nseg + 1);
 }

@@ -3,13 +3,14 @@
 Used by :class:`qbench_n2uq.function._N2UQMap` for float32 CPU tensors whenever the library
 loads; otherwise (another device or dtype, no compiler at install, another CPU) the torch code
 runs. Both give the same bits (``tests/test_kernel.py``), so which one ran is not part of a
-job's key. The kernel is serial: the boundary gradient must be summed in element order to match
-torch's ``index_add_``, and one pass over the elements is already far cheaper than the dozen
-torch ops it replaces.
+job's key. The elementwise work of a large tensor is split across ``torch.get_num_threads()``
+Python threads; the boundary gradient is summed serially, in element order, to match torch's
+``index_add_``.
 """
 from __future__ import annotations
 
 import ctypes
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from qbench.api import KernelUnavailable, load_kernel
 
 #: Where setup.py puts the built ``_kernel`` library.
 PACKAGE_DIR = Path(__file__).parent
+#: Below this many elements one thread does the whole tensor.
+SPLIT_MIN = 1 << 17
 
 
 @lru_cache(maxsize=1)
@@ -30,11 +33,30 @@ def _lib() -> ctypes.CDLL | None:
     except KernelUnavailable:
         return None
     i64, i32, p, f = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_float
-    lib.qb_n2uq_forward.argtypes = [p, i64, p, i32, p, p, p, i32]
+    lib.qb_n2uq_forward.argtypes = [i64, i64, p, p, i32, p, p, p, i32]
     lib.qb_n2uq_forward.restype = None
-    lib.qb_n2uq_backward.argtypes = [p, p, i32, i64, p, p, i32, f, p, p, p, p]
-    lib.qb_n2uq_backward.restype = None
+    lib.qb_n2uq_terms.argtypes = [i64, i64, p, p, i32, p, p, i32, f, p, p, i32, p, p, p]
+    lib.qb_n2uq_terms.restype = None
+    lib.qb_n2uq_sums.argtypes = [i64, p, p, p, p, i32]
+    lib.qb_n2uq_sums.restype = None
     return lib
+
+
+@lru_cache(maxsize=4)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qbench-n2uq")
+
+
+def _split(fn, n: int, *args) -> None:  # type: ignore[no-untyped-def]
+    """fn(begin, end, *args) over [0, n): one call, or one per torch thread for a large tensor
+    (ctypes releases the GIL; every element is independent, so the split changes nothing)."""
+    t = torch.get_num_threads() if n >= SPLIT_MIN else 1
+    if t <= 1:
+        fn(0, n, *args)
+        return
+    edges = [n * k // t for k in range(t + 1)]
+    for fut in [_pool(t).submit(fn, a, b, *args) for a, b in zip(edges, edges[1:])]:
+        fut.result()
 
 
 def usable(x: Tensor) -> bool:
@@ -50,8 +72,8 @@ def forward(x: Tensor, points: Tensor, level: Tensor, j_dtype: torch.dtype) -> t
     pts, lev = points.detach().contiguous(), level.detach().contiguous()
     out = torch.empty_like(flat)
     j = torch.empty(flat.numel(), dtype=j_dtype)
-    lib.qb_n2uq_forward(flat.data_ptr(), flat.numel(), pts.data_ptr(), pts.numel(), lev.data_ptr(), out.data_ptr(),
-                        j.data_ptr(), j.element_size())
+    _split(lib.qb_n2uq_forward, flat.numel(), flat.data_ptr(), pts.data_ptr(), pts.numel(), lev.data_ptr(),
+           out.data_ptr(), j.data_ptr(), j.element_size())
     return out, j
 
 
@@ -62,10 +84,14 @@ def backward(x: Tensor, j: Tensor, bounds: Tensor, width: Tensor, step: float, g
     assert lib is not None
     flat, g = x.detach().reshape(-1).contiguous(), grad.detach().reshape(-1).contiguous()
     b, w = bounds.detach().contiguous(), width.detach().contiguous()
-    grad_x = torch.empty_like(flat)
-    grad_b = torch.zeros_like(b) if need_bounds else None
-    scratch = torch.empty(3 * flat.numel(), dtype=torch.float32)  # segment (int32) and two term arrays
-    lib.qb_n2uq_backward(flat.data_ptr(), j.data_ptr(), j.element_size(), flat.numel(), b.data_ptr(), w.data_ptr(),
-                         w.numel(), step, g.data_ptr(), grad_x.data_ptr(),
-                         None if grad_b is None else grad_b.data_ptr(), scratch.data_ptr())
+    n = flat.numel()
+    grad_x, t1, t2 = torch.empty_like(flat), torch.empty_like(flat), torch.empty_like(flat)
+    seg = torch.empty(n, dtype=torch.int32)
+    _split(lib.qb_n2uq_terms, n, flat.data_ptr(), j.data_ptr(), j.element_size(), b.data_ptr(), w.data_ptr(),
+           w.numel(), step, g.data_ptr(), grad_x.data_ptr(), int(need_bounds), seg.data_ptr(), t1.data_ptr(),
+           t2.data_ptr())
+    if not need_bounds:
+        return grad_x, None
+    grad_b = torch.zeros_like(b)
+    lib.qb_n2uq_sums(n, seg.data_ptr(), t1.data_ptr(), t2.data_ptr(), grad_b.data_ptr(), w.numel())
     return grad_x, grad_b

@@ -36,7 +36,7 @@ def _run(x0: torch.Tensor, t0: torch.Tensor, widths: torch.Tensor, go: torch.Ten
 
 
 @pytest.mark.parametrize("bits", [1, 2, 4, 5, 6, 8])
-@pytest.mark.parametrize("numel", [1, 63, 65, 4099])
+@pytest.mark.parametrize("numel", [1, 63, 65, 4099, 140001])  # 140001: split across threads
 def test_kernel_equals_torch_code_bit_for_bit(bits: int, numel: int, monkeypatch: pytest.MonkeyPatch) -> None:
     assert kernel.usable(torch.zeros(1)), "the kernel did not load: reinstall the plugin with gcc"
     x, t0, widths, go = _inputs(bits, numel, seed=bits * 1000 + numel)
