@@ -37,3 +37,21 @@ def test_a_file_that_is_not_a_library_is_refused_clearly(tmp_path: Path) -> None
     (tmp_path / f"_k{importlib.machinery.EXTENSION_SUFFIXES[0]}").write_text("not a shared object")
     with pytest.raises(KernelUnavailable, match="does not load"):
         load_kernel(tmp_path, "_k", "test-q", "kernel='torch'", avx2=False)
+
+
+def test_run_split_covers_every_element_once_in_one_range_per_thread() -> None:
+    import torch
+
+    from qbench.api import run_split
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        for n, min_split, parts in ((10, 100, 1), (1000, 100, 3), (2, 1, 2), (0, 100, 1)):
+            ranges: list[tuple[int, int, str]] = []
+            run_split(lambda a, b, tag: ranges.append((a, b, tag)), n, "x", min_split=min_split)
+            assert len(ranges) == parts and all(tag == "x" for *_, tag in ranges)
+            covered = sorted(i for a, b, _ in ranges for i in range(a, b))
+            assert covered == list(range(n))
+    finally:
+        torch.set_num_threads(threads)

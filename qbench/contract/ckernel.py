@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import ctypes
 import importlib.machinery
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
@@ -53,3 +56,25 @@ def load_kernel(package_dir: Path, stem: str, owner: str, fallback: str, avx2: b
     except OSError as e:
         raise KernelUnavailable(f"{owner}: {path} does not load ({e}). Fix: reinstall the plugin, or use "
                                 f"{fallback}.") from e
+
+
+#: Below this many elements :func:`run_split` makes one call: a thread hand-off costs more.
+SPLIT_MIN = 1 << 17
+
+
+@lru_cache(maxsize=4)
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qbench-kernel")
+
+
+def run_split(fn: Callable[..., Any], n: int, *args: Any, min_split: int = SPLIT_MIN) -> None:
+    """``fn(begin, end, *args)`` over [0, n): one call, or one contiguous range per torch thread
+    when n >= ``min_split``. For elementwise kernels only (each element computed alone), so the
+    split changes no value; ctypes releases the GIL, so the ranges run in parallel."""
+    t = min(torch.get_num_threads(), n) if n >= min_split else 1
+    if t <= 1:
+        fn(0, n, *args)
+        return
+    edges = [n * k // t for k in range(t + 1)]
+    for fut in [_pool(t).submit(fn, a, b, *args) for a, b in zip(edges, edges[1:])]:
+        fut.result()

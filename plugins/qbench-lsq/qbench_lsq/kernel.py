@@ -9,19 +9,16 @@ GIL; every element is independent, so the split changes nothing).
 from __future__ import annotations
 
 import ctypes
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from qbench.api import KernelUnavailable, load_kernel
+from qbench.api import KernelUnavailable, load_kernel, run_split
 
 #: Where setup.py puts the built ``_kernel`` library.
 PACKAGE_DIR = Path(__file__).parent
-#: Below this many elements one thread does the whole tensor.
-SPLIT_MIN = 1 << 17
 
 
 @lru_cache(maxsize=1)
@@ -39,11 +36,6 @@ def _lib() -> ctypes.CDLL | None:
     return lib
 
 
-@lru_cache(maxsize=4)
-def _pool(threads: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qbench-lsq")
-
-
 def _inner(x: Tensor, s: Tensor) -> int | None:
     """Elements per step value: x.numel() for one step, x[0].numel() for one per leading channel
     (s shaped (C, 1, ...)); None for any other broadcast (the torch code handles it)."""
@@ -59,25 +51,13 @@ def usable(x: Tensor, s: Tensor) -> bool:
             and s.device.type == "cpu" and x.is_contiguous() and _inner(x, s) is not None and _lib() is not None)
 
 
-def _run(fn, n: int, *args) -> None:  # type: ignore[no-untyped-def]
-    """fn(begin, end, *args) over [0, n), in one call or split across threads."""
-    t = torch.get_num_threads() if n >= SPLIT_MIN else 1
-    if t <= 1:
-        fn(0, n, *args)
-        return
-    edges = [n * k // t for k in range(t + 1)]
-    futs = [_pool(t).submit(fn, a, b, *args) for a, b in zip(edges, edges[1:])]
-    for f in futs:
-        f.result()
-
-
 def forward(x: Tensor, s: Tensor, lo: float, hi: float) -> Tensor:
     """round(clamp(x / s, lo, hi)) * s."""
     lib = _lib()
     assert lib is not None
     sc = s.detach().contiguous()
     out = torch.empty_like(x)
-    _run(lib.qb_lsq_forward, x.numel(), x.data_ptr(), sc.data_ptr(), _inner(x, s), lo, hi, out.data_ptr())
+    run_split(lib.qb_lsq_forward, x.numel(), x.data_ptr(), sc.data_ptr(), _inner(x, s), lo, hi, out.data_ptr())
     return out
 
 
@@ -87,6 +67,6 @@ def backward(x: Tensor, s: Tensor, grad: Tensor, lo: float, hi: float) -> tuple[
     assert lib is not None
     sc = s.detach().contiguous()
     grad_x, prod = torch.empty_like(x), torch.empty_like(x)
-    _run(lib.qb_lsq_backward, x.numel(), x.data_ptr(), sc.data_ptr(), grad.data_ptr(), _inner(x, s), lo, hi,
+    run_split(lib.qb_lsq_backward, x.numel(), x.data_ptr(), sc.data_ptr(), grad.data_ptr(), _inner(x, s), lo, hi,
          grad_x.data_ptr(), prod.data_ptr())
     return grad_x, prod

@@ -10,19 +10,16 @@ Python threads; the boundary gradient is summed serially, in element order, to m
 from __future__ import annotations
 
 import ctypes
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from qbench.api import KernelUnavailable, load_kernel
+from qbench.api import KernelUnavailable, load_kernel, run_split
 
 #: Where setup.py puts the built ``_kernel`` library.
 PACKAGE_DIR = Path(__file__).parent
-#: Below this many elements one thread does the whole tensor.
-SPLIT_MIN = 1 << 17
 
 
 @lru_cache(maxsize=1)
@@ -42,23 +39,6 @@ def _lib() -> ctypes.CDLL | None:
     return lib
 
 
-@lru_cache(maxsize=4)
-def _pool(threads: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qbench-n2uq")
-
-
-def _split(fn, n: int, *args) -> None:  # type: ignore[no-untyped-def]
-    """fn(begin, end, *args) over [0, n): one call, or one per torch thread for a large tensor
-    (ctypes releases the GIL; every element is independent, so the split changes nothing)."""
-    t = torch.get_num_threads() if n >= SPLIT_MIN else 1
-    if t <= 1:
-        fn(0, n, *args)
-        return
-    edges = [n * k // t for k in range(t + 1)]
-    for fut in [_pool(t).submit(fn, a, b, *args) for a, b in zip(edges, edges[1:])]:
-        fut.result()
-
-
 def usable(x: Tensor) -> bool:
     """The kernel handles ``x``: float32 on the CPU, and the library loaded."""
     return x.device.type == "cpu" and x.dtype == torch.float32 and _lib() is not None
@@ -72,7 +52,7 @@ def forward(x: Tensor, points: Tensor, level: Tensor, j_dtype: torch.dtype) -> t
     pts, lev = points.detach().contiguous(), level.detach().contiguous()
     out = torch.empty_like(flat)
     j = torch.empty(flat.numel(), dtype=j_dtype)
-    _split(lib.qb_n2uq_forward, flat.numel(), flat.data_ptr(), pts.data_ptr(), pts.numel(), lev.data_ptr(),
+    run_split(lib.qb_n2uq_forward, flat.numel(), flat.data_ptr(), pts.data_ptr(), pts.numel(), lev.data_ptr(),
            out.data_ptr(), j.data_ptr(), j.element_size())
     return out, j
 
@@ -87,7 +67,7 @@ def backward(x: Tensor, j: Tensor, bounds: Tensor, width: Tensor, step: float, g
     n = flat.numel()
     grad_x, t1, t2 = torch.empty_like(flat), torch.empty_like(flat), torch.empty_like(flat)
     seg = torch.empty(n, dtype=torch.int32)
-    _split(lib.qb_n2uq_terms, n, flat.data_ptr(), j.data_ptr(), j.element_size(), b.data_ptr(), w.data_ptr(),
+    run_split(lib.qb_n2uq_terms, n, flat.data_ptr(), j.data_ptr(), j.element_size(), b.data_ptr(), w.data_ptr(),
            w.numel(), step, g.data_ptr(), grad_x.data_ptr(), int(need_bounds), seg.data_ptr(), t1.data_ptr(),
            t2.data_ptr())
     if not need_bounds:
