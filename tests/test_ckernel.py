@@ -55,3 +55,19 @@ def test_run_split_covers_every_element_once_in_one_range_per_thread() -> None:
             assert covered == list(range(n))
     finally:
         torch.set_num_threads(threads)
+
+
+def test_tracing_is_seen_under_jit_trace_and_not_in_eager_code() -> None:
+    import torch
+
+    from qbench.api import tracing
+
+    seen: list[bool] = []
+
+    def f(t: torch.Tensor) -> torch.Tensor:
+        seen.append(tracing())
+        return t * 2
+
+    f(torch.ones(2))
+    torch.jit.trace(f, (torch.ones(2),), check_trace=False)
+    assert seen == [False, True]

@@ -78,3 +78,12 @@ def run_split(fn: Callable[..., Any], n: int, *args: Any, min_split: int = SPLIT
     edges = [n * k // t for k in range(t + 1)]
     for fut in [_pool(t).submit(fn, a, b, *args) for a, b in zip(edges, edges[1:])]:
         fut.result()
+
+
+def tracing() -> bool:
+    """True while torch traces, exports or compiles the model (ONNX export, jit.trace, dynamo).
+
+    A ctypes kernel is opaque to them: traced, it would leave an uninitialised tensor in the
+    graph in place of its result. Plugins take their torch code then (the same numbers).
+    """
+    return bool(torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())

@@ -37,6 +37,8 @@ from torch import Tensor, nn
 
 from qbench.api import ActivationQuantizer, features_per_sample, int_range, lsq_grad_scale
 
+from . import kernel
+
 
 def _per_sample(t: Tensor, like: Tensor) -> Tensor:
     """Reshape a (B,) tensor so it broadcasts over the non-batch dims of ``like``."""
@@ -49,22 +51,31 @@ class _ASQFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, s: Tensor, beta: Tensor, q_n: int, q_p: int, g: float) -> Tensor:
         s_a = _per_sample(s * beta, x)
-        q = torch.clamp(torch.round(x / s_a), -q_n, q_p)
         ctx.save_for_backward(x, s, beta)
         ctx.q_n, ctx.q_p, ctx.g = q_n, q_p, g
+        if kernel.usable(x, s_a):  # one compiled loop, the same bits
+            return kernel.forward(x, s_a, float(-q_n), float(q_p))
+        q = torch.clamp(torch.round(x / s_a), -q_n, q_p)
         return q * s_a
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         x, s, beta = ctx.saved_tensors
         s_a = _per_sample(s * beta, x)
-        v = x / s_a
-        q = torch.clamp(torch.round(v), -ctx.q_n, ctx.q_p)
-        inside = (v >= -ctx.q_n) & (v <= ctx.q_p)
-        # Outside the range q already equals the bound it was clipped to.
-        d_sa = torch.where(inside, q - v, q)
-        per_sample = (grad_out * d_sa).reshape(x.shape[0], -1).sum(1)  # dL/ds_a for each sample
-        grad_x = grad_out * inside.to(grad_out.dtype) if ctx.needs_input_grad[0] else None
+        if kernel.usable(x, s_a) and grad_out.dtype == x.dtype and grad_out.is_contiguous():
+            # one compiled loop for the masks, the input gradient and grad_out * d_sa (the same
+            # bits); torch still sums the per-sample terms below, in its own order
+            grad_x, prod = kernel.backward(x, s_a, grad_out, float(-ctx.q_n), float(ctx.q_p))
+            per_sample = prod.reshape(x.shape[0], -1).sum(1)
+            grad_x = grad_x if ctx.needs_input_grad[0] else None
+        else:
+            v = x / s_a
+            q = torch.clamp(torch.round(v), -ctx.q_n, ctx.q_p)
+            inside = (v >= -ctx.q_n) & (v <= ctx.q_p)
+            # Outside the range q already equals the bound it was clipped to.
+            d_sa = torch.where(inside, q - v, q)
+            per_sample = (grad_out * d_sa).reshape(x.shape[0], -1).sum(1)  # dL/ds_a for each sample
+            grad_x = grad_out * inside.to(grad_out.dtype) if ctx.needs_input_grad[0] else None
         grad_s = (ctx.g * (per_sample * beta).sum()).reshape(s.shape) if ctx.needs_input_grad[1] else None
         grad_beta = per_sample * s if ctx.needs_input_grad[2] else None
         return grad_x, grad_s, grad_beta, None, None, None

@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from qbench.api import tracing
+
 #: Smallest |pi_k| used inside the log, so a mixing weight that reaches 0 gives log(1e-12), not -inf
 #: (an -inf log-joint would make the gradient 0 * inf = NaN).
 PI_FLOOR = 1e-12
@@ -100,7 +102,7 @@ def soft_weight(w: Tensor, means_nonzero: Tensor, log_sigma: Tensor, pi: Tensor,
     mu = full_means(means_nonzero)
     log_pi = log_mixing(pi)
     flat = w.reshape(-1)
-    if kernel == "c" and flat.device.type == "cpu" and flat.dtype == torch.float32:
+    if kernel == "c" and flat.device.type == "cpu" and flat.dtype == torch.float32 and not tracing():
         from .kernel import FusedSoftWeight
         out = FusedSoftWeight.apply(flat, mu, log_sigma, log_pi, tau)
     elif chunk is None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from qbench.api import KernelUnavailable, load_kernel, run_split
+from qbench.api import KernelUnavailable, load_kernel, run_split, tracing
 
 #: Where setup.py puts the built ``_kernel`` library.
 PACKAGE_DIR = Path(__file__).parent
@@ -48,7 +48,8 @@ def _inner(x: Tensor, s: Tensor) -> int | None:
 
 def usable(x: Tensor, s: Tensor) -> bool:
     return (x.device.type == "cpu" and x.dtype == torch.float32 and s.dtype == torch.float32
-            and s.device.type == "cpu" and x.is_contiguous() and _inner(x, s) is not None and _lib() is not None)
+            and s.device.type == "cpu" and x.is_contiguous() and _inner(x, s) is not None and _lib() is not None
+            and not tracing())
 
 
 def forward(x: Tensor, s: Tensor, lo: float, hi: float) -> Tensor:

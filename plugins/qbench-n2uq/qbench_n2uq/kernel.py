@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from qbench.api import KernelUnavailable, load_kernel, run_split
+from qbench.api import KernelUnavailable, load_kernel, run_split, tracing
 
 #: Where setup.py puts the built ``_kernel`` library.
 PACKAGE_DIR = Path(__file__).parent
@@ -41,7 +41,7 @@ def _lib() -> ctypes.CDLL | None:
 
 def usable(x: Tensor) -> bool:
     """The kernel handles ``x``: float32 on the CPU, and the library loaded."""
-    return x.device.type == "cpu" and x.dtype == torch.float32 and _lib() is not None
+    return x.device.type == "cpu" and x.dtype == torch.float32 and _lib() is not None and not tracing()
 
 
 def forward(x: Tensor, points: Tensor, level: Tensor, j_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
