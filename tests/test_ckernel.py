@@ -19,9 +19,9 @@ def test_a_built_library_loads_and_runs(tmp_path: Path) -> None:
     src.write_text("int qb_twice(int x) { return 2 * x; }\n")
     out = tmp_path / f"_k{importlib.machinery.EXTENSION_SUFFIXES[0]}"
     subprocess.run(["gcc", "-shared", "-fPIC", "-O2", str(src), "-o", str(out)], check=True)
-    lib = load_kernel(tmp_path, "_k", "test-q kernel='c'", "kernel='torch'", avx2=False)
-    lib.qb_twice.restype = ctypes.c_int
-    assert lib.qb_twice(21) == 42
+    lib = load_kernel(tmp_path, "_k", "test-q kernel='c'", "kernel='torch'", avx2=False,
+                      signatures={"qb_twice": ([ctypes.c_int], ctypes.c_int)})
+    assert lib.qb_twice.argtypes == [ctypes.c_int] and lib.qb_twice(21) == 42
 
 
 def test_a_missing_library_names_owner_problem_and_fix(tmp_path: Path) -> None:
@@ -31,6 +31,12 @@ def test_a_missing_library_names_owner_problem_and_fix(tmp_path: Path) -> None:
     assert "test-q kernel='c'" in msg and "no compiled _k library" in msg
     assert "pip install -e" in msg and "kernel='torch'" in msg
     assert isinstance(err.value, QbenchError)
+
+
+def test_optional_kernel_is_none_when_missing(tmp_path: Path) -> None:
+    from qbench.api import optional_kernel
+
+    assert optional_kernel(tmp_path, "_k", "test-q") is None
 
 
 def test_a_file_that_is_not_a_library_is_refused_clearly(tmp_path: Path) -> None:

@@ -34,14 +34,34 @@ def kernel_path(package_dir: Path, stem: str) -> Path | None:
     return None
 
 
-def load_kernel(package_dir: Path, stem: str, owner: str, fallback: str, avx2: bool = True) -> ctypes.CDLL:
+def load_kernel(package_dir: Path, stem: str, owner: str, fallback: str, avx2: bool = True,
+                signatures: dict[str, tuple[list[Any], Any]] | None = None) -> ctypes.CDLL:
     """The loaded library, or :class:`KernelUnavailable` naming the thing, the problem and the fix.
 
     :param owner: who needs it, for the message (e.g. ``"dgms-w kernel='c'"``).
     :param fallback: how to run without it (e.g. ``"the weight param kernel='torch'"``).
     :param avx2: the library was compiled for x86-64-v3 (AVX2 + FMA): refuse other CPUs rather
         than die of an illegal instruction.
+    :param signatures: ``{function: (argtypes, restype)}`` set on the library's functions.
     """
+    lib = _open(package_dir, stem, owner, fallback, avx2)
+    for name, (argtypes, restype) in (signatures or {}).items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, restype
+    return lib
+
+
+def optional_kernel(package_dir: Path, stem: str, owner: str,
+                    signatures: dict[str, tuple[list[Any], Any]] | None = None) -> ctypes.CDLL | None:
+    """:func:`load_kernel`, or None when it is unavailable: for a kernel with the same numbers as
+    the torch code it replaces, whose caller then simply runs that code."""
+    try:
+        return load_kernel(package_dir, stem, owner, "the torch code (automatic)", signatures=signatures)
+    except KernelUnavailable:
+        return None
+
+
+def _open(package_dir: Path, stem: str, owner: str, fallback: str, avx2: bool) -> ctypes.CDLL:
     cap = torch.backends.cpu.get_cpu_capability()
     if avx2 and cap not in ("AVX2", "AVX512"):
         raise KernelUnavailable(f"{owner}: the kernel is built for AVX2 (x86-64-v3), but this CPU reports "

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from qbench.api import KernelUnavailable, load_kernel, run_split, tracing
+from qbench.api import optional_kernel, run_split, tracing
 
 #: Where setup.py puts the built ``_kernel`` library.
 PACKAGE_DIR = Path(__file__).parent
@@ -22,16 +22,10 @@ PACKAGE_DIR = Path(__file__).parent
 @lru_cache(maxsize=1)
 def _lib() -> ctypes.CDLL | None:
     """The library, or None (the torch code then runs; nothing else changes)."""
-    try:
-        lib = load_kernel(PACKAGE_DIR, "_kernel", "asq-a", "the torch code (automatic)")
-    except KernelUnavailable:
-        return None
     i64, p, f = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
-    lib.qb_asq_forward.argtypes = [i64, i64, p, p, i64, f, f, p]
-    lib.qb_asq_forward.restype = None
-    lib.qb_asq_backward.argtypes = [i64, i64, p, p, p, i64, f, f, p, p]
-    lib.qb_asq_backward.restype = None
-    return lib
+    return optional_kernel(PACKAGE_DIR, "_kernel", "asq-a", {
+        "qb_asq_forward": ([i64, i64, p, p, i64, f, f, p], None),
+        "qb_asq_backward": ([i64, i64, p, p, p, i64, f, f, p, p], None)})
 
 
 def usable(x: Tensor, sa: Tensor) -> bool:

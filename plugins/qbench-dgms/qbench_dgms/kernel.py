@@ -37,15 +37,11 @@ PACKAGE_DIR = Path(__file__).parent
 
 @lru_cache(maxsize=1)
 def _lib() -> ctypes.CDLL:
-    lib = load_kernel(PACKAGE_DIR, "_kernel", "dgms-w kernel='c'", "the weight param kernel='torch'")
     f, i64, i32, p = ctypes.c_float, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
-    lib.qb_dgms_forward.argtypes = [p, p, i64, i32, p, p, p, f, i64, i64, p]
-    lib.qb_dgms_forward.restype = None
-    lib.qb_dgms_backward.argtypes = [p, p, p, i64, i32, p, p, p, f, i64, i64, p, p]
-    lib.qb_dgms_backward.restype = None
-    lib.qb_dgms_block.restype = ctypes.c_int
-    lib.qb_dgms_lanes.restype = ctypes.c_int
-    return lib
+    return load_kernel(PACKAGE_DIR, "_kernel", "dgms-w kernel='c'", "the weight param kernel='torch'", signatures={
+        "qb_dgms_forward": ([p, p, i64, i32, p, p, p, f, i64, i64, p], None),
+        "qb_dgms_backward": ([p, p, p, i64, i32, p, p, p, f, i64, i64, p, p], None),
+        "qb_dgms_block": ([], i32), "qb_dgms_lanes": ([], i32)})
 
 
 def available() -> bool:

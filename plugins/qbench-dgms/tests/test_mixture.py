@@ -136,12 +136,13 @@ def test_chunked_and_unchunked_soft_weights_and_gradients_are_equal() -> None:
 
 def test_chunking_keeps_only_the_inputs_for_backward() -> None:
     """The torch graph: chunked, autograd saves O(N) for the backward; unchunked, several K x N
-    tensors. (The C kernel saves only its inputs: test_kernel.py.)"""
+    tensors. The C kernel (the default) saves only the weight and K-sized tables."""
     w = _layer_weight(shape=(64, 32, 3, 3)).requires_grad_()  # N = 18432
     n, k = w.numel(), 2**4
     saved: dict[str, int] = {}
-    for name, chunked in (("chunked", True), ("unchunked", False)):
-        q = DGMSWeightQuantizer(4, None, chunk_size=2**12, chunked=chunked, kernel="torch")
+    for name, kwargs in (("chunked", {"chunked": True, "kernel": "torch"}),
+                         ("unchunked", {"chunked": False, "kernel": "torch"}), ("c", {"kernel": "c"})):
+        q = DGMSWeightQuantizer(4, None, chunk_size=2**12, **kwargs)
         torch.manual_seed(0)
         q.initialize(w)
         total = [0]
@@ -156,6 +157,7 @@ def test_chunking_keeps_only_the_inputs_for_backward() -> None:
         saved[name] = total[0]
     assert saved["chunked"] < 3 * n, saved
     assert saved["unchunked"] > 3 * k * n, saved
+    assert saved["c"] <= n + 8 * k, saved
 
 
 def test_gradients_reach_weight_and_every_mixture_parameter_without_ste() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from qbench.api import KernelUnavailable, load_kernel, run_split, tracing
+from qbench.api import optional_kernel, run_split, tracing
 
 #: Where setup.py puts the built ``_kernel`` library.
 PACKAGE_DIR = Path(__file__).parent
@@ -25,18 +25,11 @@ PACKAGE_DIR = Path(__file__).parent
 @lru_cache(maxsize=1)
 def _lib() -> ctypes.CDLL | None:
     """The library, or None (the torch code then runs; nothing else changes)."""
-    try:
-        lib = load_kernel(PACKAGE_DIR, "_kernel", "n2uq-a", "the torch code (automatic)")
-    except KernelUnavailable:
-        return None
     i64, i32, p, f = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_float
-    lib.qb_n2uq_forward.argtypes = [i64, i64, p, p, i32, p, p, p, i32]
-    lib.qb_n2uq_forward.restype = None
-    lib.qb_n2uq_terms.argtypes = [i64, i64, p, p, i32, p, p, i32, f, p, p, i32, p, p, p]
-    lib.qb_n2uq_terms.restype = None
-    lib.qb_n2uq_sums.argtypes = [i64, p, p, p, p, i32]
-    lib.qb_n2uq_sums.restype = None
-    return lib
+    return optional_kernel(PACKAGE_DIR, "_kernel", "n2uq-a", {
+        "qb_n2uq_forward": ([i64, i64, p, p, i32, p, p, p, i32], None),
+        "qb_n2uq_terms": ([i64, i64, p, p, i32, p, p, i32, f, p, p, i32, p, p, p], None),
+        "qb_n2uq_sums": ([i64, p, p, p, p, i32], None)})
 
 
 def usable(x: Tensor) -> bool:
