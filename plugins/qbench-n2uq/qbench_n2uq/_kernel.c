@@ -133,3 +133,51 @@ void qb_n2uq_sums(int64_t n, const int32_t *seg, const float *t1, const float *t
     ordered_sums(t1, seg, 0, n, grad_b, nseg + 1);
     ordered_sums(t2, seg, 1, n, grad_b, nseg + 1);
 }
+
+/* The whole n2uq-a activation: out = (level[j] - offset) * s (or without * s), j counted on
+ * u = x / s, with the same operations as quantizers.py's
+ * ``(n2uq_levels(x / s, ...) - offset) * s``; j saved for the backward. */
+void qb_n2uq_act_forward(int64_t begin, int64_t end, const float *restrict x, float s, const float *restrict pts,
+                         int npts, const float *restrict level, float offset, int rescale, float *restrict out,
+                         void *restrict j_out, int j_bytes) {
+    float u[BLOCK];
+    for (int64_t at = begin; at < end; at += BLOCK) {
+        int64_t stop = end - at < BLOCK ? end : at + BLOCK;
+        for (int64_t i = at; i < stop; i++) u[i - at] = x[i] / s;
+        qb_n2uq_forward(0, stop - at, u, pts, npts, level, out + at,
+                        j_bytes == 2 ? (void *)((int16_t *)j_out + at) : (void *)((int32_t *)j_out + at), j_bytes);
+        for (int64_t i = at; i < stop; i++) {
+            float y = out[i] - offset;
+            out[i] = rescale ? y * s : y;
+        }
+    }
+}
+
+/* Its gradients, elementwise over [begin, end), as autograd computes them through that
+ * expression: g1 = grad * s (MulBackward; grad itself without rescale), the map's GSTE on g1,
+ * grad_x = g_slope / s and the step's terms -g_slope * ((x / s) / s) (DivBackward) and
+ * grad * y (MulBackward), which the caller sums; the boundary terms as qb_n2uq_terms. */
+void qb_n2uq_act_terms(int64_t begin, int64_t end, const float *restrict x, float s, const void *restrict j,
+                       int j_bytes, const float *restrict bounds, const float *restrict width, int nseg, float step,
+                       const float *restrict level, float offset, int rescale, const float *restrict grad,
+                       float *restrict grad_x, int need_b, int32_t *restrict seg_out, float *restrict t1,
+                       float *restrict t2, float *restrict ts_mul, float *restrict ts_div) {
+    const int32_t last = 2 * nseg;
+    for (int64_t i = begin; i < end; i++) {
+        int32_t jj = j_bytes == 2 ? (int32_t)((const int16_t *)j)[i] : ((const int32_t *)j)[i];
+        int32_t seg = segment(jj, nseg);
+        float g1 = rescale ? grad[i] * s : grad[i];
+        if (rescale) ts_mul[i] = grad[i] * (level[jj] - offset);
+        float gs = (g1 * step) / width[seg];
+        gs = ((jj >= 1) & (jj <= last)) ? gs : 0.0f;
+        float u = x[i] / s;
+        grad_x[i] = gs / s;
+        ts_div[i] = -gs * (u / s);
+        seg_out[i] = seg;
+        if (need_b) {
+            float v = (u - bounds[seg]) / width[seg];
+            t1[i] = gs * (v - 1.0f);
+            t2[i] = -gs * v;
+        }
+    }
+}

@@ -103,6 +103,56 @@ class _N2UQMap(torch.autograd.Function):
         return grad_x, grad_b, None
 
 
+class _N2UQActivation(torch.autograd.Function):
+    """``n2uq-a``'s whole expression ``(map(x / s) - offset) * s`` (or without ``* s``) in one
+    compiled pass each way, for float32 CPU input and a 0-dim step s (issue 19).
+
+    The backward reproduces what autograd computes through the composed expression, term by
+    term: MulBackward (g1 = grad * s; the step's terms grad * y), the map's GSTE on g1, and
+    DivBackward (grad_x = g_slope / s; the step's terms -g_slope * ((x / s) / s)). The step's
+    terms are summed by torch with ``sum_to_size``, as autograd does, and the two sums added:
+    the same bits as the composed expression (``tests/test_kernel.py``).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, s: Tensor, bounds: Tensor, step: float, offset: float,  # type: ignore[override]
+                rescale: bool) -> Tensor:
+        bounds = bounds.to(x.dtype).contiguous()
+        n = bounds.numel() - 1
+        points = torch.stack([bounds[:-1], thresholds_from_boundaries(bounds)], 1).reshape(-1)
+        points = torch.cat([points, bounds[-1:]])
+        level = torch.div(torch.arange(2 * n + 2, device=x.device), 2, rounding_mode="floor").to(x.dtype) * step
+        out, j = kernel.act_forward(x, float(s), points, level, offset, rescale,
+                                    torch.int16 if 2 * n + 1 < 2**15 else torch.int32)
+        ctx.save_for_backward(x, s, bounds, j, level)
+        ctx.step, ctx.offset, ctx.rescale = step, offset, rescale
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        x, s, bounds, j, level = ctx.saved_tensors
+        grad_x, ts_div, ts_mul, grad_b = kernel.act_backward(
+            x, float(s), j, bounds, bounds[1:] - bounds[:-1], ctx.step, level, ctx.offset, ctx.rescale,
+            grad.contiguous(), ctx.needs_input_grad[2])
+        grad_s = None
+        if ctx.needs_input_grad[1]:
+            div_part = ts_div.sum_to_size(s.shape)
+            grad_s = div_part if ts_mul is None else ts_mul.sum_to_size(s.shape) + div_part
+        return (grad_x if ctx.needs_input_grad[0] else None), grad_s, grad_b, None, None, None
+
+
+def n2uq_activation(x: Tensor, s: Tensor, t0: Tensor, widths: Tensor, offset: float, rescale: bool) -> Tensor:
+    """``(n2uq_levels(x / s, t0, widths) - offset) * s`` (or without ``* s``): fused into one
+    compiled pass each way where the kernel applies (same bits), composed from torch ops otherwise."""
+    if (kernel.usable(x) and s.dim() == 0 and s.dtype == x.dtype and x.is_contiguous()
+            and x.numel() >= kernel.FUSED_MIN):
+        n = widths.numel()
+        return _N2UQActivation.apply(x, s, segment_boundaries(t0, widths), 2.0 / n, float(offset), bool(rescale))
+    y = n2uq_levels(x / s, t0, widths) - offset
+    return y * s if rescale else y
+
+
 def n2uq_levels(x: Tensor, t0: Tensor, widths: Tensor) -> Tensor:
     """The N2UQ map of ``x``: uniform outputs k * 2/n on [0, 2], n = len(widths) thresholds.
 

@@ -20,6 +20,9 @@ from qbench.api import optional_kernel, run_split, tracing
 
 #: Where setup.py puts the built ``_kernel`` library.
 PACKAGE_DIR = Path(__file__).parent
+#: The fused activation (function.n2uq_activation) from this many elements: NaN, which only the
+#: grid path of count_at_or_below (from FAST_MIN_NUMEL = 8192) counts as 0, then agrees too.
+FUSED_MIN = 8192
 
 
 @lru_cache(maxsize=1)
@@ -29,7 +32,9 @@ def _lib() -> ctypes.CDLL | None:
     return optional_kernel(PACKAGE_DIR, "_kernel", "n2uq-a", {
         "qb_n2uq_forward": ([i64, i64, p, p, i32, p, p, p, i32], None),
         "qb_n2uq_terms": ([i64, i64, p, p, i32, p, p, i32, f, p, p, i32, p, p, p], None),
-        "qb_n2uq_sums": ([i64, p, p, p, p, i32], None)})
+        "qb_n2uq_sums": ([i64, p, p, p, p, i32], None),
+        "qb_n2uq_act_forward": ([i64, i64, p, f, p, i32, p, f, i32, p, p, i32], None),
+        "qb_n2uq_act_terms": ([i64, i64, p, f, p, i32, p, p, i32, f, p, f, i32, p, p, i32, p, p, p, p, p], None)})
 
 
 def usable(x: Tensor) -> bool:
@@ -68,3 +73,40 @@ def backward(x: Tensor, j: Tensor, bounds: Tensor, width: Tensor, step: float, g
     grad_b = torch.zeros_like(b)
     lib.qb_n2uq_sums(n, seg.data_ptr(), t1.data_ptr(), t2.data_ptr(), grad_b.data_ptr(), w.numel())
     return grad_x, grad_b
+
+
+def act_forward(x: Tensor, s: float, points: Tensor, level: Tensor, offset: float, rescale: bool,
+                j_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """((level[j] - offset) * s, j) with j counted on x / s: the whole ``n2uq-a`` forward."""
+    lib = _lib()
+    assert lib is not None
+    flat = x.detach().reshape(-1).contiguous()
+    pts, lev = points.detach().contiguous(), level.detach().contiguous()
+    out = torch.empty_like(flat)
+    j = torch.empty(flat.numel(), dtype=j_dtype)
+    run_split(lib.qb_n2uq_act_forward, flat.numel(), flat.data_ptr(), s, pts.data_ptr(), pts.numel(),
+              lev.data_ptr(), offset, int(rescale), out.data_ptr(), j.data_ptr(), j.element_size())
+    return out.view_as(x), j
+
+
+def act_backward(x: Tensor, s: float, j: Tensor, bounds: Tensor, width: Tensor, step: float, level: Tensor,
+                 offset: float, rescale: bool, grad: Tensor, need_bounds: bool
+                 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """(grad x, the step's DivBackward terms, its MulBackward terms or None, grad bounds or None);
+    the caller sums the terms as autograd would."""
+    lib = _lib()
+    assert lib is not None
+    flat, g = x.detach().reshape(-1).contiguous(), grad.detach().reshape(-1).contiguous()
+    b, w, lev = bounds.detach().contiguous(), width.detach().contiguous(), level.detach().contiguous()
+    n = flat.numel()
+    grad_x, t1, t2, ts_div = (torch.empty_like(flat) for _ in range(4))
+    ts_mul = torch.empty_like(flat) if rescale else t1  # unused without rescale
+    seg = torch.empty(n, dtype=torch.int32)
+    run_split(lib.qb_n2uq_act_terms, n, flat.data_ptr(), s, j.data_ptr(), j.element_size(), b.data_ptr(),
+              w.data_ptr(), w.numel(), step, lev.data_ptr(), offset, int(rescale), g.data_ptr(), grad_x.data_ptr(),
+              int(need_bounds), seg.data_ptr(), t1.data_ptr(), t2.data_ptr(), ts_mul.data_ptr(), ts_div.data_ptr())
+    grad_b = None
+    if need_bounds:
+        grad_b = torch.zeros_like(b)
+        lib.qb_n2uq_sums(n, seg.data_ptr(), t1.data_ptr(), t2.data_ptr(), grad_b.data_ptr(), w.numel())
+    return (grad_x.view_as(x), ts_div.view_as(x), ts_mul.view_as(x) if rescale else None, grad_b)

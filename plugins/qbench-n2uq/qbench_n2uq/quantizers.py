@@ -45,7 +45,7 @@ from qbench.api import (
     mse_search,
 )
 
-from .function import n2uq_levels, segment_boundaries, thresholds_from_boundaries
+from .function import n2uq_activation, segment_boundaries, thresholds_from_boundaries
 
 _INIT_MODES = ("mse", "quantile")
 _GRAD_SCALES = ("lsq", "none")
@@ -181,8 +181,7 @@ class N2UQActivationQuantizer(ActivationQuantizer):
         s = grad_scale(self.scale, g).abs().clamp_min(1e-8)
         t0 = grad_scale(self.t0, g_t)
         widths = grad_scale(self.widths_raw[:n], g_t).abs().clamp_min(self.min_width * 2.0 / n)
-        y = n2uq_levels(x / s, t0, widths) - self.offset
-        return y * s if self.rescale_output else y
+        return n2uq_activation(x, s, t0, widths, self.offset, self.rescale_output)
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, signed={self.signed}, rescale_output={self.rescale_output}"

@@ -71,3 +71,38 @@ def test_without_the_library_the_torch_code_runs(monkeypatch: pytest.MonkeyPatch
         monkeypatch.undo()
         kernel._lib.cache_clear()
     assert kernel.usable(torch.zeros(1))
+
+
+@pytest.mark.parametrize("shape", [(64, 17, 64), (32, 16, 8, 8)])
+@pytest.mark.parametrize("bits,signed,rescale", [(2, False, True), (2, True, True), (4, True, True),
+                                                  (4, False, False)])
+def test_fused_activation_equals_the_composed_expression(shape: tuple[int, ...], bits: int, signed: bool,
+                                                         rescale: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """n2uq-a's forward and every gradient (input, scale, t0, widths) through the fused kernel
+    equal the composed torch expression's bit for bit."""
+    from qbench_n2uq.quantizers import N2UQActivationQuantizer
+
+    g = torch.Generator().manual_seed(bits + len(shape))
+    x0 = torch.randn(shape, generator=g) * 2
+    if not signed:
+        x0 = x0.relu()
+    go = torch.randn(shape, generator=g)
+    q0 = N2UQActivationQuantizer(bits, signed=signed, rescale_output=rescale)
+    q0.initialize(x0)
+    with torch.no_grad():  # uneven thresholds, as after some training
+        q0.widths_raw[: 2**bits - 1].mul_(0.7 + 0.6 * torch.rand(2**bits - 1, generator=g))
+    results, calls = [], []
+    real = kernel.act_forward
+    monkeypatch.setattr(kernel, "act_forward", lambda *a: calls.append(1) or real(*a))
+    for fused in (True, False):
+        if not fused:
+            assert calls, "the fused kernel did not run"
+            monkeypatch.setattr(kernel, "usable", lambda x: False)
+        q = N2UQActivationQuantizer(bits, signed=signed, rescale_output=rescale)
+        q.load_state_dict(q0.state_dict())
+        x = x0.clone().requires_grad_()
+        out = q.train()(x)
+        out.backward(go)
+        results.append([out.detach(), x.grad, q.scale.grad, q.t0.grad, q.widths_raw.grad])
+    for a, b in zip(*results):
+        assert a is not None and torch.equal(a, b)
