@@ -163,21 +163,35 @@ void qb_n2uq_act_terms(int64_t begin, int64_t end, const float *restrict x, floa
                        float *restrict grad_x, int need_b, int32_t *restrict seg_out, float *restrict t1,
                        float *restrict t2, float *restrict ts_mul, float *restrict ts_div) {
     const int32_t last = 2 * nseg;
-    for (int64_t i = begin; i < end; i++) {
-        int32_t jj = j_bytes == 2 ? (int32_t)((const int16_t *)j)[i] : ((const int32_t *)j)[i];
-        int32_t seg = segment(jj, nseg);
+    /* Loops split so that each vectorises: j to int32, then tables, then the divisions. */
+    if (j_bytes == 2) {
+        const int16_t *restrict j16 = (const int16_t *)j;
+        for (int64_t i = begin; i < end; i++) seg_out[i] = j16[i];
+    } else {
+        memcpy(seg_out + begin, (const int32_t *)j + begin, sizeof(int32_t) * (size_t)(end - begin));
+    }
+    if (rescale) /* MulBackward, other: grad * y with y = level[j] - offset */
+        for (int64_t i = begin; i < end; i++) ts_mul[i] = grad[i] * (level[seg_out[i]] - offset);
+    for (int64_t i = begin; i < end; i++) { /* the inside mask as 1.0 / 0.0 in t1, then the segment */
+        int32_t jj = seg_out[i];
+        t1[i] = ((jj >= 1) & (jj <= last)) ? 1.0f : 0.0f;
+        seg_out[i] = segment(jj, nseg);
+    }
+    for (int64_t i = begin; i < end; i++) { /* MulBackward self, the GSTE slope, DivBackward */
         float g1 = rescale ? grad[i] * s : grad[i];
-        if (rescale) ts_mul[i] = grad[i] * (level[jj] - offset);
-        float gs = (g1 * step) / width[seg];
-        gs = ((jj >= 1) & (jj <= last)) ? gs : 0.0f;
+        float gs = (g1 * step) / width[seg_out[i]];
+        gs = t1[i] != 0.0f ? gs : 0.0f;
         float u = x[i] / s;
         grad_x[i] = gs / s;
         ts_div[i] = -gs * (u / s);
-        seg_out[i] = seg;
-        if (need_b) {
-            float v = (u - bounds[seg]) / width[seg];
-            t1[i] = gs * (v - 1.0f);
-            t2[i] = -gs * v;
-        }
+        t2[i] = gs; /* kept for the boundary terms */
+    }
+    if (!need_b) return;
+    for (int64_t i = begin; i < end; i++) { /* the map's boundary terms, on u = x / s */
+        int32_t seg = seg_out[i];
+        float gs = t2[i];
+        float v = (x[i] / s - bounds[seg]) / width[seg];
+        t1[i] = gs * (v - 1.0f);
+        t2[i] = -gs * v;
     }
 }
