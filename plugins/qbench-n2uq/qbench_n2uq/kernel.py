@@ -44,15 +44,20 @@ def usable(x: Tensor) -> bool:
 
 def forward(x: Tensor, points: Tensor, level: Tensor, j_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """(level[j], j) with j = #(points <= x) per element of the flat ``x`` (NaN: 0)."""
+    lib, flat, pts, lev, out, j = _forward_buffers(x, points, level, j_dtype)
+    run_split(lib.qb_n2uq_forward, flat.numel(), flat.data_ptr(), pts.data_ptr(), pts.numel(), lev.data_ptr(),
+              out.data_ptr(), j.data_ptr(), j.element_size())
+    return out, j
+
+
+def _forward_buffers(x: Tensor, points: Tensor, level: Tensor, j_dtype: torch.dtype
+                     ) -> tuple[ctypes.CDLL, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The library, the flat input, contiguous tables, and the output and index buffers."""
     lib = _lib()
     assert lib is not None
     flat = x.detach().reshape(-1).contiguous()
-    pts, lev = points.detach().contiguous(), level.detach().contiguous()
-    out = torch.empty_like(flat)
-    j = torch.empty(flat.numel(), dtype=j_dtype)
-    run_split(lib.qb_n2uq_forward, flat.numel(), flat.data_ptr(), pts.data_ptr(), pts.numel(), lev.data_ptr(),
-           out.data_ptr(), j.data_ptr(), j.element_size())
-    return out, j
+    out, j = torch.empty_like(flat), torch.empty(flat.numel(), dtype=j_dtype)
+    return lib, flat, points.detach().contiguous(), level.detach().contiguous(), out, j
 
 
 def backward(x: Tensor, j: Tensor, bounds: Tensor, width: Tensor, step: float, grad: Tensor,
@@ -78,12 +83,7 @@ def backward(x: Tensor, j: Tensor, bounds: Tensor, width: Tensor, step: float, g
 def act_forward(x: Tensor, s: float, points: Tensor, level: Tensor, offset: float, rescale: bool,
                 j_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """((level[j] - offset) * s, j) with j counted on x / s: the whole ``n2uq-a`` forward."""
-    lib = _lib()
-    assert lib is not None
-    flat = x.detach().reshape(-1).contiguous()
-    pts, lev = points.detach().contiguous(), level.detach().contiguous()
-    out = torch.empty_like(flat)
-    j = torch.empty(flat.numel(), dtype=j_dtype)
+    lib, flat, pts, lev, out, j = _forward_buffers(x, points, level, j_dtype)
     run_split(lib.qb_n2uq_act_forward, flat.numel(), flat.data_ptr(), s, pts.data_ptr(), pts.numel(),
               lev.data_ptr(), offset, int(rescale), out.data_ptr(), j.data_ptr(), j.element_size())
     return out.view_as(x), j
