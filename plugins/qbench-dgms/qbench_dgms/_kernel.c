@@ -27,13 +27,13 @@
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define LANES 8
 #define BLOCK 4096 /* weights per partial-sum row; a multiple of LANES */
 
 int qb_dgms_block(void) { return BLOCK; }
-int qb_dgms_lanes(void) { return LANES; }
 
 /* exp(x) for x <= 0 (every argument here is a difference from a maximum); 0 below -87 (no
  * denormals); NaN stays NaN. Cephes' single-precision polynomial after reduction by ln 2. */
@@ -105,8 +105,8 @@ static inline void store_group(float *dst, int64_t at, int len, __m256 v) {
 }
 
 /* Soft weight of weights [b0 * BLOCK, b1 * BLOCK) ∩ [0, n). scratch: 2 * K * LANES floats. */
-void qb_dgms_forward(const float *w, float *out, int64_t n, int K, const float *mu, const float *s,
-                     const float *c, float inv_tau, int64_t b0, int64_t b1, float *scratch) {
+static void forward_blocks(const float *w, float *out, int64_t n, int K, const float *mu, const float *s,
+                           const float *c, float inv_tau, int64_t b0, int64_t b1, float *scratch) {
     float *r = scratch, *f = scratch + (int64_t)K * LANES;
     int64_t end = b1 * BLOCK < n ? b1 * BLOCK : n;
     for (int64_t at = b0 * BLOCK; at < end; at += LANES) {
@@ -119,9 +119,9 @@ void qb_dgms_forward(const float *w, float *out, int64_t n, int K, const float *
 
 /* Weight gradient of blocks [b0, b1) into gw, and one row of 3K + 1 sums per block into partials
  * (row b: dmu[K], dlog_sigma[K], dlog_pi[K], dtau). scratch: 5 * K * LANES floats. */
-void qb_dgms_backward(const float *w, const float *g, float *gw, int64_t n, int K, const float *mu,
-                      const float *s, const float *c, float inv_tau, int64_t b0, int64_t b1,
-                      double *partials, float *scratch) {
+static void backward_blocks(const float *w, const float *g, float *gw, int64_t n, int K, const float *mu,
+                            const float *s, const float *c, float inv_tau, int64_t b0, int64_t b1,
+                            double *partials, float *scratch) {
     float *r = scratch, *f = r + (int64_t)K * LANES;
     float *amu = f + (int64_t)K * LANES, *als = amu + (int64_t)K * LANES, *alp = als + (int64_t)K * LANES;
     const __m256 it = _mm256_set1_ps(inv_tau);
@@ -174,4 +174,24 @@ void qb_dgms_backward(const float *w, const float *g, float *gw, int64_t n, int 
         for (int i = 0; i < LANES; i++) sum_t += t[i];
         row[3 * K] = -sum_t * inv_tau;
     }
+}
+
+/* The entry points take the block range first (qbench.api.run_split's convention) and allocate
+ * their own scratch, so threads never share one. Return 0, or -1 when out of memory. */
+int qb_dgms_forward(int64_t b0, int64_t b1, const float *w, float *out, int64_t n, int K, const float *mu,
+                    const float *s, const float *c, float inv_tau) {
+    float *scratch = malloc(sizeof(float) * 2 * (size_t)K * LANES);
+    if (!scratch) return -1;
+    forward_blocks(w, out, n, K, mu, s, c, inv_tau, b0, b1, scratch);
+    free(scratch);
+    return 0;
+}
+
+int qb_dgms_backward(int64_t b0, int64_t b1, const float *w, const float *g, float *gw, int64_t n, int K,
+                     const float *mu, const float *s, const float *c, float inv_tau, double *partials) {
+    float *scratch = malloc(sizeof(float) * 5 * (size_t)K * LANES);
+    if (!scratch) return -1;
+    backward_blocks(w, g, gw, n, K, mu, s, c, inv_tau, b0, b1, partials, scratch);
+    free(scratch);
+    return 0;
 }

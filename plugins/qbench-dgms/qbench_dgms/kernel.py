@@ -18,7 +18,6 @@ order, so the results do not depend on the number of threads.
 from __future__ import annotations
 
 import ctypes
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from qbench.api import KernelUnavailable, load_kernel
+from qbench.api import KernelUnavailable, load_kernel, run_split
 
 __all__ = ["FusedSoftWeight", "KernelUnavailable", "available"]
 
@@ -39,9 +38,15 @@ PACKAGE_DIR = Path(__file__).parent
 def _lib() -> ctypes.CDLL:
     f, i64, i32, p = ctypes.c_float, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
     return load_kernel(PACKAGE_DIR, "_kernel", "dgms-w kernel='c'", "the weight param kernel='torch'", signatures={
-        "qb_dgms_forward": ([p, p, i64, i32, p, p, p, f, i64, i64, p], None),
-        "qb_dgms_backward": ([p, p, p, i64, i32, p, p, p, f, i64, i64, p, p], None),
-        "qb_dgms_block": ([], i32), "qb_dgms_lanes": ([], i32)})
+        "qb_dgms_forward": ([i64, i64, p, p, i64, i32, p, p, p, f], _checked),
+        "qb_dgms_backward": ([i64, i64, p, p, p, i64, i32, p, p, p, f, p], _checked),
+        "qb_dgms_block": ([], i32)})
+
+
+def _checked(status: int) -> None:
+    """restype of the entry points: their int status, turned into an exception."""
+    if status != 0:
+        raise MemoryError("dgms-w kernel: out of memory for its scratch (a few KB per thread)")
 
 
 def available() -> bool:
@@ -51,26 +56,6 @@ def available() -> bool:
     except KernelUnavailable:
         return False
     return True
-
-
-@lru_cache(maxsize=4)
-def _pool(threads: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qbench-dgms")
-
-
-def _ranges(blocks: int) -> list[tuple[int, int]]:
-    """Contiguous block ranges, one per torch thread (at most one per block)."""
-    t = max(1, min(torch.get_num_threads(), blocks))
-    edges = [blocks * j // t for j in range(t + 1)]
-    return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]
-
-
-def _run(calls: list) -> None:
-    if len(calls) == 1:
-        calls[0]()
-        return
-    for fut in [_pool(len(calls)).submit(c) for c in calls]:
-        fut.result()
 
 
 def _tables(mu: Tensor, log_sigma: Tensor, log_pi: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -96,11 +81,8 @@ class FusedSoftWeight(torch.autograd.Function):
         mu_t, s_t, c_t = _tables(mu, log_sigma, log_pi)
         k, n, inv_tau = mu_t.numel(), w.numel(), float(1.0 / tau.detach())
         out = torch.empty_like(w)
-        blocks = -(-n // lib.qb_dgms_block())
-        scratch = [torch.empty(2 * k * lib.qb_dgms_lanes()) for _ in _ranges(blocks)]
-        _run([(lambda a=a, b=b, sc=sc: lib.qb_dgms_forward(
-            w.data_ptr(), out.data_ptr(), n, k, mu_t.data_ptr(), s_t.data_ptr(), c_t.data_ptr(), inv_tau, a, b,
-            sc.data_ptr())) for (a, b), sc in zip(_ranges(blocks), scratch)])
+        run_split(lib.qb_dgms_forward, -(-n // lib.qb_dgms_block()), w.data_ptr(), out.data_ptr(), n, k,
+                  mu_t.data_ptr(), s_t.data_ptr(), c_t.data_ptr(), inv_tau, min_split=2)
         ctx.save_for_backward(w, mu, log_sigma, log_pi, tau)
         return out
 
@@ -115,11 +97,8 @@ class FusedSoftWeight(torch.autograd.Function):
         gw = torch.empty_like(w)
         blocks = -(-n // lib.qb_dgms_block())
         partials = np.zeros((blocks, 3 * k + 1), dtype=np.float64)
-        pp = partials.ctypes.data
-        scratch = [torch.empty(5 * k * lib.qb_dgms_lanes()) for _ in _ranges(blocks)]
-        _run([(lambda a=a, b=b, sc=sc: lib.qb_dgms_backward(
-            w.data_ptr(), g.data_ptr(), gw.data_ptr(), n, k, mu_t.data_ptr(), s_t.data_ptr(), c_t.data_ptr(),
-            inv_tau, a, b, pp, sc.data_ptr())) for (a, b), sc in zip(_ranges(blocks), scratch)])
+        run_split(lib.qb_dgms_backward, blocks, w.data_ptr(), g.data_ptr(), gw.data_ptr(), n, k, mu_t.data_ptr(),
+                  s_t.data_ptr(), c_t.data_ptr(), inv_tau, partials.ctypes.data, min_split=2)
         sums = torch.from_numpy(partials.sum(axis=0))  # rows in block order: thread-count independent
         g_mu, g_ls, g_lp, g_tau = sums[:k], sums[k:2 * k], sums[2 * k:3 * k], sums[3 * k]
         need = ctx.needs_input_grad
