@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command (the README's, and what .ci/run runs): install what the tests need, including
-# the Debian packages (Fashion-MNIST; Chromium for the browser tests; gcc for the DGMS kernel),
+# the Debian packages (Fashion-MNIST; Chromium for the browser tests; install.sh adds gcc),
 # then run the host's tests and every plugin's tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +8,6 @@ cd "$(dirname "$0")/.."
 debian=()
 [ -d /usr/share/datasets/fashion-mnist ] || debian+=(dataset-fashion-mnist)
 [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || debian+=(chromium chromium-driver)
-command -v gcc >/dev/null || debian+=(gcc)  # builds qbench-dgms's C kernel at install
 if [ ${#debian[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get update -qq
