@@ -45,22 +45,55 @@ def test_a_file_that_is_not_a_library_is_refused_clearly(tmp_path: Path) -> None
         load_kernel(tmp_path, "_k", "test-q", "kernel='torch'", avx2=False)
 
 
-def test_run_split_covers_every_element_once_in_one_range_per_thread() -> None:
+#: A kernel with the split every plugin kernel uses: one contiguous range per OpenMP thread.
+_SPLIT_C = """
+#include <omp.h>
+#include <stdint.h>
+void qb_who(int threads, int64_t n, int32_t *who) {
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int k = 0; k < threads; k++)
+        for (int64_t i = n * k / threads; i < n * (k + 1) / threads; i++) who[i] = omp_get_thread_num();
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to build a library")
+def test_an_openmp_kernel_splits_over_torchs_threads_and_shares_its_libgomp(tmp_path: Path) -> None:
     import torch
 
-    from qbench.api import run_split
+    from qbench.api import kernel_threads
+    from qbench.testing import torch_threads
 
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(3)
-        for n, min_split, parts in ((10, 100, 1), (1000, 100, 3), (2, 1, 2), (0, 100, 1)):
-            ranges: list[tuple[int, int, str]] = []
-            run_split(lambda a, b, tag: ranges.append((a, b, tag)), n, "x", min_split=min_split)
-            assert len(ranges) == parts and all(tag == "x" for *_, tag in ranges)
-            covered = sorted(i for a, b, _ in ranges for i in range(a, b))
-            assert covered == list(range(n))
-    finally:
-        torch.set_num_threads(threads)
+    src = tmp_path / "k.c"
+    src.write_text(_SPLIT_C)
+    out = tmp_path / f"_k{importlib.machinery.EXTENSION_SUFFIXES[0]}"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-fopenmp", str(src), "-o", str(out)], check=True)
+    lib = load_kernel(tmp_path, "_k", "test-q", "kernel='torch'", avx2=False,
+                      signatures={"qb_who": ([ctypes.c_int, ctypes.c_int64, ctypes.c_void_p], None)})
+    n = 3 * 32768 + 5
+    with torch_threads(3):
+        threads = kernel_threads(n)
+        who = torch.full((n,), -1, dtype=torch.int32)
+        lib.qb_who(threads, n, who.data_ptr())
+    assert threads == 3
+    assert who.unique_consecutive().tolist() == [0, 1, 2]  # every element, one contiguous range per thread
+    maps = Path("/proc/self/maps")
+    if maps.exists():  # the library resolved libgomp.so.1 to torch's copy, not the system's
+        # (other wheels bundle theirs under mangled names, e.g. scikit-learn's libgomp-<hash>.so)
+        gomp = {line.split()[-1] for line in maps.read_text().splitlines() if "/libgomp.so" in line}
+        assert len(gomp) == 1, gomp
+
+
+def test_kernel_threads_follows_torchs_grain_and_thread_count() -> None:
+    from qbench.api import kernel_threads
+    from qbench.contract.ckernel import GRAIN
+    from qbench.testing import torch_threads
+
+    with torch_threads(2):
+        assert [kernel_threads(n) for n in (0, 1, GRAIN, GRAIN + 1, 100 * GRAIN)] == [1, 1, 1, 2, 2]
+        assert kernel_threads(3, grain=1) == 2
+    with torch_threads(1):
+        assert kernel_threads(100 * GRAIN) == 1
 
 
 def test_tracing_is_seen_under_jit_trace_and_not_in_eager_code() -> None:

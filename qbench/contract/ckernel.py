@@ -3,7 +3,8 @@
 Why the host has this: a method plugin may ship a small C kernel for its quantizer's hot loop
 (issue 19: DGMS's soft weight, N2UQ's map), built by the plugin's ``setup.py`` as a plain shared
 library with no Python or torch headers, so it builds in a second and survives torch upgrades;
-ctypes releases the GIL while it runs. Finding the built file, refusing a CPU that lacks the
+ctypes releases the GIL while it runs, and the kernel splits its work over torch's own OpenMP
+threads (:func:`kernel_threads`). Finding the built file, refusing a CPU that lacks the
 instructions it was compiled for, and naming the fix belong in one place rather than in every
 plugin.
 """
@@ -11,10 +12,8 @@ from __future__ import annotations
 
 import ctypes
 import importlib.machinery
-from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -78,26 +77,22 @@ def _open(package_dir: Path, stem: str, owner: str, fallback: str, avx2: bool) -
                                 f"{fallback}.") from e
 
 
-#: Below this many elements :func:`run_split` makes one call: a thread hand-off costs more.
-SPLIT_MIN = 1 << 17
+#: torch's own grain (``at::internal::GRAIN_SIZE``): a kernel gets one thread per this many items,
+#: as torch's elementwise ops do, up to ``torch.get_num_threads()``.
+GRAIN = 32768
 
 
-@lru_cache(maxsize=4)
-def _pool(threads: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="qbench-kernel")
+def kernel_threads(n: int, grain: int = GRAIN) -> int:
+    """How many threads a kernel should split ``n`` independent items across (at least 1).
 
-
-def run_split(fn: Callable[..., Any], n: int, *args: Any, min_split: int = SPLIT_MIN) -> None:
-    """``fn(begin, end, *args)`` over [0, n): one call, or one contiguous range per torch thread
-    when n >= ``min_split``. For elementwise kernels only (each element computed alone), so the
-    split changes no value; ctypes releases the GIL, so the ranges run in parallel."""
-    t = min(torch.get_num_threads(), n) if n >= min_split else 1
-    if t <= 1:
-        fn(0, n, *args)
-        return
-    edges = [n * k // t for k in range(t + 1)]
-    for fut in [_pool(t).submit(fn, a, b, *args) for a, b in zip(edges, edges[1:])]:
-        fut.result()
+    The kernel splits them itself, with an OpenMP ``parallel for`` (build it with ``-fopenmp``):
+    its library then shares torch's libgomp, already loaded under the same soname, hence torch's
+    thread pool, whose threads are still spinning from the last torch op. (A Python thread pool
+    around the ctypes calls, the first design, woke its threads more slowly than the micro ViT's
+    kernels ran, and competed with torch's spinning threads for the cores.) Each item is computed
+    alone and in order within its thread, so the split changes no value.
+    """
+    return max(1, min(torch.get_num_threads(), -(-n // grain)))
 
 
 def tracing() -> bool:

@@ -11,15 +11,18 @@
  * input gradient is grad * 1.0 or grad * 0.0 (a product, as the torch code writes it, so -0.0
  * and NaN come out the same).
  *
- * The step is per sample: element i uses sa[i / inner]. A call covers elements [begin, end).
+ * The step is per sample: element i uses sa[i / inner]. The exported functions split the n
+ * elements into one contiguous range per thread of torch's OpenMP pool (threads from
+ * qbench.api.kernel_threads); each element is computed alone, so the split changes no value.
  * Plain C, no Python or torch headers; loaded with ctypes (kernel.py).
  */
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 
 /* out = clamp(round(x / sa), lo, hi) * sa */
-void qb_asq_forward(int64_t begin, int64_t end, const float *restrict x, const float *restrict sa, int64_t inner,
-                    float lo, float hi, float *restrict out) {
+static void forward_range(int64_t begin, int64_t end, const float *restrict x, const float *restrict sa,
+                          int64_t inner, float lo, float hi, float *restrict out) {
     for (int64_t i = begin; i < end;) {
         int64_t stop = (i / inner + 1) * inner;
         float s = sa[i / inner];
@@ -34,9 +37,9 @@ void qb_asq_forward(int64_t begin, int64_t end, const float *restrict x, const f
 
 /* v = x / sa, q = clamp(round(v)), inside = lo <= v <= hi: grad_x = g * inside, prod = g * (inside
  * ? q - v : q). */
-void qb_asq_backward(int64_t begin, int64_t end, const float *restrict x, const float *restrict sa,
-                     const float *restrict g, int64_t inner, float lo, float hi, float *restrict grad_x,
-                     float *restrict prod) {
+static void backward_range(int64_t begin, int64_t end, const float *restrict x, const float *restrict sa,
+                           const float *restrict g, int64_t inner, float lo, float hi, float *restrict grad_x,
+                           float *restrict prod) {
     for (int64_t i = begin; i < end;) {
         int64_t stop = (i / inner + 1) * inner;
         float s = sa[i / inner];
@@ -51,4 +54,19 @@ void qb_asq_backward(int64_t begin, int64_t end, const float *restrict x, const 
             prod[i] = g[i] * d;
         }
     }
+}
+
+void qb_asq_forward(int threads, int64_t n, const float *restrict x, const float *restrict sa, int64_t inner,
+                    float lo, float hi, float *restrict out) {
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int k = 0; k < threads; k++)
+        forward_range(n * k / threads, n * (k + 1) / threads, x, sa, inner, lo, hi, out);
+}
+
+void qb_asq_backward(int threads, int64_t n, const float *restrict x, const float *restrict sa,
+                     const float *restrict g, int64_t inner, float lo, float hi, float *restrict grad_x,
+                     float *restrict prod) {
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int k = 0; k < threads; k++)
+        backward_range(n * k / threads, n * (k + 1) / threads, x, sa, g, inner, lo, hi, grad_x, prod);
 }

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from qbench.api import optional_kernel, run_split, tracing
+from qbench.api import kernel_threads, optional_kernel, tracing
 
 #: Where setup.py puts the built ``_kernel`` library.
 PACKAGE_DIR = Path(__file__).parent
@@ -22,10 +22,10 @@ PACKAGE_DIR = Path(__file__).parent
 @lru_cache(maxsize=1)
 def _lib() -> ctypes.CDLL | None:
     """The library, or None (the torch code then runs; nothing else changes)."""
-    i64, p, f = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
+    i32, i64, p, f = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
     return optional_kernel(PACKAGE_DIR, "_kernel", "asq-a", {
-        "qb_asq_forward": ([i64, i64, p, p, i64, f, f, p], None),
-        "qb_asq_backward": ([i64, i64, p, p, p, i64, f, f, p, p], None)})
+        "qb_asq_forward": ([i32, i64, p, p, i64, f, f, p], None),
+        "qb_asq_backward": ([i32, i64, p, p, p, i64, f, f, p, p], None)})
 
 
 def usable(x: Tensor, sa: Tensor) -> bool:
@@ -42,7 +42,8 @@ def forward(x: Tensor, sa: Tensor, lo: float, hi: float) -> Tensor:
     assert lib is not None
     s = sa.detach().reshape(-1).contiguous()
     out = torch.empty_like(x)
-    run_split(lib.qb_asq_forward, x.numel(), x.data_ptr(), s.data_ptr(), x[0].numel(), lo, hi, out.data_ptr())
+    n = x.numel()
+    lib.qb_asq_forward(kernel_threads(n), n, x.data_ptr(), s.data_ptr(), x[0].numel(), lo, hi, out.data_ptr())
     return out
 
 
@@ -52,6 +53,7 @@ def backward(x: Tensor, sa: Tensor, grad: Tensor, lo: float, hi: float) -> tuple
     assert lib is not None
     s = sa.detach().reshape(-1).contiguous()
     grad_x, prod = torch.empty_like(x), torch.empty_like(x)
-    run_split(lib.qb_asq_backward, x.numel(), x.data_ptr(), s.data_ptr(), grad.data_ptr(), x[0].numel(), lo, hi,
-              grad_x.data_ptr(), prod.data_ptr())
+    n = x.numel()
+    lib.qb_asq_backward(kernel_threads(n), n, x.data_ptr(), s.data_ptr(), grad.data_ptr(), x[0].numel(), lo, hi,
+                        grad_x.data_ptr(), prod.data_ptr())
     return grad_x, prod

@@ -11,6 +11,8 @@ import torch
 from qbench_asq import kernel
 from qbench_asq.asq import asq_quantize
 
+from qbench.testing import torch_threads
+
 pytestmark = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                                 reason="the kernel is built for x86-64 (AVX2) only")
 
@@ -47,7 +49,8 @@ def test_kernel_equals_torch_code_bit_for_bit(shape: tuple[int, ...], bits: int,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     x, s, beta, go = _case(shape, bits, signed, seed=bits + sum(shape))
     assert kernel.usable(x, s * beta), "the kernel did not load: reinstall the plugin with gcc"
-    fast = _run(x, s, beta, go, bits, signed)
+    with torch_threads(3):  # the kernel's split path too
+        fast = _run(x, s, beta, go, bits, signed)
     monkeypatch.setattr(kernel, "usable", lambda x, sa: False)
     slow = _run(x, s, beta, go, bits, signed)
     for a, b in zip(fast, slow):

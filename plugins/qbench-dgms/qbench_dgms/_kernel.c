@@ -6,8 +6,8 @@
  * 8 weights (one AVX2 register) keeps its K values in a small scratch array, so the only O(N)
  * memory touched is the weight, the output and the two gradients.
  *
- * Plain C with no Python or torch headers: it is loaded with ctypes (which releases the GIL, so
- * Python threads run blocks in parallel) and does not depend on torch's C++ ABI. AVX2 + FMA
+ * Plain C with no Python or torch headers: it is loaded with ctypes and does not depend on torch's
+ * C++ ABI; its blocks run on torch's OpenMP threads (the library shares torch's libgomp). AVX2 + FMA
  * (x86-64-v3); kernel.py refuses CPUs without them.
  *
  * Maths (mixture.py has the torch reference):
@@ -26,6 +26,7 @@
  */
 #include <immintrin.h>
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,22 +177,32 @@ static void backward_blocks(const float *w, const float *g, float *gw, int64_t n
     }
 }
 
-/* The entry points take the block range first (qbench.api.run_split's convention) and allocate
- * their own scratch, so threads never share one. Return 0, or -1 when out of memory. */
-int qb_dgms_forward(int64_t b0, int64_t b1, const float *w, float *out, int64_t n, int K, const float *mu,
+/* The entry points split the blocks into one contiguous range per thread of torch's OpenMP pool
+ * (threads from qbench.api.kernel_threads); each thread allocates its own scratch. Return 0, or -1
+ * when out of memory. */
+int qb_dgms_forward(int threads, int64_t blocks, const float *w, float *out, int64_t n, int K, const float *mu,
                     const float *s, const float *c, float inv_tau) {
-    float *scratch = malloc(sizeof(float) * 2 * (size_t)K * LANES);
-    if (!scratch) return -1;
-    forward_blocks(w, out, n, K, mu, s, c, inv_tau, b0, b1, scratch);
-    free(scratch);
-    return 0;
+    int failed = 0;
+#pragma omp parallel for num_threads(threads) schedule(static, 1) reduction(|| : failed)
+    for (int t = 0; t < threads; t++) {
+        float *scratch = malloc(sizeof(float) * 2 * (size_t)K * LANES);
+        if (!scratch) { failed = 1; continue; }
+        forward_blocks(w, out, n, K, mu, s, c, inv_tau, blocks * t / threads, blocks * (t + 1) / threads, scratch);
+        free(scratch);
+    }
+    return failed ? -1 : 0;
 }
 
-int qb_dgms_backward(int64_t b0, int64_t b1, const float *w, const float *g, float *gw, int64_t n, int K,
+int qb_dgms_backward(int threads, int64_t blocks, const float *w, const float *g, float *gw, int64_t n, int K,
                      const float *mu, const float *s, const float *c, float inv_tau, double *partials) {
-    float *scratch = malloc(sizeof(float) * 5 * (size_t)K * LANES);
-    if (!scratch) return -1;
-    backward_blocks(w, g, gw, n, K, mu, s, c, inv_tau, b0, b1, partials, scratch);
-    free(scratch);
-    return 0;
+    int failed = 0;
+#pragma omp parallel for num_threads(threads) schedule(static, 1) reduction(|| : failed)
+    for (int t = 0; t < threads; t++) {
+        float *scratch = malloc(sizeof(float) * 5 * (size_t)K * LANES);
+        if (!scratch) { failed = 1; continue; }
+        backward_blocks(w, g, gw, n, K, mu, s, c, inv_tau, blocks * t / threads, blocks * (t + 1) / threads,
+                        partials, scratch);
+        free(scratch);
+    }
+    return failed ? -1 : 0;
 }

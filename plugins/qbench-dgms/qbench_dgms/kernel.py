@@ -7,9 +7,8 @@ backward are one pass over the weights each.
 
 Why ctypes and not a torch C++ extension: the kernel needs no torch or Python headers, so the
 shared library builds in about a second with the plugin (``setup.py``), does not break when torch
-is upgraded (no C++ ABI), and ctypes releases the GIL during a call, so plain Python threads run
-the blocks in parallel (``torch.get_num_threads()`` of them) without a second OpenMP runtime next
-to torch's.
+is upgraded (no C++ ABI). It runs its blocks on torch's own OpenMP threads (built with -fopenmp, it
+links the libgomp torch has already loaded; ``qbench.api.kernel_threads`` says how many).
 
 Determinism: every weight's output and gradient is computed independently of the others, and the
 mixture-parameter gradients are summed per block of :data:`BLOCK` weights and then over blocks in
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from qbench.api import KernelUnavailable, load_kernel, run_split
+from qbench.api import KernelUnavailable, kernel_threads, load_kernel
 
 __all__ = ["FusedSoftWeight", "KernelUnavailable", "available"]
 
@@ -38,8 +37,8 @@ PACKAGE_DIR = Path(__file__).parent
 def _lib() -> ctypes.CDLL:
     f, i64, i32, p = ctypes.c_float, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
     return load_kernel(PACKAGE_DIR, "_kernel", "dgms-w kernel='c'", "the weight param kernel='torch'", signatures={
-        "qb_dgms_forward": ([i64, i64, p, p, i64, i32, p, p, p, f], _checked),
-        "qb_dgms_backward": ([i64, i64, p, p, p, i64, i32, p, p, p, f, p], _checked),
+        "qb_dgms_forward": ([i32, i64, p, p, i64, i32, p, p, p, f], _checked),
+        "qb_dgms_backward": ([i32, i64, p, p, p, i64, i32, p, p, p, f, p], _checked),
         "qb_dgms_block": ([], i32)})
 
 
@@ -81,8 +80,9 @@ class FusedSoftWeight(torch.autograd.Function):
         mu_t, s_t, c_t = _tables(mu, log_sigma, log_pi)
         k, n, inv_tau = mu_t.numel(), w.numel(), float(1.0 / tau.detach())
         out = torch.empty_like(w)
-        run_split(lib.qb_dgms_forward, -(-n // lib.qb_dgms_block()), w.data_ptr(), out.data_ptr(), n, k,
-                  mu_t.data_ptr(), s_t.data_ptr(), c_t.data_ptr(), inv_tau, min_split=2)
+        blocks = -(-n // lib.qb_dgms_block())
+        lib.qb_dgms_forward(kernel_threads(blocks, grain=1), blocks, w.data_ptr(), out.data_ptr(), n, k,
+                            mu_t.data_ptr(), s_t.data_ptr(), c_t.data_ptr(), inv_tau)
         ctx.save_for_backward(w, mu, log_sigma, log_pi, tau)
         return out
 
@@ -97,8 +97,8 @@ class FusedSoftWeight(torch.autograd.Function):
         gw = torch.empty_like(w)
         blocks = -(-n // lib.qb_dgms_block())
         partials = np.zeros((blocks, 3 * k + 1), dtype=np.float64)
-        run_split(lib.qb_dgms_backward, blocks, w.data_ptr(), g.data_ptr(), gw.data_ptr(), n, k, mu_t.data_ptr(),
-                  s_t.data_ptr(), c_t.data_ptr(), inv_tau, partials.ctypes.data, min_split=2)
+        lib.qb_dgms_backward(kernel_threads(blocks, grain=1), blocks, w.data_ptr(), g.data_ptr(), gw.data_ptr(), n,
+                             k, mu_t.data_ptr(), s_t.data_ptr(), c_t.data_ptr(), inv_tau, partials.ctypes.data)
         sums = torch.from_numpy(partials.sum(axis=0))  # rows in block order: thread-count independent
         g_mu, g_ls, g_lp, g_tau = sums[:k], sums[k:2 * k], sums[2 * k:3 * k], sums[3 * k]
         need = ctx.needs_input_grad

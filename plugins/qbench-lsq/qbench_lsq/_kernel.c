@@ -12,16 +12,19 @@
  * nothing fused), round half to even as torch.round (the current rounding mode, which torch
  * leaves at the default), clamp that keeps NaN, as torch.clamp does.
  *
- * The step s is per tensor (inner = n) or per leading channel: element i uses s[i / inner]. A
- * call covers elements [begin, end), so threads can split a tensor (each element is independent).
+ * The step s is per tensor (inner = n) or per leading channel: element i uses s[i / inner]. The
+ * exported functions split the n elements into one contiguous range per thread of torch's OpenMP
+ * pool (threads from qbench.api.kernel_threads); each element is computed alone, so the split
+ * changes no value.
  * Plain C, no Python or torch headers; loaded with ctypes (kernel.py).
  */
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 
 /* out = round(clamp(x / s, lo, hi)) * s */
-void qb_lsq_forward(int64_t begin, int64_t end, const float *restrict x, const float *restrict s, int64_t inner,
-                    float lo, float hi, float *restrict out) {
+static void forward_range(int64_t begin, int64_t end, const float *restrict x, const float *restrict s,
+                          int64_t inner, float lo, float hi, float *restrict out) {
     for (int64_t i = begin; i < end;) {
         int64_t stop = (i / inner + 1) * inner;
         float si = s[i / inner];
@@ -36,9 +39,9 @@ void qb_lsq_forward(int64_t begin, int64_t end, const float *restrict x, const f
 
 /* grad_x = g masked to 0 where v <= lo or v >= hi; prod = g * ds with ds = round(v) - v inside,
  * lo below, hi above (v = x / s). */
-void qb_lsq_backward(int64_t begin, int64_t end, const float *restrict x, const float *restrict s,
-                     const float *restrict g, int64_t inner, float lo, float hi, float *restrict grad_x,
-                     float *restrict prod) {
+static void backward_range(int64_t begin, int64_t end, const float *restrict x, const float *restrict s,
+                           const float *restrict g, int64_t inner, float lo, float hi, float *restrict grad_x,
+                           float *restrict prod) {
     for (int64_t i = begin; i < end;) {
         int64_t stop = (i / inner + 1) * inner;
         float si = s[i / inner];
@@ -52,4 +55,19 @@ void qb_lsq_backward(int64_t begin, int64_t end, const float *restrict x, const 
             prod[i] = g[i] * ds;
         }
     }
+}
+
+void qb_lsq_forward(int threads, int64_t n, const float *restrict x, const float *restrict s, int64_t inner,
+                    float lo, float hi, float *restrict out) {
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int k = 0; k < threads; k++)
+        forward_range(n * k / threads, n * (k + 1) / threads, x, s, inner, lo, hi, out);
+}
+
+void qb_lsq_backward(int threads, int64_t n, const float *restrict x, const float *restrict s,
+                     const float *restrict g, int64_t inner, float lo, float hi, float *restrict grad_x,
+                     float *restrict prod) {
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int k = 0; k < threads; k++)
+        backward_range(n * k / threads, n * (k + 1) / threads, x, s, g, inner, lo, hi, grad_x, prod);
 }

@@ -3,8 +3,8 @@
 :class:`qbench_lsq.function._LSQQuantize` uses it for contiguous float32 CPU tensors with a step
 per tensor or per leading channel whenever the library loads; otherwise the torch code runs.
 Both give the same bits (``tests/test_kernel.py``), so which one ran is not part of a job's key.
-Large tensors are split across ``torch.get_num_threads()`` Python threads (ctypes releases the
-GIL; every element is independent, so the split changes nothing).
+The kernel splits a tensor over torch's OpenMP threads itself (``qbench.api.kernel_threads``;
+every element is independent, so the split changes nothing).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from qbench.api import optional_kernel, run_split, tracing
+from qbench.api import kernel_threads, optional_kernel, tracing
 
 #: Where setup.py puts the built ``_kernel`` library.
 PACKAGE_DIR = Path(__file__).parent
@@ -24,10 +24,10 @@ PACKAGE_DIR = Path(__file__).parent
 @lru_cache(maxsize=1)
 def _lib() -> ctypes.CDLL | None:
     """The library, or None (the torch code then runs; nothing else changes)."""
-    i64, p, f = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
+    i32, i64, p, f = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
     return optional_kernel(PACKAGE_DIR, "_kernel", "lsq", {
-        "qb_lsq_forward": ([i64, i64, p, p, i64, f, f, p], None),
-        "qb_lsq_backward": ([i64, i64, p, p, p, i64, f, f, p, p], None)})
+        "qb_lsq_forward": ([i32, i64, p, p, i64, f, f, p], None),
+        "qb_lsq_backward": ([i32, i64, p, p, p, i64, f, f, p, p], None)})
 
 
 def _inner(x: Tensor, s: Tensor) -> int | None:
@@ -52,7 +52,8 @@ def forward(x: Tensor, s: Tensor, lo: float, hi: float) -> Tensor:
     assert lib is not None
     sc = s.detach().contiguous()
     out = torch.empty_like(x)
-    run_split(lib.qb_lsq_forward, x.numel(), x.data_ptr(), sc.data_ptr(), _inner(x, s), lo, hi, out.data_ptr())
+    n = x.numel()
+    lib.qb_lsq_forward(kernel_threads(n), n, x.data_ptr(), sc.data_ptr(), _inner(x, s), lo, hi, out.data_ptr())
     return out
 
 
@@ -62,6 +63,7 @@ def backward(x: Tensor, s: Tensor, grad: Tensor, lo: float, hi: float) -> tuple[
     assert lib is not None
     sc = s.detach().contiguous()
     grad_x, prod = torch.empty_like(x), torch.empty_like(x)
-    run_split(lib.qb_lsq_backward, x.numel(), x.data_ptr(), sc.data_ptr(), grad.data_ptr(), _inner(x, s), lo, hi,
-         grad_x.data_ptr(), prod.data_ptr())
+    n = x.numel()
+    lib.qb_lsq_backward(kernel_threads(n), n, x.data_ptr(), sc.data_ptr(), grad.data_ptr(), _inner(x, s), lo, hi,
+                        grad_x.data_ptr(), prod.data_ptr())
     return grad_x, prod

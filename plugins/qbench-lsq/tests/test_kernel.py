@@ -11,6 +11,8 @@ import torch
 from qbench_lsq import kernel
 from qbench_lsq.function import lsq_quantize
 
+from qbench.testing import torch_threads
+
 pytestmark = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                                 reason="the kernel is built for x86-64 (AVX2) only")
 
@@ -46,7 +48,8 @@ def test_kernel_equals_torch_code_bit_for_bit(shape: tuple[int, ...], per_channe
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     x, s, go = _case(shape, per_channel, q_n, q_p, seed=sum(shape) + q_p)
     assert kernel.usable(x, s), "the kernel did not load: reinstall the plugin with gcc"
-    fast = _run(x, s, go, q_n, q_p)
+    with torch_threads(3):  # the kernel's split path too
+        fast = _run(x, s, go, q_n, q_p)
     monkeypatch.setattr(kernel, "usable", lambda x, s: False)
     slow = _run(x, s, go, q_n, q_p)
     for a, b in zip(fast, slow):

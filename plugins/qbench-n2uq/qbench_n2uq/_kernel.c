@@ -11,9 +11,17 @@
  * gradient is accumulated element by element in order, first every (u - 1) term and then every
  * -u term, as torch's two serial index_add_ calls do.
  *
+ * The elementwise entry points split the n elements into one contiguous range per thread of
+ * torch's OpenMP pool (threads from qbench.api.kernel_threads): each element is computed alone, so
+ * the split changes no value. The boundary sums stay serial (qb_n2uq_sums).
+ *
  * Plain C, no Python or torch headers; loaded with ctypes (kernel.py).
  */
+
+/* [begin, end) of part k of n elements split into t parts */
+#define PART(n, k, t) ((n) * (k) / (t)), ((n) * ((k) + 1) / (t))
 #include <immintrin.h>
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -21,8 +29,8 @@
 
 /* For elements [begin, end): j = #{points <= x} (NaN: 0), out = level[j]; j stored as int16 (j_bytes
  * 2) or int32. */
-void qb_n2uq_forward(int64_t begin, int64_t end, const float *x, const float *pts, int npts, const float *level,
-                     float *out, void *j_out, int j_bytes) {
+static void map_range(int64_t begin, int64_t end, const float *x, const float *pts, int npts, const float *level,
+                      float *out, void *j_out, int j_bytes) {
     int16_t *j16 = (int16_t *)j_out;
     int32_t *j32 = (int32_t *)j_out;
     int top = 1;
@@ -93,10 +101,10 @@ static void ordered_sums(const float *terms, const int32_t *lane, int shift, int
  * segment (seg_out), the input gradient, and when need_b the two boundary-gradient terms of each
  * element (t1 for its segment's start, t2 for its end). nseg segments (bounds: nseg + 1 entries,
  * width: nseg). */
-void qb_n2uq_terms(int64_t begin, int64_t end, const float *restrict x, const void *restrict j, int j_bytes,
-                   const float *restrict bounds, const float *restrict width, int nseg, float step,
-                   const float *restrict grad, float *restrict grad_x, int need_b, int32_t *restrict seg_out,
-                   float *restrict t1, float *restrict t2) {
+static void terms_range(int64_t begin, int64_t end, const float *restrict x, const void *restrict j, int j_bytes,
+                        const float *restrict bounds, const float *restrict width, int nseg, float step,
+                        const float *restrict grad, float *restrict grad_x, int need_b, int32_t *restrict seg_out,
+                        float *restrict t1, float *restrict t2) {
     const int32_t last = 2 * nseg;
     if (j_bytes == 2) { /* segments, and the inside mask as 1.0 / 0.0 in t1 */
         const int16_t *restrict j16 = (const int16_t *)j;
@@ -137,14 +145,14 @@ void qb_n2uq_sums(int64_t n, const int32_t *seg, const float *t1, const float *t
 /* The whole n2uq-a activation: out = (level[j] - offset) * s (or without * s), j counted on
  * u = x / s, with the same operations as quantizers.py's
  * ``(n2uq_levels(x / s, ...) - offset) * s``; j saved for the backward. */
-void qb_n2uq_act_forward(int64_t begin, int64_t end, const float *restrict x, float s, const float *restrict pts,
-                         int npts, const float *restrict level, float offset, int rescale, float *restrict out,
-                         void *restrict j_out, int j_bytes) {
+static void act_forward_range(int64_t begin, int64_t end, const float *restrict x, float s,
+                              const float *restrict pts, int npts, const float *restrict level, float offset,
+                              int rescale, float *restrict out, void *restrict j_out, int j_bytes) {
     float u[BLOCK];
     for (int64_t at = begin; at < end; at += BLOCK) {
         int64_t stop = end - at < BLOCK ? end : at + BLOCK;
         for (int64_t i = at; i < stop; i++) u[i - at] = x[i] / s;
-        qb_n2uq_forward(0, stop - at, u, pts, npts, level, out + at,
+        map_range(0, stop - at, u, pts, npts, level, out + at,
                         j_bytes == 2 ? (void *)((int16_t *)j_out + at) : (void *)((int32_t *)j_out + at), j_bytes);
         for (int64_t i = at; i < stop; i++) {
             float y = out[i] - offset;
@@ -156,12 +164,13 @@ void qb_n2uq_act_forward(int64_t begin, int64_t end, const float *restrict x, fl
 /* Its gradients, elementwise over [begin, end), as autograd computes them through that
  * expression: g1 = grad * s (MulBackward; grad itself without rescale), the map's GSTE on g1,
  * grad_x = g_slope / s and the step's terms -g_slope * ((x / s) / s) (DivBackward) and
- * grad * y (MulBackward), which the caller sums; the boundary terms as qb_n2uq_terms. */
-void qb_n2uq_act_terms(int64_t begin, int64_t end, const float *restrict x, float s, const void *restrict j,
-                       int j_bytes, const float *restrict bounds, const float *restrict width, int nseg, float step,
-                       const float *restrict level, float offset, int rescale, const float *restrict grad,
-                       float *restrict grad_x, int need_b, int32_t *restrict seg_out, float *restrict t1,
-                       float *restrict t2, float *restrict ts_mul, float *restrict ts_div) {
+ * grad * y (MulBackward), which the caller sums; the boundary terms as terms_range. */
+static void act_terms_range(int64_t begin, int64_t end, const float *restrict x, float s,
+                            const void *restrict j, int j_bytes, const float *restrict bounds,
+                            const float *restrict width, int nseg, float step, const float *restrict level,
+                            float offset, int rescale, const float *restrict grad, float *restrict grad_x,
+                            int need_b, int32_t *restrict seg_out, float *restrict t1, float *restrict t2,
+                            float *restrict ts_mul, float *restrict ts_div) {
     const int32_t last = 2 * nseg;
     /* Loops split so that each vectorises: j to int32, then tables, then the divisions. */
     if (j_bytes == 2) {
@@ -194,4 +203,36 @@ void qb_n2uq_act_terms(int64_t begin, int64_t end, const float *restrict x, floa
         t1[i] = gs * (v - 1.0f);
         t2[i] = -gs * v;
     }
+}
+
+void qb_n2uq_forward(int threads, int64_t n, const float *x, const float *pts, int npts, const float *level,
+                     float *out, void *j_out, int j_bytes) {
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int k = 0; k < threads; k++) map_range(PART(n, k, threads), x, pts, npts, level, out, j_out, j_bytes);
+}
+
+void qb_n2uq_terms(int threads, int64_t n, const float *x, const void *j, int j_bytes, const float *bounds,
+                   const float *width, int nseg, float step, const float *grad, float *grad_x, int need_b,
+                   int32_t *seg_out, float *t1, float *t2) {
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int k = 0; k < threads; k++)
+        terms_range(PART(n, k, threads), x, j, j_bytes, bounds, width, nseg, step, grad, grad_x, need_b, seg_out,
+                    t1, t2);
+}
+
+void qb_n2uq_act_forward(int threads, int64_t n, const float *x, float s, const float *pts, int npts,
+                         const float *level, float offset, int rescale, float *out, void *j_out, int j_bytes) {
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int k = 0; k < threads; k++)
+        act_forward_range(PART(n, k, threads), x, s, pts, npts, level, offset, rescale, out, j_out, j_bytes);
+}
+
+void qb_n2uq_act_terms(int threads, int64_t n, const float *x, float s, const void *j, int j_bytes,
+                       const float *bounds, const float *width, int nseg, float step, const float *level,
+                       float offset, int rescale, const float *grad, float *grad_x, int need_b, int32_t *seg_out,
+                       float *t1, float *t2, float *ts_mul, float *ts_div) {
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int k = 0; k < threads; k++)
+        act_terms_range(PART(n, k, threads), x, s, j, j_bytes, bounds, width, nseg, step, level, offset, rescale,
+                        grad, grad_x, need_b, seg_out, t1, t2, ts_mul, ts_div);
 }

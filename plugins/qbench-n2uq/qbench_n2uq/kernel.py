@@ -3,9 +3,9 @@
 Used by :class:`qbench_n2uq.function._N2UQMap` for float32 CPU tensors whenever the library
 loads; otherwise (another device or dtype, no compiler at install, another CPU) the torch code
 runs. Both give the same bits (``tests/test_kernel.py``), so which one ran is not part of a
-job's key. The elementwise work of a large tensor is split across ``torch.get_num_threads()``
-Python threads; the boundary gradient is summed serially, in element order, to match torch's
-``index_add_``.
+job's key. The kernel splits the elementwise work over torch's OpenMP threads itself
+(``qbench.api.kernel_threads``); the boundary gradient is summed serially, in element order, to
+match torch's ``index_add_``.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from qbench.api import optional_kernel, run_split, tracing
+from qbench.api import kernel_threads, optional_kernel, tracing
 
 #: Where setup.py puts the built ``_kernel`` library.
 PACKAGE_DIR = Path(__file__).parent
@@ -30,11 +30,11 @@ def _lib() -> ctypes.CDLL | None:
     """The library, or None (the torch code then runs; nothing else changes)."""
     i64, i32, p, f = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p, ctypes.c_float
     return optional_kernel(PACKAGE_DIR, "_kernel", "n2uq-a", {
-        "qb_n2uq_forward": ([i64, i64, p, p, i32, p, p, p, i32], None),
-        "qb_n2uq_terms": ([i64, i64, p, p, i32, p, p, i32, f, p, p, i32, p, p, p], None),
+        "qb_n2uq_forward": ([i32, i64, p, p, i32, p, p, p, i32], None),
+        "qb_n2uq_terms": ([i32, i64, p, p, i32, p, p, i32, f, p, p, i32, p, p, p], None),
         "qb_n2uq_sums": ([i64, p, p, p, p, i32], None),
-        "qb_n2uq_act_forward": ([i64, i64, p, f, p, i32, p, f, i32, p, p, i32], None),
-        "qb_n2uq_act_terms": ([i64, i64, p, f, p, i32, p, p, i32, f, p, f, i32, p, p, i32, p, p, p, p, p], None)})
+        "qb_n2uq_act_forward": ([i32, i64, p, f, p, i32, p, f, i32, p, p, i32], None),
+        "qb_n2uq_act_terms": ([i32, i64, p, f, p, i32, p, p, i32, f, p, f, i32, p, p, i32, p, p, p, p, p], None)})
 
 
 def usable(x: Tensor) -> bool:
@@ -45,8 +45,9 @@ def usable(x: Tensor) -> bool:
 def forward(x: Tensor, points: Tensor, level: Tensor, j_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """(level[j], j) with j = #(points <= x) per element of the flat ``x`` (NaN: 0)."""
     lib, flat, pts, lev, out, j = _forward_buffers(x, points, level, j_dtype)
-    run_split(lib.qb_n2uq_forward, flat.numel(), flat.data_ptr(), pts.data_ptr(), pts.numel(), lev.data_ptr(),
-              out.data_ptr(), j.data_ptr(), j.element_size())
+    n = flat.numel()
+    lib.qb_n2uq_forward(kernel_threads(n), n, flat.data_ptr(), pts.data_ptr(), pts.numel(), lev.data_ptr(),
+                        out.data_ptr(), j.data_ptr(), j.element_size())
     return out, j
 
 
@@ -70,9 +71,9 @@ def backward(x: Tensor, j: Tensor, bounds: Tensor, width: Tensor, step: float, g
     n = flat.numel()
     grad_x, t1, t2 = torch.empty_like(flat), torch.empty_like(flat), torch.empty_like(flat)
     seg = torch.empty(n, dtype=torch.int32)
-    run_split(lib.qb_n2uq_terms, n, flat.data_ptr(), j.data_ptr(), j.element_size(), b.data_ptr(), w.data_ptr(),
-           w.numel(), step, g.data_ptr(), grad_x.data_ptr(), int(need_bounds), seg.data_ptr(), t1.data_ptr(),
-           t2.data_ptr())
+    lib.qb_n2uq_terms(kernel_threads(n), n, flat.data_ptr(), j.data_ptr(), j.element_size(), b.data_ptr(),
+                      w.data_ptr(), w.numel(), step, g.data_ptr(), grad_x.data_ptr(), int(need_bounds),
+                      seg.data_ptr(), t1.data_ptr(), t2.data_ptr())
     if not need_bounds:
         return grad_x, None
     grad_b = torch.zeros_like(b)
@@ -84,8 +85,9 @@ def act_forward(x: Tensor, s: float, points: Tensor, level: Tensor, offset: floa
                 j_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """((level[j] - offset) * s, j) with j counted on x / s: the whole ``n2uq-a`` forward."""
     lib, flat, pts, lev, out, j = _forward_buffers(x, points, level, j_dtype)
-    run_split(lib.qb_n2uq_act_forward, flat.numel(), flat.data_ptr(), s, pts.data_ptr(), pts.numel(),
-              lev.data_ptr(), offset, int(rescale), out.data_ptr(), j.data_ptr(), j.element_size())
+    n = flat.numel()
+    lib.qb_n2uq_act_forward(kernel_threads(n), n, flat.data_ptr(), s, pts.data_ptr(), pts.numel(), lev.data_ptr(),
+                            offset, int(rescale), out.data_ptr(), j.data_ptr(), j.element_size())
     return out.view_as(x), j
 
 
@@ -102,9 +104,10 @@ def act_backward(x: Tensor, s: float, j: Tensor, bounds: Tensor, width: Tensor, 
     grad_x, t1, t2, ts_div = (torch.empty_like(flat) for _ in range(4))
     ts_mul = torch.empty_like(flat) if rescale else t1  # unused without rescale
     seg = torch.empty(n, dtype=torch.int32)
-    run_split(lib.qb_n2uq_act_terms, n, flat.data_ptr(), s, j.data_ptr(), j.element_size(), b.data_ptr(),
-              w.data_ptr(), w.numel(), step, lev.data_ptr(), offset, int(rescale), g.data_ptr(), grad_x.data_ptr(),
-              int(need_bounds), seg.data_ptr(), t1.data_ptr(), t2.data_ptr(), ts_mul.data_ptr(), ts_div.data_ptr())
+    lib.qb_n2uq_act_terms(kernel_threads(n), n, flat.data_ptr(), s, j.data_ptr(), j.element_size(), b.data_ptr(),
+                          w.data_ptr(), w.numel(), step, lev.data_ptr(), offset, int(rescale), g.data_ptr(),
+                          grad_x.data_ptr(), int(need_bounds), seg.data_ptr(), t1.data_ptr(), t2.data_ptr(),
+                          ts_mul.data_ptr(), ts_div.data_ptr())
     grad_b = None
     if need_bounds:
         grad_b = torch.zeros_like(b)

@@ -10,6 +10,8 @@ import torch
 from qbench_n2uq import kernel
 from qbench_n2uq.function import n2uq_levels, segment_boundaries, thresholds_from_boundaries
 
+from qbench.testing import torch_threads
+
 pytestmark = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                                 reason="the kernel is built for x86-64 (AVX2) only")
 
@@ -40,7 +42,8 @@ def _run(x0: torch.Tensor, t0: torch.Tensor, widths: torch.Tensor, go: torch.Ten
 def test_kernel_equals_torch_code_bit_for_bit(bits: int, numel: int, monkeypatch: pytest.MonkeyPatch) -> None:
     assert kernel.usable(torch.zeros(1)), "the kernel did not load: reinstall the plugin with gcc"
     x, t0, widths, go = _inputs(bits, numel, seed=bits * 1000 + numel)
-    fast = _run(x, t0, widths, go)
+    with torch_threads(3):  # the kernel's split path too
+        fast = _run(x, t0, widths, go)
     monkeypatch.setattr(kernel, "usable", lambda x: False)
     slow = _run(x, t0, widths, go)
     for a, b in zip(fast, slow):
@@ -50,7 +53,8 @@ def test_kernel_equals_torch_code_bit_for_bit(bits: int, numel: int, monkeypatch
 def test_infinities_and_nan_follow_the_torch_code(monkeypatch: pytest.MonkeyPatch) -> None:
     x, t0, widths, go = _inputs(2, 20000, seed=7)  # large enough for the torch code's table path
     x[:3] = torch.tensor([float("inf"), float("-inf"), float("nan")])
-    fast = _run(x, t0, widths, go)
+    with torch_threads(3):  # the kernel's split path too
+        fast = _run(x, t0, widths, go)
     monkeypatch.setattr(kernel, "usable", lambda x: False)
     slow = _run(x, t0, widths, go)
     assert fast[0][2] == 0.0 and fast[0][0] == 2.0  # NaN counts no threshold; +inf all of them
@@ -101,8 +105,9 @@ def test_fused_activation_equals_the_composed_expression(shape: tuple[int, ...],
         q = N2UQActivationQuantizer(bits, signed=signed, rescale_output=rescale)
         q.load_state_dict(q0.state_dict())
         x = x0.clone().requires_grad_()
-        out = q.train()(x)
-        out.backward(go)
+        with torch_threads(3):  # the kernel's split path too
+            out = q.train()(x)
+            out.backward(go)
         results.append([out.detach(), x.grad, q.scale.grad, q.t0.grad, q.widths_raw.grad])
     for a, b in zip(*results):
         assert a is not None and torch.equal(a, b)
