@@ -110,3 +110,27 @@ def test_tracing_is_seen_under_jit_trace_and_not_in_eager_code() -> None:
     f(torch.ones(2))
     torch.jit.trace(f, (torch.ones(2),), check_trace=False)
     assert seen == [False, True]
+
+
+def test_tracing_is_seen_by_both_onnx_exporters() -> None:
+    import io
+
+    import torch
+
+    from qbench.api import tracing
+
+    seen: list[bool] = []
+
+    class Twice(torch.nn.Module):
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            seen.append(tracing())
+            return t * 2
+
+    torch.onnx.export(Twice(), (torch.ones(2),), io.BytesIO(), dynamo=False)  # qbench's deploy check
+    try:
+        import onnxscript  # noqa: F401  (the dynamo exporter's dependency)
+    except ImportError:
+        assert seen == [True]
+        return
+    torch.onnx.export(Twice(), (torch.ones(2),), dynamo=True, verbose=False)
+    assert seen and all(seen)

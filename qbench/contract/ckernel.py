@@ -100,5 +100,8 @@ def tracing() -> bool:
 
     A ctypes kernel is opaque to them: traced, it would leave an uninitialised tensor in the
     graph in place of its result. Plugins take their torch code then (the same numbers).
+    Both ONNX exporters are covered: the TorchScript one traces with jit.trace, the dynamo one
+    with torch.export (``tests/test_ckernel.py`` runs both). ``torch.onnx.is_in_onnx_export()``
+    is not asked: it imports two modules per call, and this runs on every quantizer call.
     """
-    return bool(torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
+    return bool(torch.jit.is_tracing() or torch.compiler.is_compiling())

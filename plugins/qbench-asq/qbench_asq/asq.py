@@ -51,18 +51,18 @@ class _ASQFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, s: Tensor, beta: Tensor, q_n: int, q_p: int, g: float) -> Tensor:
         s_a = _per_sample(s * beta, x)
-        ctx.save_for_backward(x, s, beta)
+        ctx.save_for_backward(x, s, beta, s_a)
         ctx.q_n, ctx.q_p, ctx.g = q_n, q_p, g
-        if kernel.usable(x, s_a):  # one compiled loop, the same bits
+        ctx.fast = kernel.usable(x, s_a)  # asked once: the backward takes the same path
+        if ctx.fast:  # one compiled loop, the same bits
             return kernel.forward(x, s_a, float(-q_n), float(q_p))
         q = torch.clamp(torch.round(x / s_a), -q_n, q_p)
         return q * s_a
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        x, s, beta = ctx.saved_tensors
-        s_a = _per_sample(s * beta, x)
-        if kernel.usable(x, s_a) and grad_out.dtype == x.dtype and grad_out.is_contiguous():
+        x, s, beta, s_a = ctx.saved_tensors
+        if ctx.fast and grad_out.dtype == x.dtype and grad_out.is_contiguous():
             # one compiled loop for the masks, the input gradient and grad_out * d_sa (the same
             # bits); torch still sums the per-sample terms below, in its own order
             grad_x, prod = kernel.backward(x, s_a, grad_out, float(-ctx.q_n), float(ctx.q_p))

@@ -22,12 +22,15 @@
 #include <omp.h>
 #include <stdint.h>
 
-/* out = round(clamp(x / s, lo, hi)) * s */
+/* s' = max(s, eps) as torch.clamp_min computes it (NaN compares false: it stays NaN) */
+static inline float floor_eps(float s, float eps) { return s < eps ? eps : s; }
+
+/* out = round(clamp(x / s', lo, hi)) * s' */
 static void forward_range(int64_t begin, int64_t end, const float *restrict x, const float *restrict s,
-                          int64_t inner, float lo, float hi, float *restrict out) {
+                          int64_t inner, float lo, float hi, float eps, float *restrict out) {
     for (int64_t i = begin; i < end;) {
         int64_t stop = (i / inner + 1) * inner;
-        float si = s[i / inner];
+        float si = floor_eps(s[i / inner], eps);
         for (stop = stop < end ? stop : end; i < stop; i++) {
             float v = x[i] / si;
             v = v < lo ? lo : v; /* NaN compares false: it stays NaN, as in torch.clamp */
@@ -38,13 +41,13 @@ static void forward_range(int64_t begin, int64_t end, const float *restrict x, c
 }
 
 /* grad_x = g masked to 0 where v <= lo or v >= hi; prod = g * ds with ds = round(v) - v inside,
- * lo below, hi above (v = x / s). */
+ * lo below, hi above (v = x / s'). */
 static void backward_range(int64_t begin, int64_t end, const float *restrict x, const float *restrict s,
-                           const float *restrict g, int64_t inner, float lo, float hi, float *restrict grad_x,
-                           float *restrict prod) {
+                           const float *restrict g, int64_t inner, float lo, float hi, float eps,
+                           float *restrict grad_x, float *restrict prod) {
     for (int64_t i = begin; i < end;) {
         int64_t stop = (i / inner + 1) * inner;
-        float si = s[i / inner];
+        float si = floor_eps(s[i / inner], eps);
         for (stop = stop < end ? stop : end; i < stop; i++) {
             float v = x[i] / si;
             int below = v <= lo, above = v >= hi;
@@ -58,16 +61,16 @@ static void backward_range(int64_t begin, int64_t end, const float *restrict x, 
 }
 
 void qb_lsq_forward(int threads, int64_t n, const float *restrict x, const float *restrict s, int64_t inner,
-                    float lo, float hi, float *restrict out) {
+                    float lo, float hi, float eps, float *restrict out) {
 #pragma omp parallel for num_threads(threads) schedule(static, 1)
     for (int k = 0; k < threads; k++)
-        forward_range(n * k / threads, n * (k + 1) / threads, x, s, inner, lo, hi, out);
+        forward_range(n * k / threads, n * (k + 1) / threads, x, s, inner, lo, hi, eps, out);
 }
 
 void qb_lsq_backward(int threads, int64_t n, const float *restrict x, const float *restrict s,
-                     const float *restrict g, int64_t inner, float lo, float hi, float *restrict grad_x,
+                     const float *restrict g, int64_t inner, float lo, float hi, float eps, float *restrict grad_x,
                      float *restrict prod) {
 #pragma omp parallel for num_threads(threads) schedule(static, 1)
     for (int k = 0; k < threads; k++)
-        backward_range(n * k / threads, n * (k + 1) / threads, x, s, g, inner, lo, hi, grad_x, prod);
+        backward_range(n * k / threads, n * (k + 1) / threads, x, s, g, inner, lo, hi, eps, grad_x, prod);
 }

@@ -32,24 +32,28 @@ class _LSQQuantize(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, s: Tensor, q_n: int, q_p: int, g: float, eps: float) -> Tensor:
+        ctx.q_n, ctx.q_p, ctx.g, ctx.eps = q_n, q_p, g, eps
+        ctx.s_shape = s.shape
+        ctx.fast = kernel.usable(x, s)  # asked once: the backward takes the same path
+        if ctx.fast:  # one compiled loop (it applies max(s, eps) itself), the same bits
+            ctx.save_for_backward(x, s)
+            return kernel.forward(x, s, float(-q_n), float(q_p), eps)
         s_eff = s.clamp_min(eps)
         ctx.save_for_backward(x, s_eff)
-        ctx.q_n, ctx.q_p, ctx.g = q_n, q_p, g
-        ctx.s_shape = s.shape
-        if kernel.usable(x, s_eff):  # one compiled loop, the same bits
-            return kernel.forward(x, s_eff, float(-q_n), float(q_p))
         return torch.round(torch.clamp(x / s_eff, -q_n, q_p)) * s_eff
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
-        x, s_eff = ctx.saved_tensors
+        x, s_eff = ctx.saved_tensors  # s itself on the kernel's path
         q_n, q_p = ctx.q_n, ctx.q_p
-        if kernel.usable(x, s_eff) and grad_out.dtype == x.dtype and grad_out.is_contiguous():
+        if ctx.fast and grad_out.dtype == x.dtype and grad_out.is_contiguous():
             # one compiled loop for the masks, the input gradient and grad_out * ds (the same
             # bits); torch still sums the step's terms, in its own order
-            grad_x, prod = kernel.backward(x, s_eff, grad_out, float(-q_n), float(q_p))
+            grad_x, prod = kernel.backward(x, s_eff, grad_out, float(-q_n), float(q_p), ctx.eps)
             grad_s = prod.sum_to_size(ctx.s_shape) * ctx.g if ctx.needs_input_grad[1] else None
             return (grad_x if ctx.needs_input_grad[0] else None), grad_s, None, None, None, None
+        if ctx.fast:
+            s_eff = s_eff.clamp_min(ctx.eps)
         v = x / s_eff
         below = v <= -q_n
         above = v >= q_p

@@ -26,8 +26,8 @@ def _lib() -> ctypes.CDLL | None:
     """The library, or None (the torch code then runs; nothing else changes)."""
     i32, i64, p, f = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
     return optional_kernel(PACKAGE_DIR, "_kernel", "lsq", {
-        "qb_lsq_forward": ([i32, i64, p, p, i64, f, f, p], None),
-        "qb_lsq_backward": ([i32, i64, p, p, p, i64, f, f, p, p], None)})
+        "qb_lsq_forward": ([i32, i64, p, p, i64, f, f, f, p], None),
+        "qb_lsq_backward": ([i32, i64, p, p, p, i64, f, f, f, p, p], None)})
 
 
 def _inner(x: Tensor, s: Tensor) -> int | None:
@@ -46,24 +46,25 @@ def usable(x: Tensor, s: Tensor) -> bool:
             and not tracing())
 
 
-def forward(x: Tensor, s: Tensor, lo: float, hi: float) -> Tensor:
-    """round(clamp(x / s, lo, hi)) * s."""
+def forward(x: Tensor, s: Tensor, lo: float, hi: float, eps: float) -> Tensor:
+    """round(clamp(x / s', lo, hi)) * s' with s' = max(s, eps) (torch's clamp_min: NaN stays)."""
     lib = _lib()
     assert lib is not None
     sc = s.detach().contiguous()
     out = torch.empty_like(x)
     n = x.numel()
-    lib.qb_lsq_forward(kernel_threads(n), n, x.data_ptr(), sc.data_ptr(), _inner(x, s), lo, hi, out.data_ptr())
+    lib.qb_lsq_forward(kernel_threads(n), n, x.data_ptr(), sc.data_ptr(), _inner(x, s), lo, hi, eps, out.data_ptr())
     return out
 
 
-def backward(x: Tensor, s: Tensor, grad: Tensor, lo: float, hi: float) -> tuple[Tensor, Tensor]:
-    """(grad masked outside (lo, hi), grad * ds): the input gradient and the step's elementwise terms."""
+def backward(x: Tensor, s: Tensor, grad: Tensor, lo: float, hi: float, eps: float) -> tuple[Tensor, Tensor]:
+    """(grad masked outside (lo, hi), grad * ds): the input gradient and the step's elementwise
+    terms, with s' = max(s, eps) as in :func:`forward`."""
     lib = _lib()
     assert lib is not None
     sc = s.detach().contiguous()
     grad_x, prod = torch.empty_like(x), torch.empty_like(x)
     n = x.numel()
     lib.qb_lsq_backward(kernel_threads(n), n, x.data_ptr(), sc.data_ptr(), grad.data_ptr(), _inner(x, s), lo, hi,
-                        grad_x.data_ptr(), prod.data_ptr())
+                        eps, grad_x.data_ptr(), prod.data_ptr())
     return grad_x, prod

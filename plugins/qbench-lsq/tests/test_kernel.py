@@ -59,15 +59,17 @@ def test_kernel_equals_torch_code_bit_for_bit(shape: tuple[int, ...], per_channe
 
 def test_a_step_below_eps_and_other_broadcasts(monkeypatch: pytest.MonkeyPatch) -> None:
     x, _, go = _case((32, 10), False, 2, 1, seed=3)
-    tiny = torch.tensor([1e-12])
+    tiny, negative = torch.tensor([1e-12]), torch.tensor([-0.3])  # the kernel applies max(s, eps)
+    channels = torch.tensor([0.05, float("nan"), 0.0, 1e-9] * 8).view(32, 1)  # NaN stays NaN
     other = torch.full((1, 10), 0.05)  # a step per column: not a leading channel, so torch answers
-    assert kernel.usable(x, tiny) and not kernel.usable(x, other)
-    fast = [_run(x, tiny, go, 2, 1), _run(x, other, go, 2, 1)]
+    assert kernel.usable(x, tiny) and kernel.usable(x, channels) and not kernel.usable(x, other)
+    steps = (tiny, negative, channels, other)
+    fast = [_run(x, s, go, 2, 1) for s in steps]
     monkeypatch.setattr(kernel, "usable", lambda x, s: False)
-    slow = [_run(x, tiny, go, 2, 1), _run(x, other, go, 2, 1)]
+    slow = [_run(x, s, go, 2, 1) for s in steps]
     for f, sl in zip(fast, slow):
         for a, b in zip(f, sl):
-            assert torch.equal(a.nan_to_num(), b.nan_to_num())
+            assert torch.equal(a.nan_to_num(), b.nan_to_num()) and torch.equal(a.isnan(), b.isnan())
 
 
 def test_without_the_library_the_torch_code_runs(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
