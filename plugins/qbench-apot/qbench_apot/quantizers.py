@@ -48,19 +48,13 @@ from qbench.api import (
     clip_grid,
     mse_search,
     nearest_level_index,
-    project_ste,
 )
 
 from .levels import apot_levels
+from .rcf import rcf_quantize
 
 ALPHA_MIN = 1e-8
 RESCALE_MODES = ("std", "none", "affine")
-
-
-def rcf_quantize(x: Tensor, alpha: Tensor, levels: Tensor, signed: bool) -> Tensor:
-    """alpha * Proj(clamp(x / alpha)) with the STE through Proj (the paper's RCF)."""
-    u = torch.clamp(x / alpha, -1.0 if signed else 0.0, 1.0)
-    return project_ste(u, levels) * alpha
 
 
 def mse_alpha(x: Tensor, quantize: Callable[[Tensor, Tensor], Tensor], points: int = 100) -> float:
