@@ -142,6 +142,16 @@ void qb_n2uq_sums(int64_t n, const int32_t *seg, const float *t1, const float *t
     ordered_sums(t2, seg, 1, n, grad_b, nseg + 1);
 }
 
+/* The sorted points t_0, T_1, t_1, ..., T_n, t_n from the nb = n + 1 bounds t_i, with
+ * T_i = 0.5 * (t_{i-1} + t_i) as function.py's thresholds_from_boundaries computes it. */
+void qb_n2uq_points(const float *bounds, int nb, float *out) {
+    for (int i = 0; i + 1 < nb; i++) {
+        out[2 * i] = bounds[i];
+        out[2 * i + 1] = 0.5f * (bounds[i] + bounds[i + 1]);
+    }
+    out[2 * (nb - 1)] = bounds[nb - 1];
+}
+
 /* The whole n2uq-a activation: out = (level[j] - offset) * s (or without * s), j counted on
  * u = x / s, with the same operations as quantizers.py's
  * ``(n2uq_levels(x / s, ...) - offset) * s``; j saved for the backward. */

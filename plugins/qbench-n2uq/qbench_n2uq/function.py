@@ -24,6 +24,8 @@ level index, so its memory does not grow with the number of levels.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch import Tensor
 
@@ -41,6 +43,28 @@ def segment_boundaries(t0: Tensor, widths: Tensor) -> Tensor:
 def thresholds_from_boundaries(bounds: Tensor) -> Tensor:
     """T_i = midpoint of segment i: T_1 = t0 + a_1/2, T_{i+1} = T_i + (a_i + a_{i+1})/2."""
     return 0.5 * (bounds[:-1] + bounds[1:])
+
+
+def _tables(bounds: Tensor, step: float, x: Tensor) -> tuple[Tensor, Tensor]:
+    """The sorted points t_0, T_1, t_1, ..., T_n, t_n and the output level of each index j,
+    k * step with k = j // 2 (2n + 2 entries).
+
+    Speed (issue 19): the level table depends only on (n, step) and is kept; the points come
+    from one compiled call where the kernel runs (the same operations: 0.5 * (t_i + t_{i+1})),
+    rather than five small torch ops per call.
+    """
+    n = bounds.numel() - 1
+    level = _level_table(n, float(step), x.dtype, str(x.device))
+    if kernel.usable(x) and bounds.dtype == torch.float32 and bounds.device.type == "cpu":
+        return kernel.points(bounds), level
+    points = torch.stack([bounds[:-1], thresholds_from_boundaries(bounds)], 1).reshape(-1)
+    return torch.cat([points, bounds[-1:]]), level
+
+
+@lru_cache(maxsize=64)
+def _level_table(n: int, step: float, dtype: torch.dtype, device: str) -> Tensor:
+    """k * step for j = 0 .. 2n + 1, k = j // 2 (read only: callers must not write to it)."""
+    return torch.div(torch.arange(2 * n + 2, device=device), 2, rounding_mode="floor").to(dtype) * step
 
 
 class _N2UQMap(torch.autograd.Function):
@@ -65,9 +89,7 @@ class _N2UQMap(torch.autograd.Function):
     def forward(ctx, x: Tensor, bounds: Tensor, step: float) -> Tensor:  # type: ignore[override]
         bounds = bounds.to(x.dtype).contiguous()
         n = bounds.numel() - 1
-        points = torch.stack([bounds[:-1], thresholds_from_boundaries(bounds)], 1).reshape(-1)
-        points = torch.cat([points, bounds[-1:]])
-        level = torch.div(torch.arange(2 * n + 2, device=x.device), 2, rounding_mode="floor").to(x.dtype) * step
+        points, level = _tables(bounds, step, x)
         j_dtype = torch.int16 if 2 * n + 1 < 2**15 else torch.int32
         ctx.step = step
         if kernel.usable(x):  # the compiled loop: the same j and output, bit for bit
@@ -119,9 +141,7 @@ class _N2UQActivation(torch.autograd.Function):
                 rescale: bool) -> Tensor:
         bounds = bounds.to(x.dtype).contiguous()
         n = bounds.numel() - 1
-        points = torch.stack([bounds[:-1], thresholds_from_boundaries(bounds)], 1).reshape(-1)
-        points = torch.cat([points, bounds[-1:]])
-        level = torch.div(torch.arange(2 * n + 2, device=x.device), 2, rounding_mode="floor").to(x.dtype) * step
+        points, level = _tables(bounds, step, x)
         out, j = kernel.act_forward(x, float(s), points, level, offset, rescale,
                                     torch.int16 if 2 * n + 1 < 2**15 else torch.int32)
         ctx.save_for_backward(x, s, bounds, j, level)

@@ -33,6 +33,7 @@ def _lib() -> ctypes.CDLL | None:
         "qb_n2uq_forward": ([i32, i64, p, p, i32, p, p, p, i32], None),
         "qb_n2uq_terms": ([i32, i64, p, p, i32, p, p, i32, f, p, p, i32, p, p, p], None),
         "qb_n2uq_sums": ([i64, p, p, p, p, i32], None),
+        "qb_n2uq_points": ([p, i32, p], None),
         "qb_n2uq_act_forward": ([i32, i64, p, f, p, i32, p, f, i32, p, p, i32], None),
         "qb_n2uq_act_terms": ([i32, i64, p, f, p, i32, p, p, i32, f, p, f, i32, p, p, i32, p, p, p, p, p], None)})
 
@@ -40,6 +41,16 @@ def _lib() -> ctypes.CDLL | None:
 def usable(x: Tensor) -> bool:
     """The kernel handles ``x``: float32 on the CPU, and the library loaded."""
     return x.device.type == "cpu" and x.dtype == torch.float32 and _lib() is not None and not tracing()
+
+
+def points(bounds: Tensor) -> Tensor:
+    """t_0, T_1, t_1, ..., T_n, t_n with T_i = 0.5 * (t_{i-1} + t_i), from float32 CPU bounds."""
+    lib = _lib()
+    assert lib is not None
+    b = bounds.detach().contiguous()
+    out = torch.empty(2 * b.numel() - 1, dtype=b.dtype)
+    lib.qb_n2uq_points(b.data_ptr(), b.numel(), out.data_ptr())
+    return out
 
 
 def forward(x: Tensor, points: Tensor, level: Tensor, j_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
