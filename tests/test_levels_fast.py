@@ -8,6 +8,12 @@ import torch
 from qbench.contract.quant import levels as L
 
 
+@pytest.fixture(autouse=True)
+def _tables_for_every_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests compare the table path itself, on tensors of ~20000 values: build for any size."""
+    monkeypatch.setattr(L, "BUILD_MIN_NUMEL", 0)
+
+
 def _reference_index(u: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     return torch.bucketize(u.detach().contiguous(), ((levels[1:] + levels[:-1]) / 2).contiguous())
 
@@ -103,3 +109,25 @@ def test_a_nan_on_the_table_path_goes_to_index_zero_instead_of_raising() -> None
     u[5] = float("nan")
     assert int(L.nearest_level_index(u, lv)[5]) == 0 and float(L.project_nearest(u, lv)[5]) == -1.0
     assert torch.equal(L.nearest_level_index(u, lv)[6:], torch.bucketize(u[6:], (lv[1:] + lv[:-1]) / 2))
+
+
+def test_a_new_point_set_gets_tables_only_where_they_repay_or_decide(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A learned set (ADQ's codebook) is new at every step: on a small tensor ``bucketize``
+    answers (the same index without NaN), on a large one, or one holding a NaN, the tables."""
+    monkeypatch.setattr(L, "BUILD_MIN_NUMEL", 1 << 17)
+    L._tables.clear()
+    lv = torch.linspace(-1, 1, 16) ** 3
+    small = torch.randn(20000)
+    assert torch.equal(L.nearest_level_index(small, lv), _reference_index(small, lv))
+    assert not L._tables  # nothing built
+    with_nan = small.clone()
+    with_nan[3] = float("nan")
+    assert int(L.nearest_level_index(with_nan, lv)[3]) == 0 and len(L._tables) == 1  # the tables' answer
+    L._tables.clear()
+    large = torch.randn(1 << 17)
+    assert torch.equal(L.nearest_level_index(large, lv), _reference_index(large, lv)) and len(L._tables) == 1
+    assert torch.equal(L.nearest_level_index(small, lv), _reference_index(small, lv))  # now a hit
+    pts = torch.linspace(-1, 1, 31) ** 3
+    L._tables.clear()
+    assert torch.equal(L.count_at_or_below(small, pts), torch.searchsorted(pts, small, right=True))
+    assert not L._tables

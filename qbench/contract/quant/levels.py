@@ -31,10 +31,15 @@ CELL_COUNTS = (1024, 16384)
 #: How many level sets' tables are kept (a few hundred KB at most each).
 TABLE_CACHE = 32
 _tables: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+#: A point set seen for the first time gets its tables only for a tensor this large: a learned set
+#: (ADQ's codebook, N2UQ's thresholds) changes at every step, and building the tables in Python
+#: costs more than ``bucketize`` on a smaller tensor (the micro ViT's weights).
+BUILD_MIN_NUMEL = 1 << 17
 
 
-def _memo(kind: str, points: Tensor, build: Callable[[], Any]) -> Any:
-    """``build()`` for this point set, remembered by the points' bytes and dtype.
+def _memo(kind: str, points: Tensor, build: Callable[[], Any], worth: Callable[[], bool] = lambda: True) -> Any:
+    """``build()`` for this point set, remembered by the points' bytes and dtype; None, without
+    building, when the set is new and ``worth()`` says the tables would not repay their cost.
 
     Why: a fixed level set (APoT's, POST's) is the same at every call, and on small tensors (the
     micro ViT's activations) building its tables in Python cost more than the look-up itself. The
@@ -45,6 +50,8 @@ def _memo(kind: str, points: Tensor, build: Callable[[], Any]) -> Any:
     if key in _tables:
         _tables.move_to_end(key)
         return _tables[key]
+    if not worth():
+        return None
     value = _tables[key] = build()
     if len(_tables) > TABLE_CACHE:
         _tables.popitem(last=False)
@@ -138,7 +145,15 @@ def _cells(u: Tensor, levels: Tensor) -> _Cells | None:
     if (u.device.type != "cpu" or u.numel() < FAST_MIN_NUMEL or u.dtype != levels.dtype
             or not u.dtype.is_floating_point or levels.dim() != 1 or levels.device.type != "cpu"):
         return None
-    return _memo("cells", levels, lambda: _Cells.build(levels.detach().clone(), _midpoints(levels.detach())))
+    return _memo("cells", levels, lambda: _Cells.build(levels.detach().clone(), _midpoints(levels.detach())),
+                 lambda: _worth_building(u))
+
+
+def _worth_building(u: Tensor) -> bool:
+    """Build a new point set's tables for ``u``? For a large tensor, or one holding a NaN, whose
+    answer the tables decide (0; ``bucketize`` / ``searchsorted`` give the last index): without
+    NaN their answers are the same, so skipping the tables changes no value."""
+    return u.numel() >= BUILD_MIN_NUMEL or bool(u.isnan().any())
 
 
 def nearest_level_index(u: Tensor, levels: Tensor) -> Tensor:
@@ -190,7 +205,7 @@ def count_at_or_below(u: Tensor, points: Tensor) -> Tensor:
     if (flat.device.type != "cpu" or flat.numel() < FAST_MIN_NUMEL or flat.dtype != pts.dtype
             or not flat.dtype.is_floating_point or pts.dim() != 1 or pts.numel() < 1):
         return torch.searchsorted(pts, flat, right=True)
-    grid = _memo("count", pts, lambda: _count_grid(pts.clone()))
+    grid = _memo("count", pts, lambda: _count_grid(pts.clone()), lambda: _worth_building(flat))
     if grid is None:
         return torch.searchsorted(pts, flat, right=True)
     return grid.count(flat, at_or_below=True)
