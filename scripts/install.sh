@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install qbench and every method plugin under plugins/ (editable), with the test extras.
-# Four plugins build a small C kernel at install (dgms, n2uq, lsq, asq): gcc is installed first
-# where it is missing and this runs as root with apt-get; otherwise dgms says how to fix it and
-# the other three run their torch code (the same numbers).
+# Five plugins build a small C kernel at install (dgms, n2uq, lsq, asq, apot): gcc is installed
+# first where it is missing and this runs as root with apt-get; otherwise dgms says how to fix it
+# and the other four run their torch code (the same numbers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v gcc >/dev/null; then
