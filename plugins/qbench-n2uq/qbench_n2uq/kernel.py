@@ -10,6 +10,7 @@ match torch's ``index_add_``.
 from __future__ import annotations
 
 import ctypes
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -62,6 +63,23 @@ def forward(x: Tensor, points: Tensor, level: Tensor, j_dtype: torch.dtype) -> t
     return out, j
 
 
+_scratch = threading.local()
+
+
+def _temporaries(n: int, count: int) -> list[Tensor]:
+    """``count`` float32 buffers of ``n`` elements for a backward's intermediate terms, reused
+    from call to call (per thread; the storage grows to the largest tensor seen).
+
+    Why: a fresh buffer of a few hundred KB is fresh pages, and first-touch page faults cost more
+    than the loop that fills them (issue 19: on the micro ViT they made up most of the backward).
+    Only terms that die within the call, or that the caller reduces at once, live here.
+    """
+    buf = getattr(_scratch, "buf", None)
+    if buf is None or buf.numel() < n * count:
+        buf = _scratch.buf = torch.empty(n * count)
+    return [buf[k * n:(k + 1) * n] for k in range(count)]
+
+
 def _forward_buffers(x: Tensor, points: Tensor, level: Tensor, j_dtype: torch.dtype
                      ) -> tuple[ctypes.CDLL, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The library, the flat input, contiguous tables, and the output and index buffers."""
@@ -80,8 +98,9 @@ def backward(x: Tensor, j: Tensor, bounds: Tensor, width: Tensor, step: float, g
     flat, g = x.detach().reshape(-1).contiguous(), grad.detach().reshape(-1).contiguous()
     b, w = bounds.detach().contiguous(), width.detach().contiguous()
     n = flat.numel()
-    grad_x, t1, t2 = torch.empty_like(flat), torch.empty_like(flat), torch.empty_like(flat)
-    seg = torch.empty(n, dtype=torch.int32)
+    grad_x = torch.empty_like(flat)
+    t1, t2, seg_f = _temporaries(n, 3)
+    seg = seg_f.view(torch.int32)
     lib.qb_n2uq_terms(kernel_threads(n), n, flat.data_ptr(), j.data_ptr(), j.element_size(), b.data_ptr(),
                       w.data_ptr(), w.numel(), step, g.data_ptr(), grad_x.data_ptr(), int(need_bounds),
                       seg.data_ptr(), t1.data_ptr(), t2.data_ptr())
@@ -106,15 +125,15 @@ def act_backward(x: Tensor, s: float, j: Tensor, bounds: Tensor, width: Tensor, 
                  offset: float, rescale: bool, grad: Tensor, need_bounds: bool
                  ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """(grad x, the step's DivBackward terms, its MulBackward terms or None, grad bounds or None);
-    the caller sums the terms as autograd would."""
+    the caller sums the terms as autograd would, at once: they live in reused buffers."""
     lib = _lib()
     assert lib is not None
     flat, g = x.detach().reshape(-1).contiguous(), grad.detach().reshape(-1).contiguous()
     b, w, lev = bounds.detach().contiguous(), width.detach().contiguous(), level.detach().contiguous()
     n = flat.numel()
-    grad_x, t1, t2, ts_div = (torch.empty_like(flat) for _ in range(4))
-    ts_mul = torch.empty_like(flat) if rescale else t1  # unused without rescale
-    seg = torch.empty(n, dtype=torch.int32)
+    grad_x = torch.empty_like(flat)
+    t1, t2, seg_f, ts_div, ts_mul = _temporaries(n, 5)  # ts_mul unused without rescale
+    seg = seg_f.view(torch.int32)
     lib.qb_n2uq_act_terms(kernel_threads(n), n, flat.data_ptr(), s, j.data_ptr(), j.element_size(), b.data_ptr(),
                           w.data_ptr(), w.numel(), step, lev.data_ptr(), offset, int(rescale), g.data_ptr(),
                           grad_x.data_ptr(), int(need_bounds), seg.data_ptr(), t1.data_ptr(), t2.data_ptr(),
