@@ -90,7 +90,9 @@ def kernel_threads(n: int, grain: int = GRAIN) -> int:
     thread pool, whose threads are still spinning from the last torch op. (A Python thread pool
     around the ctypes calls, the first design, woke its threads more slowly than the micro ViT's
     kernels ran, and competed with torch's spinning threads for the cores.) Each item is computed
-    alone and in order within its thread, so the split changes no value.
+    alone and in order within its thread, so the split changes no value. Under a torch built with
+    another OpenMP runtime the library loads the system's libgomp beside it: the same results,
+    with two thread pools competing for the cores.
     """
     return max(1, min(torch.get_num_threads(), -(-n // grain)))
 
