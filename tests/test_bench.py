@@ -32,6 +32,7 @@ def test_measure_counts_passes_and_gives_a_ratio() -> None:
     _need_lsq()
     row = measure("lsq", "vit-micro", get_catalog(), rounds=2, warmup=1)
     assert row.ratio > 0 and row.passes == 1.0 and row.rounds == 2
+    assert 0.0 <= row.init_s <= row.prepare_s  # the weight quantizers' init is part of prepare
 
 
 def test_cli_saves_and_guards_a_baseline(tmp_path: Path) -> None:

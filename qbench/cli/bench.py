@@ -22,11 +22,11 @@ from qbench.run.bench import MODELS, BenchRow, bench_methods, measure, regressio
 
 def _table(rows: list[BenchRow], title: str) -> Table:
     table = Table(title=title)
-    for col in ("method", "model", "ratio", "passes", "ratio/pass", "QAT ms", "FP32 ms", "prepare s"):
+    for col in ("method", "model", "ratio", "passes", "ratio/pass", "QAT ms", "FP32 ms", "prepare s", "w-init s"):
         table.add_column(col)
     for r in rows:
         table.add_row(r.method, r.model, f"{r.ratio:.2f}", f"{r.passes:g}", f"{r.per_pass:.2f}",
-                      f"{r.qat_ms:.0f}", f"{r.fp_ms:.0f}", f"{r.prepare_s:.1f}")
+                      f"{r.qat_ms:.0f}", f"{r.fp_ms:.0f}", f"{r.prepare_s:.1f}", f"{r.init_s:.1f}")
     return table
 
 

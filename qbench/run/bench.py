@@ -58,6 +58,7 @@ class BenchRow:
     fp_ms: float          # median FP32 step
     prepare_s: float      # building the quantized model: allocation, quantizer init, calibration
     rounds: int
+    init_s: float = 0.0   # of prepare_s, the weight quantizers' initialisation alone (DGMS: k-means)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,15 +117,17 @@ def fp_step(model: nn.Module, x: Tensor, y: Tensor) -> Step:
 
 def qat_step(method_name: str, catalog: Catalog, fp_model: nn.Module, data: DataBundle, x: Tensor, y: Tensor,
              bits: str = "W4A4", first_last: str = "fp", seed: int = 0, device: torch.device | None = None
-             ) -> tuple[Step, float, list[nn.Module]]:
+             ) -> tuple[Step, tuple[float, float], list[nn.Module]]:
     """The method's training step as :func:`qbench.train.qat.run_qat` runs it; also the seconds
-    :func:`prepare` took and the modules whose forwards count as passes."""
+    :func:`prepare` took and, of those, its weight quantizers' initialisation, and the modules
+    whose forwards count as passes."""
     method = catalog.methods.get(method_name)
     target = BitTarget.parse(bits)
     if method.weight_only:
         target = BitTarget(target.w, 32)
+    timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    parts = qat_parts(method, catalog, fp_model, data, target, first_last, seed, device)
+    parts = qat_parts(method, catalog, fp_model, data, target, first_last, seed, device, timings)
     prepare_s = time.perf_counter() - t0
     parts.qmodel.train()
     opt = _optimizer(parts.qmodel, parts.extra)
@@ -137,7 +140,7 @@ def qat_step(method_name: str, catalog: Catalog, fp_model: nn.Module, data: Data
         opt.step()
         counter[0] += 1
         parts.after_step(x, y, loss.item(), counter[0], 1)
-    return step, prepare_s, [parts.qmodel, parts.teacher]
+    return step, (prepare_s, timings.get("weight_init_s", 0.0)), [parts.qmodel, parts.teacher]
 
 
 def _timed(step: Step, device: torch.device) -> float:
@@ -157,7 +160,7 @@ def measure(method: str, model: str, catalog: Catalog, rounds: int = 10, warmup:
     fp.to(dev)
     x, y = (t[:BATCH].to(dev) for t in data.train.tensors)  # type: ignore[attr-defined]
     fstep = fp_step(frozen_copy(fp).requires_grad_(True), x, y)
-    qstep, prep_s, counted = qat_step(method, catalog, fp, data, x, y, bits, device=dev)
+    qstep, (prep_s, init_s), counted = qat_step(method, catalog, fp, data, x, y, bits, device=dev)
     for _ in range(warmup):
         fstep()
         qstep()
@@ -177,7 +180,8 @@ def measure(method: str, model: str, catalog: Catalog, rounds: int = 10, warmup:
     ratio = statistics.median(ratios)
     return BenchRow(method=method, model=model, ratio=round(ratio, 3), passes=passes,
                     per_pass=round(ratio / max(passes, 1.0), 3), qat_ms=round(1e3 * statistics.median(qs), 1),
-                    fp_ms=round(1e3 * statistics.median(fs), 1), prepare_s=round(prep_s, 2), rounds=rounds)
+                    fp_ms=round(1e3 * statistics.median(fs), 1), prepare_s=round(prep_s, 2), rounds=rounds,
+                    init_s=round(init_s, 2))
 
 
 def bench_methods(catalog: Catalog) -> list[str]:

@@ -6,6 +6,7 @@ attached, the training wrapper computes the loss, and a learning allocator acts 
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -44,9 +45,13 @@ def frozen_copy(model: nn.Module) -> nn.Module:
 
 
 def prepare(method: Method, catalog: Catalog, fp_model: nn.Module, data: DataBundle, target: BitTarget,
-            first_last: str, seed: int, device: torch.device | None = None
+            first_last: str, seed: int, device: torch.device | None = None, timings: dict[str, float] | None = None
             ) -> tuple[nn.Module, list[LayerInfo], BitAllocator]:
-    """The quantized model (quantizers attached and initialised, on ``device``) and its allocator."""
+    """The quantized model (quantizers attached and initialised, on ``device``) and its allocator.
+
+    ``timings`` (when given) receives ``weight_init_s``: the weight quantizers' initialisation
+    alone (DGMS's k-means, for instance), which ``qbench bench`` reports apart from calibration.
+    """
     torch.manual_seed(seed)
     qmodel = copy.deepcopy(fp_model)
     layers = find_layers(qmodel, data.sample().to(device or "cpu"))
@@ -76,9 +81,12 @@ def prepare(method: Method, catalog: Catalog, fp_model: nn.Module, data: DataBun
     quantize_model(qmodel, plan, make_wq, make_aq)
     if device is not None:
         qmodel.to(device)  # the quantizers' own parameters and buffers join the model there
+    t0 = time.perf_counter()
     for _, layer in quant_layers(qmodel):
         if layer.wq is not None:
             layer.wq.initialize(layer.weight)
+    if timings is not None:
+        timings["weight_init_s"] = time.perf_counter() - t0
     # Activation quantizers initialise from the first batch as training will see it (BN on batch
     # statistics: quantized weights change every layer's scale), without moving running statistics.
     qmodel.train()
@@ -115,10 +123,11 @@ class QatParts:
 
 
 def qat_parts(method: Method, catalog: Catalog, fp_model: nn.Module, data: DataBundle, target: BitTarget,
-              first_last: str, seed: int, device: torch.device | None = None) -> QatParts:
+              first_last: str, seed: int, device: torch.device | None = None,
+              timings: dict[str, float] | None = None) -> QatParts:
     """The method's quantized model (:func:`prepare`), its training wrapper around a frozen FP
     teacher, and the step's loss and allocator hook."""
-    qmodel, layers, allocator = prepare(method, catalog, fp_model, data, target, first_last, seed, device)
+    qmodel, layers, allocator = prepare(method, catalog, fp_model, data, target, first_last, seed, device, timings)
     wrapper: TrainingWrapper = catalog.wrappers.get(method.wrapper).factory(**method.part_params("wrapper"))
     teacher = frozen_copy(fp_model)
     wrapper.setup(qmodel, teacher)

@@ -115,17 +115,25 @@ def kmeans_1d(x: Tensor, k: int, iters: int = 300, tol: float = 1e-7) -> tuple[T
     n = xs.numel()
     scale = float(x.std()) if n > 1 else 0.0
     thresh = tol * (scale if scale > 0 else 1.0)
+    centres = torch.from_numpy(_lloyd(xs.cpu().numpy(), prefix.cpu().numpy(), centres.cpu().numpy(), iters, thresh))
+    return centres.to(x.device), assign_1d(x, centres.to(x.device))
+
+
+def _lloyd(xs: np.ndarray, prefix: np.ndarray, centres: np.ndarray, iters: int, thresh: float) -> np.ndarray:
+    """Lloyd on sorted data with prefix sums, in numpy: K-element float64 arithmetic, where each
+    torch op's fixed cost was most of DGMS's init (hundreds of iterations per layer). Every
+    operation is an IEEE float64 add, divide or compare, so the centres are torch's to the bit."""
+    n = xs.size
     for _ in range(iters):
         bounds = (centres[1:] + centres[:-1]) / 2
         # points <= bound go to the lower cluster, as in assign_1d (bucketize, right=False)
-        cut = torch.searchsorted(xs, bounds, right=True)
-        edges = torch.cat([cut.new_zeros(1), cut, cut.new_full((1,), n)])
-        counts = (edges[1:] - edges[:-1]).to(x.dtype)
+        cut = np.searchsorted(xs, bounds, side="right")
+        edges = np.concatenate([[0], cut, [n]])
+        counts = (edges[1:] - edges[:-1]).astype(np.float64)
         sums = prefix[edges[1:]] - prefix[edges[:-1]]
-        new = torch.where(counts > 0, sums / counts.clamp_min(1), centres)
-        new, _ = torch.sort(new)
-        moved = float((new - centres).abs().max())
+        new = np.sort(np.where(counts > 0, sums / np.maximum(counts, 1.0), centres))
+        moved = float(np.abs(new - centres).max())
         centres = new
         if moved <= thresh:
             break
-    return centres, assign_1d(x, centres)
+    return centres
