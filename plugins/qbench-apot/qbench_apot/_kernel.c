@@ -72,15 +72,22 @@ static int top_of(int nmids) {
     return top;
 }
 
+/* u and d for the block of elements from `at` (up to BLOCK, not past `end`); returns its length */
+static inline int rcf_block(const float *x, int64_t at, int64_t end, float alpha, float lo, const float *levels,
+                            const float *mids, int nmids, int top, float *u, float *d) {
+    int len = end - at < BLOCK ? (int)(end - at) : BLOCK;
+    clip_block(x + at, len, alpha, lo, u);
+    nearest_block(u, len, mids, nmids, top, levels, d);
+    return len;
+}
+
 static void forward_range(int64_t begin, int64_t end, const float *restrict x, float alpha, float lo,
                           const float *restrict levels, const float *restrict mids, int nmids,
                           float *restrict out) {
     float u[BLOCK], d[BLOCK];
     int top = top_of(nmids);
     for (int64_t at = begin; at < end; at += BLOCK) {
-        int len = end - at < BLOCK ? (int)(end - at) : BLOCK;
-        clip_block(x + at, len, alpha, lo, u);
-        nearest_block(u, len, mids, nmids, top, levels, d);
+        int len = rcf_block(x, at, end, alpha, lo, levels, mids, nmids, top, u, d);
         for (int i = 0; i < len; i++) out[at + i] = (u[i] + (d[i] - u[i])) * alpha;
     }
 }
@@ -92,9 +99,7 @@ static void backward_range(int64_t begin, int64_t end, const float *restrict x, 
     float u[BLOCK], d[BLOCK];
     int top = top_of(nmids);
     for (int64_t at = begin; at < end; at += BLOCK) {
-        int len = end - at < BLOCK ? (int)(end - at) : BLOCK;
-        clip_block(x + at, len, alpha, lo, u);
-        nearest_block(u, len, mids, nmids, top, levels, d);
+        int len = rcf_block(x, at, end, alpha, lo, levels, mids, nmids, top, u, d);
         for (int i = 0; i < len; i++) {
             int64_t k = at + i;
             float g = grad[k];
