@@ -161,7 +161,7 @@ def test_workflow_pins_qbench_and_needs_no_checkout_of_it() -> None:
     wf = workflow()
     env = wf["env"]
     # a pinned URL the user fills in (PyPI's "qbench" is another project); the example names this release
-    assert env["QBENCH"] == "" and f"qbench @ git+https://<host>/<org>/qbench@v{qbench.__version__}" in \
+    assert env["QBENCH"] == "" and f"qbench-qat @ git+https://<host>/<org>/qbench@v{qbench.__version__}" in \
         WORKFLOW.read_text()  # bump with the release
     assert env["PLUGIN"] == "." and env["SUITE"] == "quick"
     text = WORKFLOW.read_text()
@@ -245,7 +245,10 @@ def test_the_recipe_refuses_a_pypi_name_for_qbench() -> None:
     install = next(s["run"] for s in _steps(wf) if "run" in s and "$QBENCH" in s["run"])
     guard = install[install.index("case "):install.index("esac") + 4]
     for value, ok in (("", False), ("qbench==0.2.0", False), ("qbench", False), ("qbench>=0.2", False),
-                      ("qbench @ git+https://example.org/lab/qbench@v0.2.0", True)):
+                      ("qbench-qat", False), ("qbench-qat>=0.3", False), ("qbench-qat @ ", False),
+                      ("qbench @ git+https://example.org/lab/qbench@v0.3.0", False),  # the host's old name
+                      ("qbench-qat @ git+https://example.org/lab/qbench@v0.3.0", True),
+                      ("https://example.org/lab/qbench_qat-0.3.0-py3-none-any.whl", True)):
         res = subprocess.run(["bash", "-c", guard], env={"QBENCH": value, "PATH": "/usr/bin:/bin"},
                              capture_output=True, text=True)
         assert (res.returncode == 0) == ok, value

@@ -47,7 +47,9 @@ def test_generated_tree_and_key_contents(tmp_path: Path) -> None:
 
     meta = tomllib.loads((root / "pyproject.toml").read_text())
     assert meta["project"]["name"] == "qbench-my_method"
-    assert meta["project"]["dependencies"] == ["qbench"]
+    # the host under its own distribution name and a compatible range: never PyPI's unrelated "qbench"
+    assert meta["project"]["dependencies"] == [qbench.HOST_REQUIREMENT]
+    assert meta["project"]["dependencies"][0].startswith("qbench-qat>=")
     assert meta["project"]["entry-points"]["qbench"] == {"my_method": "qbench_my_method.plugin"}
     assert 'my_method = "qbench_my_method.plugin"' in (root / "pyproject.toml").read_text().splitlines()
     assert meta["tool"]["setuptools"]["packages"]["find"]["include"] == ["qbench_my_method*"]

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from qbench import HOST_REQUIREMENT
 from qbench.errors import QbenchError
 from qbench.plugin.manager import DEFAULT_PLUGINS
 
@@ -96,7 +97,7 @@ def render_plugin(name: str, dir_hint: str | None = None) -> dict[str, str]:
     validate_name(name)
     dist = f"qbench-{name}"
     mapping = {"name": name, "package": f"qbench_{name}", "dist": dist, "cls": class_prefix(name),
-               "dir_hint": dir_hint or f"plugins/{dist}"}
+               "dir_hint": dir_hint or f"plugins/{dist}", "host_requirement": HOST_REQUIREMENT}
     files: dict[str, str] = {}
     for rel, node in _walk(template_root()):
         parts = [p.replace("NAME", name) for p in rel]
