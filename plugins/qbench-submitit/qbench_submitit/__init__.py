@@ -1,0 +1,1 @@
+"""qbench's Slurm executor, through submitit (``qbench run --executor slurm``)."""
