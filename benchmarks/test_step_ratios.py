@@ -1,4 +1,5 @@
-"""pytest-benchmark suite: each installed method's QAT step time over the FP32 step (issue 19).
+"""pytest-benchmark suite: each installed method's QAT step time over the FP32 step, the training
+cost a method adds (the CI step-time guard fails when a ratio grows).
 
 Run (not part of the test suite; ``testpaths`` is ``tests``)::
 

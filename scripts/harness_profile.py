@@ -1,4 +1,4 @@
-"""Where a job's wall time goes outside the training steps (issue 19, part 3).
+"""Where a job's wall time goes outside the training steps (data, audit, export, I/O): the part a faster kernel cannot shrink.
 
 Runs a subset of a suite's jobs in-process (local executor, a fresh temporary workspace) with
 timers around each phase of :meth:`qbench.run.harness.Harness._execute` and around every training

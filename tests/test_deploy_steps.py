@@ -1,4 +1,4 @@
-"""Issue 19: the deploy step-function check counts thresholds by binary search; the same levels as
+"""The deploy step-function check counts thresholds by binary search (faster); the same levels as
 the all-pairs comparison it replaced, on values at and beside every threshold."""
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ class _PerChannelThresholds(torch.nn.Module):
 @pytest.mark.parametrize("shape", [(64, 17, 8), (32, 3), (256, 4, 3, 3)])
 def test_bisection_on_a_small_probe_equals_the_full_batch_probe(shape: tuple[int, ...],
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """The bisection probes only the samples its values need (issue 19, part 3): the same
+    """The bisection probes only the samples its values need (a faster export): the same
     thresholds and levels, bit for bit, as probing the whole batch, even for a quantizer whose
     thresholds depend on the position (which the final check then rejects or accepts alike)."""
     import qbench.deploy.steps as steps_mod

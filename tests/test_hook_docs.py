@@ -1,4 +1,4 @@
-"""docs/plugin_hooks.md documents every hook in qbench/hookspecs.py, and only those."""
+"""docs/plugin_hooks.md documents every hook in qbench/plugin/hookspecs.py, and only those."""
 from __future__ import annotations
 
 import inspect

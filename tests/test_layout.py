@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ PKG = ROOT / "qbench"
 
 #: Each top-level part of the host and its layer: a module may import its own layer and below.
 #: contract (what plugins implement) < plugin machinery < training core < reports < runner < entry points.
+#: The one source of the numbers: docs/architecture.md's table and the package docstrings are
+#: checked against it below.
 LAYERS = {
     "errors": 0, "atomic": 0, "compat": 0, "__init__": 0,
     "contract": 1, "data": 1, "models": 1,
@@ -149,3 +152,74 @@ def test_old_module_paths_still_import_with_a_deprecation_warning() -> None:
     sys.modules.pop("qbench.quant.ste", None)
     with pytest.warns(DeprecationWarning):
         assert importlib.import_module("qbench.quant.ste").round_ste is ste.round_ste
+
+
+# -- docs/architecture.md's layer table and the package docstrings agree with LAYERS and the files --
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+_TABLE_ROW = re.compile(r"^\| (\d+) \| ([^|]+) \| (.+) \|$", re.M)
+_NAMED = re.compile(r"`([\w./-]+)`")
+
+
+def _layer_rows() -> list[tuple[int, list[str], str]]:
+    """The table's rows: (layer, the parts it names, e.g. ``contract`` for `contract/`, what it holds)."""
+    rows = []
+    for layer, parts, holds in _TABLE_ROW.findall(ARCHITECTURE.read_text()):
+        rows.append((int(layer), [re.sub(r"(\.py|/)$", "", n) for n in _NAMED.findall(parts)], holds))
+    return rows
+
+
+def _entries(package: str) -> set[str]:
+    """A package's modules (``x.py``) and subpackages (``sub/``), as the table names them."""
+    root = PKG / package
+    return ({p.name for p in root.glob("*.py") if p.name != "__init__.py"}
+            | {f"{d.name}/" for d in root.iterdir() if (d / "__init__.py").is_file()})
+
+
+def test_the_architecture_table_gives_every_part_its_layer() -> None:
+    table: dict[str, int] = {}
+    for layer, parts, _ in _layer_rows():
+        for part in parts:
+            assert part not in table, f"docs/architecture.md names {part} in two rows"
+            table[part] = layer
+    wrong = {p: (table.get(p), LAYERS.get(p)) for p in set(table) | set(LAYERS) if table.get(p) != LAYERS.get(p)}
+    assert not wrong, f"docs/architecture.md's layer table disagrees with LAYERS (part: (doc, LAYERS)): {wrong}"
+
+
+def test_the_architecture_table_names_every_module_and_no_other() -> None:
+    """A row that names modules names each existing one, and all of its packages' modules."""
+    checked = 0
+    for _, parts, holds in _layer_rows():
+        packages = [p for p in parts if (PKG / p).is_dir()]
+        named = [n for n in _NAMED.findall(holds) if n.endswith((".py", "/"))]
+        if not packages or not named:
+            continue
+        checked += 1
+        gone = [n for n in named if not (PKG / n).exists() and not any((PKG / p / n).exists() for p in packages)]
+        assert not gone, f"docs/architecture.md's {parts} row names what does not exist: {gone}"
+        unnamed = set().union(*(_entries(p) for p in packages)) - set(named)
+        assert not unnamed, f"docs/architecture.md's {parts} row does not name {sorted(unnamed)}"
+    assert checked >= 7  # contract, plugin, train, report, run, deploy, cli
+
+
+def test_the_architecture_table_names_every_cli_command() -> None:
+    from qbench.cli import cli
+
+    holds = next(h for _, parts, h in _layer_rows() if parts == ["cli"])
+    commands = {n for n in _NAMED.findall(holds) if re.fullmatch(r"[a-z][a-z-]*", n)}
+    assert commands == set(cli.commands), (
+        f"docs/architecture.md's cli row: {sorted(commands)}; the CLI: {sorted(cli.commands)}")
+
+
+def test_docstrings_state_no_layer_number_but_LAYERS() -> None:
+    """A part's docstring may say which layer it is; if it gives a number, it is LAYERS'."""
+    top = max(LAYERS.values())
+    bad = []
+    for part, layer in LAYERS.items():
+        path = PKG / "__init__.py" if part == "__init__" else PKG / part / "__init__.py"
+        path = path if path.exists() else PKG / f"{part}.py"
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        for m in re.finditer(r"\blayer (\d+)(?: of (\d+))?", doc, re.I):
+            if int(m.group(1)) != layer or (m.group(2) and int(m.group(2)) != top):
+                bad.append(f"{path.relative_to(ROOT)}: '{m.group(0)}', LAYERS says {layer} (top {top})")
+    assert not bad, "\n".join(bad)

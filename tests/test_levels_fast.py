@@ -1,5 +1,5 @@
-"""Issue 19: the table-driven nearest-level search gives exactly ``bucketize``'s answer (the code
-before the issue) on values at, beside and between midpoints and levels, in and out of range."""
+"""The table-driven nearest-level search gives exactly ``bucketize``'s answer (the code before the
+tables) on values at, beside and between midpoints and levels, in and out of range."""
 from __future__ import annotations
 
 import pytest

@@ -56,7 +56,7 @@ def test_levit_deep_copies_after_an_eval_forward() -> None:
 
 
 @pytest.mark.parametrize("name", ["tf_efficientnet_b0", "resnetv2_50x1_bit", "levit_128s"])
-def test_the_models_of_the_issue_run_with_lsq(name: str) -> None:
+def test_models_with_conv2dsame_stdconv_or_a_bias_cache_run_with_lsq(name: str) -> None:
     """tf_efficientnet (Conv2dSame), resnetv2 (StdConv2d), levit (bias cache) through lsq."""
     catalog = get_catalog()
     if "lsq" not in catalog.methods:
@@ -121,7 +121,7 @@ def test_the_zoo_suite_plans_and_every_model_builds_for_its_data() -> None:
 
     suite = load_suite(str(ROOT / "qbench" / "suites" / "zoo.toml"), {})
     assert len(suite.models) >= 6 and suite.seeds == (0,) and suite.attention == "fp"
-    assert set(suite.methods) == {"fp32", "lsq", "adq", "bwrf", "adaqat", "dgms", "asq"}  # issue 17's list
+    assert set(suite.methods) == {"fp32", "lsq", "adq", "bwrf", "adaqat", "dgms", "asq"}  # zoo.toml's list
     for m in suite.models:
         model = create_model(m.name, 10, 1, **m.kwargs).eval()
         with torch.no_grad():

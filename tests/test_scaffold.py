@@ -14,8 +14,11 @@ from qbench.cli import main
 from qbench.errors import QbenchError
 from qbench.plugin.catalog import Catalog
 from qbench.plugin.manager import get_plugin_manager
-from qbench.plugin.scaffold import create_plugin, render_plugin, validate_name
+from qbench.plugin.scaffold import CONFORMANCE_TEST, create_plugin, host_runs_conformance, render_plugin, validate_name
 
+ROOT = Path(__file__).resolve().parent.parent
+
+#: Outside a qbench checkout (tmp_path): the plugin's own conformance test included.
 EXPECTED_TREE = {
     "pyproject.toml",
     "README.md",
@@ -72,6 +75,33 @@ def test_generated_tree_and_key_contents(tmp_path: Path) -> None:
         assert "${" not in text and "NAME" not in text, f"unrendered placeholder in {rel}"
         if rel.endswith(".py"):
             ast.parse(text, rel)  # valid Python
+
+
+def test_inside_a_checkout_the_host_runs_conformance_so_no_copy_is_written(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A ``plugins/`` folder beside the host's tests/test_conformance.py gets no second copy of the
+    suite; its README and the CLI say which host test runs it."""
+    (tmp_path / "tests").mkdir()
+    (tmp_path / CONFORMANCE_TEST).write_text("")
+    assert host_runs_conformance(tmp_path / "plugins") and not host_runs_conformance(tmp_path / "elsewhere")
+    assert not host_runs_conformance(tmp_path / "tests")  # beside the file, but not a plugins/ folder
+    code, out, _ = run_cli(capsys, "new-plugin", "abc", "--dir", str(tmp_path / "plugins"))
+    root = tmp_path / "plugins" / "qbench-abc"
+    assert code == 0 and tree(root) == {p.replace("my_method", "abc") for p in EXPECTED_TREE} - {CONFORMANCE_TEST}
+    assert f"python -m pytest {CONFORMANCE_TEST} -q -p no:cacheprovider -k abc" in (root / "README.md").read_text()
+    assert "-k abc (the host runs conformance on it)" in out
+    assert set(render_plugin("abc", conformance_test=False)) == tree(root)
+
+
+def test_this_repository_runs_conformance_for_its_plugins_from_the_host_tests() -> None:
+    """The rule above, applied here: the shipped plugins keep no copy of the suite, and the host's
+    test they rely on runs every conformance check on every installed method."""
+    assert host_runs_conformance(ROOT / "plugins")
+    assert not sorted(ROOT.glob(f"plugins/*/{CONFORMANCE_TEST}"))
+    host = ast.parse((ROOT / CONFORMANCE_TEST).read_text())
+    tests = {f.name: ast.unparse(f) for f in host.body if isinstance(f, ast.FunctionDef)}
+    every = tests["test_every_installed_method_passes_conformance"]  # parametrized over the registry
+    assert "_installed_methods()" in every and "CHECKS" in every and "get_catalog()" in every
 
 
 def test_generated_plugin_registers_a_method_the_host_accepts(tmp_path: Path) -> None:

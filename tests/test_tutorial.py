@@ -6,9 +6,12 @@ sees the installed qbench, torch and friends) with that venv's ``bin/`` first on
 generated plugin is pip-installed there only, and the main environment is never touched. The
 workspace is in tmp too (``--workspace`` in the doc, ``$QBENCH_WORKSPACE`` as a backstop).
 
-Two adjustments, both for this machine and not for the reader: pip also gets
-``--no-build-isolation`` (offline, and seconds instead of a fresh setuptools download), and
-``leaderboards`` in the temporary folder is a copy of the repository's committed leaderboards.
+The temporary folder stands in for the repository root the tutorial runs from: ``leaderboards``
+is a copy of the repository's committed leaderboards and ``tests`` a link to the host's tests
+(step 3 runs their conformance suite; beside ``plugins/`` they also tell ``new-plugin`` that the
+host runs it, so, as for a reader, no conformance test is generated). One adjustment is for this
+machine and not for the reader: pip also gets ``--no-build-isolation`` (offline, and seconds
+instead of a fresh setuptools download).
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ import tomllib
 
 import qbench
 from qbench.cli import cli, main
+from qbench.plugin.scaffold import render_plugin
+from qbench.testing import MethodConformance
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "writing-a-plugin.md"
@@ -68,6 +73,7 @@ def test_the_tutorial_shows_every_step_in_order() -> None:
         f"pip install -e plugins/qbench-{METHOD}",
         "qbench list methods",
         f"python -m pytest plugins/qbench-{METHOD}/tests",
+        "python -m pytest tests/test_conformance.py",
         f"qbench run --suite quick --method {METHOD} --model resnet20 --bits 2 --seeds 1 --workspace ws",
         "qbench compare ws/quick/results.csv --against quick",
     ]
@@ -169,6 +175,7 @@ def test_the_tutorial_runs_from_zero_to_a_result_row(tmp_path: Path) -> None:
     work.mkdir()
     if LEADERBOARDS.is_dir():  # a copy: nothing the tutorial runs can change the committed files
         shutil.copytree(LEADERBOARDS, work / "leaderboards")
+    (work / "tests").symlink_to(REPO / "tests", target_is_directory=True)
     skip_compare = compare_unavailable()
     outputs: dict[str, str] = {}
     for command in commands:
@@ -178,7 +185,10 @@ def test_the_tutorial_runs_from_zero_to_a_result_row(tmp_path: Path) -> None:
         outputs[command] = res.stdout + res.stderr
 
     plugin = work / "plugins" / f"qbench-{METHOD}"
-    assert (plugin / f"qbench_{METHOD}" / "plugin.py").exists()
+    built = ("__pycache__", "build")  # what pip and Python add to the folder, not what new-plugin wrote
+    written = {p.relative_to(plugin).as_posix() for p in plugin.rglob("*") if p.is_file()
+               and not any(part in built or part.endswith(".egg-info") for part in p.relative_to(plugin).parts)}
+    assert written == set(render_plugin(METHOD, conformance_test=False)), written  # step 1's listing
     # Installed in the venv only: the main environment does not see the plugin.
     site = subprocess.run([str(bindir / "python"), "-c", f"import qbench_{METHOD}; print(qbench_{METHOD}.__file__)"],
                           env=env, capture_output=True, text=True, timeout=300)
@@ -189,8 +199,11 @@ def test_the_tutorial_runs_from_zero_to_a_result_row(tmp_path: Path) -> None:
 
     listed = next(out for cmd, out in outputs.items() if cmd == "qbench list methods")
     assert re.search(rf"\b{METHOD}\b.*\b{METHOD}\b.*v1", listed), listed  # name, plugin, version
-    tests = next(out for cmd, out in outputs.items() if cmd.startswith("python -m pytest"))
+    tests = next(out for cmd, out in outputs.items() if cmd.startswith(f"python -m pytest plugins/qbench-{METHOD}"))
     assert re.search(r"\b\d+ passed\b", tests) and " failed" not in tests and " skipped" not in tests, tests
+    conformance = next(out for cmd, out in outputs.items() if cmd.startswith("python -m pytest tests/test_conformance"))
+    checks = sum(name.startswith("test_") for name in dir(MethodConformance))
+    assert re.search(rf"\b{checks} passed\b", conformance) and " failed" not in conformance, conformance
 
     rows = pd.read_csv(work / "ws" / "quick" / "results.csv")
     mine = rows[rows["method"] == METHOD]

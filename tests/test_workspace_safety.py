@@ -1,4 +1,4 @@
-"""A workspace survives kills, concurrent runs and damaged files (issue #15 parts 5 and 6).
+"""A workspace survives kills, concurrent runs and damaged files.
 
 * kill -9 during FP training, then a rerun: it resumes from the last epoch checkpoint and ends
   with the rows of an uninterrupted run, bit for bit.

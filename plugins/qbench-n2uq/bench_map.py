@@ -1,4 +1,4 @@
-"""The N2UQ map's speed against the code before issue 19 (tests/frozen_function.py), same process.
+"""The N2UQ map's speed against the code before its speed-ups (tests/frozen_function.py), same process.
 
 Usage: python plugins/qbench-n2uq/bench_map.py [THREADS]
 One call is the map's forward and backward at 4 bits (15 thresholds) on a micro-ViT-sized and a

@@ -1,12 +1,12 @@
 """Load a plugin's compiled C kernel with ctypes, or say exactly why it cannot be used.
 
 Why the host has this: a method plugin may ship a small C kernel for its quantizer's hot loop
-(issue 19: DGMS's soft weight, N2UQ's map), built by the plugin's ``setup.py`` as a plain shared
-library with no Python or torch headers, so it builds in a second and survives torch upgrades;
-ctypes releases the GIL while it runs, and the kernel splits its work over torch's own OpenMP
-threads (:func:`kernel_threads`). Finding the built file, refusing a CPU that lacks the
-instructions it was compiled for, and naming the fix belong in one place rather than in every
-plugin.
+where torch's per-op costs dominate a training step (DGMS's soft weight, N2UQ's map), built by
+the plugin's ``setup.py`` as a plain shared library with no Python or torch headers, so it
+builds in a second and survives torch upgrades; ctypes releases the GIL while it runs, and the
+kernel splits its work over torch's own OpenMP threads (:func:`kernel_threads`). Finding the
+built file, refusing a CPU that lacks the instructions it was compiled for, and naming the fix
+belong in one place rather than in every plugin.
 """
 from __future__ import annotations
 

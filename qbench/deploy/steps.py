@@ -58,7 +58,7 @@ def _probe_shape(shape: torch.Size, n: int) -> torch.Size:
     """The fewest leading samples of ``shape`` that hold ``n`` values. The bisection's values sit at
     the same flat positions as in a full probe batch, so an elementwise quantizer (any per-position
     or per-channel parameter included) sees them exactly as there; probing a whole batch for at most
-    255 values cost most of a job's export (issue 19, part 3)."""
+    255 values cost most of a job's export."""
     if len(shape) < 2:
         return shape
     per = max(1, shape[1:].numel())
@@ -70,7 +70,7 @@ def steps(x: Tensor, thresholds: Tensor, levels: Tensor) -> Tensor:
 
     The thresholds are ascending (bisection results in ramp order), so the count is a binary
     search: the same integers as comparing every value with every threshold, without the
-    numel x thresholds matrix (seconds per job on a ViT's probe batch; issue 19)."""
+    numel x thresholds matrix (seconds per job on a ViT's probe batch)."""
     if thresholds.numel() > 1 and not bool((thresholds[1:] >= thresholds[:-1]).all()):
         return levels[(x.unsqueeze(-1) >= thresholds).sum(-1)]
     return levels[torch.searchsorted(thresholds.contiguous(), x.contiguous(), right=True)]

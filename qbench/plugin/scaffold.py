@@ -8,11 +8,13 @@ templates themselves are never collected by pytest or imported.
 
 The generated package is the layout of docs/plugin-contract.md: ``pyproject.toml`` with the
 ``qbench`` entry point, ``qbench_NAME/{__init__,plugin}.py`` with a working quantizer pair and the
-method NAME (version 1), ``README.md`` listing what to fill in, and ``tests/`` with a property test
-and the conformance suite. The walk-through is docs/writing-a-plugin.md.
+method NAME (version 1), ``README.md`` listing what to fill in, and ``tests/`` with a property test,
+plus the conformance suite in one class where the host's own tests do not run it
+(:func:`host_runs_conformance`). The walk-through is docs/writing-a-plugin.md.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import string
@@ -38,6 +40,34 @@ NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,30}")
 
 #: Names the host already uses for its own plugins (a second plugin by that name cannot load).
 RESERVED = frozenset({"qbench", *(m.rsplit(".", 1)[-1] for m in DEFAULT_PLUGINS)})
+
+#: The generated conformance test; also the path of the host's own, relative to a qbench checkout.
+CONFORMANCE_TEST = "tests/test_conformance.py"
+
+
+def host_runs_conformance(parent: Path | str) -> bool:
+    """Whether a plugin created in ``parent`` gets the conformance suite from the host's own tests.
+
+    qbench's ``tests/test_conformance.py`` runs :class:`qbench.testing.MethodConformance` on every
+    installed method, but it exists only in a qbench checkout (the wheel ships the package alone),
+    and the ``pytest11`` plugin :mod:`qbench.testing.plugin` adds fixtures, not tests. Inside a
+    checkout (``parent`` is the ``plugins/`` folder beside that file) a copy in the plugin would
+    run the suite twice; anywhere else (the plugin's own repository, whose CI runs ``pytest`` on
+    the plugin) the plugin's own subclass is the only thing that runs it.
+    """
+    folder = Path(parent).resolve()
+    return folder.name == "plugins" and (folder.parent / CONFORMANCE_TEST).is_file()
+
+
+def conformance_note(name: str, own_test: bool) -> str:
+    """The README's line on conformance: where the suite runs for this plugin, and how to run it."""
+    if own_test:
+        return (f"- `{CONFORMANCE_TEST}`: the host's conformance suite (`qbench.testing.MethodConformance`) on\n"
+                f"  `{name}`. qbench's own tests run it on every installed method, but only in a qbench\n"
+                "  checkout: outside one, this class is what runs it, with the plugin's other tests.")
+    return (f"- Conformance: qbench's own `{CONFORMANCE_TEST}` runs the host's conformance suite\n"
+            f"  (`qbench.testing.MethodConformance`) on every installed method, `{name}` included:\n"
+            f"  `python -m pytest {CONFORMANCE_TEST} -q -p no:cacheprovider -k {name}` from the qbench repository.")
 
 
 def suggest_name(name: str) -> str:
@@ -88,16 +118,19 @@ def _walk(node: Traversable, rel: tuple[str, ...] = ()) -> list[tuple[tuple[str,
     return out
 
 
-def render_plugin(name: str, dir_hint: str | None = None) -> dict[str, str]:
+def render_plugin(name: str, dir_hint: str | None = None, conformance_test: bool = True) -> dict[str, str]:
     """Every generated file: relative POSIX path -> text. Pure: writes nothing.
 
     :param name: a valid plugin name (see :func:`validate_name`).
     :param dir_hint: how the README refers to the plugin folder (default ``plugins/qbench-NAME``).
+    :param conformance_test: write ``tests/test_conformance.py`` (False where the host's tests
+        already run the suite on the plugin: :func:`host_runs_conformance`).
     """
     validate_name(name)
     dist = f"qbench-{name}"
     mapping = {"name": name, "package": f"qbench_{name}", "dist": dist, "cls": class_prefix(name),
-               "dir_hint": dir_hint or f"plugins/{dist}", "host_requirement": HOST_REQUIREMENT}
+               "dir_hint": dir_hint or f"plugins/{dist}", "host_requirement": HOST_REQUIREMENT,
+               "conformance": conformance_note(name, conformance_test)}
     files: dict[str, str] = {}
     for rel, node in _walk(template_root()):
         parts = [p.replace("NAME", name) for p in rel]
@@ -109,6 +142,8 @@ def render_plugin(name: str, dir_hint: str | None = None) -> dict[str, str]:
     if not files:
         raise RuntimeError(f"No plugin templates found in {template_root()}: qbench is installed without "
                            "its package data; reinstall it.")
+    if not conformance_test:
+        del files[CONFORMANCE_TEST]
     return files
 
 
@@ -128,7 +163,7 @@ def create_plugin(name: str, parent: Path | str = "plugins", force: bool = False
             shutil.rmtree(target)
         else:
             target.unlink()
-    files = render_plugin(name, dir_hint=target.as_posix())
+    files = render_plugin(name, dir_hint=target.as_posix(), conformance_test=not host_runs_conformance(parent))
     for rel, text in files.items():
         path = target / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,7 +196,12 @@ def new_plugin(name: str, parent: Path, force: bool) -> None:
     if other:
         click.echo(f"Note: a plugin named {name!r} is already installed ({other}); unless this folder replaces it, "
                    "pick another name, since two plugins cannot register one method.", err=True)
+    conformance = ""
+    if host_runs_conformance(parent):
+        host_test = Path(os.path.relpath(Path(parent).resolve().parent / CONFORMANCE_TEST)).as_posix()
+        conformance = f"      python -m pytest {host_test} -q -k {name}   (the host runs conformance on it)\n"
     click.echo(f"Next: pip install --no-deps -e {target.as_posix()}\n"
                f"      python -m pytest {target.as_posix()}/tests -q\n"
+               f"{conformance}"
                f"      qbench run --suite quick --method {name} --model resnet20 --bits 2 --seeds 1\n"
                "See docs/writing-a-plugin.md.")

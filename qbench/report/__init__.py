@@ -1,4 +1,5 @@
 """Reporting: the row schema, statistics over seeds, leaderboards, the CI gate and plots.
 
-Layer 4 of 4 with :mod:`qbench.run`: it reads rows, it never trains.
+Above the training core and below the runner (layers: docs/architecture.md): it reads rows, it
+never trains.
 """

@@ -1,7 +1,9 @@
 """qbench.testing: what a plugin's tests may use (with :mod:`qbench.api` for plugin code).
 
-* :class:`MethodConformance`: the conformance suite; every installed method also runs it from
-  the host's own tests (``tests/test_conformance.py``), so a plugin cannot skip it.
+* :class:`MethodConformance`: the conformance suite. The host's own tests
+  (``tests/test_conformance.py``, in a qbench checkout) run it on every installed method, so a
+  plugin there cannot skip it; a plugin in its own repository subclasses it in its tests, since
+  those host tests are not installed with qbench.
 * :mod:`qbench.testing.helpers`: models, data, the QAT build and suite runs, re-exported here.
 * ``one_torch_thread``: an autouse fixture a plugin's conftest can import; ``torch_threads(n)``:
   a block on n threads, for a compiled kernel's split.

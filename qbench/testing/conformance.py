@@ -1,6 +1,8 @@
-"""The conformance suite every method plugin runs against its own methods.
+"""The conformance suite every method plugin's methods pass.
 
-Subclass :class:`MethodConformance` in a plugin's tests and name the method::
+The host's ``tests/test_conformance.py`` runs it on every installed method, but only in a qbench
+checkout (qbench's tests are not installed with it). A plugin kept elsewhere runs it from its own
+tests: subclass :class:`MethodConformance` and name the method::
 
     from qbench.testing import MethodConformance
 

@@ -1,7 +1,8 @@
 """The training core: model surgery, the QAT build (allocate, quantize, calibrate), the one
 training loop, and the bit audit.
 
-Layer 3 of 4: it uses the contracts and the catalog; it never plans jobs or writes rows.
+Above the plugin machinery (layers: docs/architecture.md): it uses the contracts and the catalog;
+it never plans jobs or writes rows.
 """
 from __future__ import annotations
 

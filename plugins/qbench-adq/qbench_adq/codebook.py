@@ -36,7 +36,7 @@ PROBS = ("bin-mean", "midpoint", "uniform")
 def _sorted64(values: Tensor) -> Tensor:
     """``values`` flattened, as float64, sorted ascending. On the CPU numpy's sort, several times
     faster than ``torch.sort`` on a layer's weights (ADQ's allocator sorts every layer once per
-    candidate bit-width); sorted values do not depend on the algorithm (issue 19)."""
+    candidate bit-width); sorted values do not depend on the algorithm, so the results stay bit for bit."""
     v = values.detach().reshape(-1).double()
     if v.device.type != "cpu":
         return v.sort().values

@@ -1,4 +1,4 @@
-# Frozen copy of qbench_adq/codebook.py before issue 19 (commit 3c63f33):
+# Frozen copy of qbench_adq/codebook.py at commit 3c63f33, before its speed-ups:
 # the reference the faster code is pinned against.
 """ADQ's per-layer codebook: quantile initialisation, nearest-codeword assignment, EMA update.
 

@@ -1,4 +1,4 @@
-# Frozen copy of qbench_adq/quantizers.py before issue 19 (commit 3c63f33):
+# Frozen copy of qbench_adq/quantizers.py at commit 3c63f33, before its speed-ups:
 # the reference the faster code is pinned against.
 """``adq-w``: ADQ's per-layer non-uniform weight codebook with online EMA adaptation.
 

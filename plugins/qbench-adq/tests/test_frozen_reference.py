@@ -1,5 +1,5 @@
-"""Issue 19 (faster ADQ weights): forward, codebook updates and gradients bit for bit those of the
-frozen pre-issue quantizer (frozen_quantizers.py), over a few training steps."""
+"""Faster ADQ weights, same numbers: forward, codebook updates and gradients bit for bit those of
+the quantizer frozen before the speed-ups (frozen_quantizers.py), over a few training steps."""
 from __future__ import annotations
 
 import pytest

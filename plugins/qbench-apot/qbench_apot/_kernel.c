@@ -1,5 +1,5 @@
 /* APoT's reparameterized clipping function (rcf.py) in one pass each way, with the numbers of
- * the composed torch expression bit for bit (issue 19):
+ * the composed torch expression bit for bit:
  *
  *     u = clamp(x / alpha, lo, 1);  d = the level nearest u;  out = (u + (d - u)) * alpha
  *

@@ -5,7 +5,7 @@
 with Proj the nearest level and the straight-through estimator through it. Composed from torch
 ops, autograd gives the paper's clipping-threshold gradient (quantizers.py's docstring).
 
-Speed (issue 19): for contiguous float32 CPU input and a 0-dim alpha, :class:`_RCF` runs the
+Speed: for contiguous float32 CPU input and a 0-dim alpha, :class:`_RCF` runs the
 whole expression as one compiled pass each way (``_kernel.c``) and reproduces, term by term, what
 autograd computes through the composed expression: MulBackward, the STE's AddBackward,
 ClampBackward and DivBackward. alpha's terms from the product and from the division are summed by

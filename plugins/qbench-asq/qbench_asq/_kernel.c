@@ -1,5 +1,5 @@
 /* ASQ's fake quantizer and its gradient rule (asq.py's _ASQFunction) in one pass each, with the
- * torch code's numbers bit for bit (issue 19).
+ * torch code's numbers bit for bit.
  *
  * Why C: the torch version is 4 elementwise ops forward and about 10 backward, each a pass over
  * memory with its own fixed cost, which on the micro ViT's small activations outweighed the

@@ -1,4 +1,4 @@
-# Frozen copy of qbench_asq/post.py before issue 19 (commit 3c63f33):
+# Frozen copy of qbench_asq/post.py at commit 3c63f33, before its speed-ups:
 # the reference the faster code is pinned against.
 """POST: Power-Of-Square-root-of-Two weight quantization (Zhou et al., arXiv 2504.17263, 2025).
 
@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from qbench.api import WeightQuantizer, lsq_grad_scale
 
 
-def nearest_level_index(u: Tensor, levels: Tensor) -> Tensor:  # the host's version before issue 19
+def nearest_level_index(u: Tensor, levels: Tensor) -> Tensor:  # the host's version before its look-up tables
     mids = (levels[1:] + levels[:-1]) / 2
     return torch.bucketize(u.detach().contiguous(), mids.contiguous())
 

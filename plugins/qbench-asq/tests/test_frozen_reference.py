@@ -1,5 +1,5 @@
-"""Issue 19 (faster POST weights): forward bit for bit and gradients equal to the frozen pre-issue
-code (frozen_post.py)."""
+"""Faster POST weights, same numbers: forward bit for bit and gradients equal to the code frozen
+before the speed-ups (frozen_post.py)."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-/* DGMS soft weight, forward and backward, one pass over the weights each (issue 19).
+/* DGMS soft weight, forward and backward, one pass over the weights each.
  *
  * Why C: the torch version materialises several K x N tensors (K = 2^bits mixture components,
  * N = the layer's weights) and recomputes them under autograd in the backward; the step is bound

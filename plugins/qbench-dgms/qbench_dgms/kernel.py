@@ -1,8 +1,8 @@
 """The compiled DGMS soft weight (``_kernel.c``), loaded with ctypes, as an autograd Function.
 
 Why a C kernel: the torch graph of the soft weight materialises several K x N tensors and its
-backward recomputes them under autograd, which made a DGMS step 11-12x an FP32 step on resnet18
-(issue 19). The kernel keeps each weight's K values in a small scratch array; forward and
+backward recomputes them under autograd, which made a DGMS step 11-12x an FP32 step on resnet18.
+The kernel keeps each weight's K values in a small scratch array; forward and
 backward are one pass over the weights each.
 
 Why ctypes and not a torch C++ extension: the kernel needs no torch or Python headers, so the

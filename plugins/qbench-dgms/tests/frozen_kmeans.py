@@ -1,4 +1,4 @@
-# Frozen copy of qbench_dgms/kmeans.py before issue 19's sort change (qbench commit edaa569):
+# Frozen copy of qbench_dgms/kmeans.py before its faster sort (qbench commit edaa569):
 # the reference tests/test_frozen_reference.py pins the faster init against, bit for bit.
 """A small 1-D k-means (k-means++ seeding + Lloyd) on torch, for DGMS's mixture initialisation.
 

@@ -1,4 +1,4 @@
-"""Issue 19 (faster DGMS init): the k-means init gives the frozen pre-issue code's centres, labels
+"""Faster DGMS init, same numbers: the k-means init gives the frozen older code's centres, labels
 and global-RNG draws bit for bit (frozen_kmeans.py), with ties, a block of zeros, fewer distinct
 values than clusters, and a ResNet-18-sized layer."""
 from __future__ import annotations

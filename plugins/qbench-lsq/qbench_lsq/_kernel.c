@@ -1,5 +1,5 @@
 /* LSQ's fake quantizer and its gradient rule in one pass each, with the torch code's numbers bit
- * for bit (function.py; issue 19).
+ * for bit (function.py).
  *
  * Why C: the torch version is 4 elementwise ops forward and about 10 backward (divide, two
  * compares, three masked fills, round, subtract, multiply), each a pass over memory with its

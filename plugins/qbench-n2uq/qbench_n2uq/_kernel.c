@@ -1,5 +1,5 @@
 /* The N2UQ map and its GSTE backward in one pass each, with the same numbers as the torch code
- * (function.py) bit for bit (issue 19).
+ * (function.py) bit for bit.
  *
  * Why C: the torch version is a dozen elementwise ops, gathers and two index_add_ per call; on
  * the micro ViT, where activations are small, their fixed costs made N2UQ's step 3-4x an FP32

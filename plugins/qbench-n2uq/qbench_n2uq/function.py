@@ -49,7 +49,7 @@ def _tables(bounds: Tensor, step: float, x: Tensor) -> tuple[Tensor, Tensor]:
     """The sorted points t_0, T_1, t_1, ..., T_n, t_n and the output level of each index j,
     k * step with k = j // 2 (2n + 2 entries).
 
-    Speed (issue 19): the level table depends only on (n, step) and is kept; the points come
+    Speed: the level table depends only on (n, step) and is kept; the points come
     from one compiled call where the kernel runs (the same operations: 0.5 * (t_i + t_{i+1})),
     rather than five small torch ops per call.
     """
@@ -75,7 +75,7 @@ class _N2UQMap(torch.autograd.Function):
     thresholds lie at or below x and x is on segment (j + 1) // 2 (1-based; inside iff
     1 <= j <= 2n). Only x and that small integer index are saved for the backward.
 
-    Speed (issue 19): the search is :func:`qbench.api.count_at_or_below` (the same j as
+    Speed: the search is :func:`qbench.api.count_at_or_below` (the same j as
     ``searchsorted``, from look-up tables); the output level, and in the backward each segment's
     start and width, come from tables of 2n + 2 and n entries computed with the same operations as
     the per-element expressions they replace (so the same values), gathered with ``index_select``;
@@ -127,7 +127,7 @@ class _N2UQMap(torch.autograd.Function):
 
 class _N2UQActivation(torch.autograd.Function):
     """``n2uq-a``'s whole expression ``(map(x / s) - offset) * s`` (or without ``* s``) in one
-    compiled pass each way, for float32 CPU input and a 0-dim step s (issue 19).
+    compiled pass each way, for float32 CPU input and a 0-dim step s: fewer passes, the same numbers.
 
     The backward reproduces what autograd computes through the composed expression, term by
     term: MulBackward (g1 = grad * s; the step's terms grad * y), the map's GSTE on g1, and

@@ -71,7 +71,7 @@ def _temporaries(n: int, count: int) -> list[Tensor]:
     from call to call (per thread; the storage grows to the largest tensor seen).
 
     Why: a fresh buffer of a few hundred KB is fresh pages, and first-touch page faults cost more
-    than the loop that fills them (issue 19: on the micro ViT they made up most of the backward).
+    than the loop that fills them (on the micro ViT they made up most of the backward).
     Only terms that die within the call, or that the caller reduces at once, live here.
     """
     buf = getattr(_scratch, "buf", None)

@@ -1,4 +1,4 @@
-# Frozen copy of qbench_n2uq/function.py before issue 19's faster search (qbench commit 0bf46f0):
+# Frozen copy of qbench_n2uq/function.py before its faster search (qbench commit 0bf46f0):
 # the reference tests/test_frozen_reference.py pins the faster code against, bit for bit.
 """The N2UQ core map and its generalized straight-through estimator (GSTE).
 

@@ -1,5 +1,5 @@
-"""Issue 19 (faster N2UQ): the map's forward and its GSTE gradients (input, t0 and widths) equal
-the frozen pre-issue code's bit for bit (frozen_function.py), with inputs exactly on and beside
+"""Faster N2UQ, same numbers: the map's forward and its GSTE gradients (input, t0 and widths)
+equal the frozen older code's bit for bit (frozen_function.py), with inputs exactly on and beside
 every threshold and segment boundary, outside the range, at 2 and 4 bits, small and large."""
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ levels. Comparing against the midpoints keeps memory at O(numel), where the obvi
 ``(x[..., None] - levels).abs().argmin(-1)`` builds a numel x levels matrix (a ResNet-18 layer at
 8 bits would be 2.4M x 256).
 
-Speed (issue 19): on the CPU ``torch.bucketize`` costs ~70 ns per element (a scalar binary
+Speed: on the CPU ``torch.bucketize`` costs ~70 ns per element (a scalar binary
 search) and ``levels[idx]`` another ~15 ns (advanced indexing), most of an APoT or POST step.
 Large CPU tensors therefore go through a uniform grid of cells instead (:class:`_Grid`, which
 :func:`count_at_or_below` shares): a cell number from two float ops, then table look-ups with
@@ -183,7 +183,7 @@ def project_ste(u: Tensor, levels: Tensor) -> Tensor:
     """Nearest level in the forward pass, identity gradient in the backward pass (the STE).
 
     The value is computed as ``u + (level - u)``, the same floating-point operations as before
-    issue 19 (which is not always exactly ``level``), so results do not move.
+    the look-up tables (which is not always exactly ``level``), so results do not move.
     """
     d = project_nearest(u, levels)
     return u + d.sub_(u.detach())
@@ -194,7 +194,7 @@ def count_at_or_below(u: Tensor, points: Tensor) -> Tensor:
     ``torch.searchsorted(points, u, right=True)`` (flattened), which N2UQ's forward and the deploy
     step check use to place a value among learned thresholds.
 
-    Speed (issue 19): large CPU tensors go through a grid of cells, as :func:`nearest_level_index`
+    Speed: large CPU tensors go through a grid of cells, as :func:`nearest_level_index`
     does. The grid spans [points[0] - d, points[-1] + d] (d = their spread), so clamping a value
     onto it never moves it across a point; with one point per cell,
     #(points <= u) = #(points in cells below u's) + [u >= the point in u's cell]. A NaN counts 0
