@@ -20,8 +20,9 @@ in a private temporary workspace, deleted when the task ends: nothing a worker w
 by the driver. A job that raises becomes a ``failed`` row inside the worker, as it does locally
 (``harness.compute_row``).
 
-Resources: each task asks for ``num_cpus`` = the recipe's threads and one GPU when the run's
-device is CUDA (Ray then shows the task only its own GPU, which the worker uses as ``cuda:0``).
+Resources (:mod:`qbench_ray.resources`): each task asks for ``num_cpus`` = the recipe's threads
+plus ``loader_cpus``, and on a CUDA run one GPU in a fresh worker process (``max_calls=1``): Ray
+then shows the task only its own GPU, which the worker uses as ``cuda:0``.
 """
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from qbench.api import FpCheckpoint, Job, QbenchError, WorkerSpec, Workspace, load_state, locked, save_state
+
+from .resources import remote, task_options
 
 if TYPE_CHECKING:
     from qbench.api import Harness
@@ -146,15 +149,20 @@ class RayExecutor:
     :param retries: Ray's ``max_retries`` for a task whose worker or node died (default
         :data:`DEFAULT_RETRIES`). A job that raises is never retried: that is its row.
     :param num_cpus: CPUs of the local cluster started without ``address`` (default: all).
+    :param loader_cpus: CPUs each task asks for beyond the recipe's threads, for the DataLoader
+        workers of file datasets (default 0: in-memory data has none).
     """
 
     def __init__(self, address: str | None = None, retries: int = DEFAULT_RETRIES, num_cpus: int | None = None,
-                 **unknown: Any) -> None:
+                 loader_cpus: int = 0, **unknown: Any) -> None:
         if unknown:
             raise QbenchError(f"The ray executor has no option {', '.join(sorted(unknown))}; it takes "
-                              "--ray-address ADDR, -X retries=N and -X num_cpus=N (local cluster only).")
-        if not isinstance(retries, int) or retries < 0:
-            raise QbenchError(f"-X retries={retries!r}: give a whole number >= 0.")
+                              "--ray-address ADDR, -X retries=N, -X loader_cpus=N and -X num_cpus=N (local cluster "
+                              "only).")
+        for option, value in (("retries", retries), ("loader_cpus", loader_cpus)):
+            if not isinstance(value, int) or value < 0:
+                raise QbenchError(f"-X {option}={value!r}: give a whole number >= 0.")
+        self.loader_cpus = loader_cpus
         self.address = address or None
         self.retries = retries
         self.num_cpus = num_cpus
@@ -218,11 +226,11 @@ class RayExecutor:
 
         self._connect()
         spec = ray.put(WorkerSpec.of(harness))
-        gpus = 1 if harness.device.type == "cuda" else 0
-        train_fp, run_job = ray.remote(train_fp_task), ray.remote(job_task)
+        gpu = harness.device.type == "cuda"
+        train_fp, run_job = remote(train_fp_task, gpu), remote(job_task, gpu)
 
         def options(job: Job, name: str) -> dict[str, Any]:
-            return {"num_cpus": job.suite.threads, "num_gpus": gpus, "max_retries": self.retries, "name": name}
+            return task_options(job.suite.threads, self.loader_cpus, self.retries, name)
 
         fps: dict[str, Any] = {}  # fp_key -> object ref of (bytes, meta)
         unsaved: dict[str, Any] = {}  # FP checkpoints to keep in the driver's workspace when ready
