@@ -1,9 +1,11 @@
 """The deploy parity rule: what flags a row, what its reason says, and the leaderboards' deploy column."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import torch
 from torch import nn
 
@@ -84,3 +86,26 @@ def test_the_leaderboard_shows_deploy_top1_flags_and_integer_kernels(tmp_path: P
     assert "## Deployment parity flags" in md
     assert "resnet20 / lsq v1 / W4A4: seed 1: 12 of 1000 samples beyond the logit tolerance" in md
     assert "qbench export --workspace" in md  # says how to get the model behind a row
+
+
+def test_onnxruntime_takes_the_idle_cores_of_a_gpu_job_and_the_recipe_threads_of_a_cpu_job() -> None:
+    from qbench.deploy.parity import session_threads
+
+    assert session_threads(torch.device("cpu")) == torch.get_num_threads()
+    assert session_threads(torch.device("cuda", 0)) == len(os.sched_getaffinity(0))
+
+
+def test_overlapping_onnxruntime_with_the_model_compares_the_same_numbers() -> None:
+    """The GPU path runs onnxruntime in a helper thread beside the model: same batches, same pairs."""
+    pytest.importorskip("onnxruntime")
+    from qbench.deploy import export_model
+    from qbench.deploy.parity import compare
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
+    x, y = torch.randn(300, 1, 8, 8), torch.randint(0, 10, (300,))
+    exp = export_model(model, x[:16], threads=1)
+    batches = [(x[i:i + 64], y[i:i + 64]) for i in range(0, 300, 64)]
+    sequential = compare(model, exp.session, batches, overlap=False)
+    overlapped = compare(model, exp.session, batches, overlap=True)
+    assert overlapped == sequential and sequential["n"] == 300

@@ -48,9 +48,10 @@ class Exported:
         return sum(t.numel() * t.element_size() for t in self.tensors.values())
 
 
-def export_model(model: nn.Module, probe: Tensor, info: dict[str, Any] | None = None) -> Exported:
+def export_model(model: nn.Module, probe: Tensor, info: dict[str, Any] | None = None,
+                 threads: int | None = None) -> Exported:
     """Export a trained quantized model (any device; exported from a CPU copy). ``probe``: a test
-    batch the activation quantizers are probed on."""
+    batch the activation quantizers are probed on; ``threads``: onnxruntime's (default torch's)."""
     from qbench.deploy.analyze import plan_model
     from qbench.deploy.graph import OPSET, deploy_model, to_onnx
     from qbench.deploy.pack import manifest, packed_tensors
@@ -61,7 +62,7 @@ def export_model(model: nn.Module, probe: Tensor, info: dict[str, Any] | None = 
     plans = plan_model(cpu, probe)
     blob = to_onnx(deploy_model(cpu, plans), probe[:2])
     tensors = packed_tensors(cpu, plans)
-    sess, ops = session(blob, torch.get_num_threads())
+    sess, ops = session(blob, threads or torch.get_num_threads())
     ints = integer_ops(ops)
     n_int = sum(p.integer for p in plans)
     head = {**(info or {}), "format": "qbench-deploy/1", "onnx_opset": OPSET, "input": "input", "output": "logits",
@@ -123,8 +124,11 @@ def keep_and_check(root: Path | str, job: Any, model: nn.Module, data: DataBundl
     if not available():
         return {}
     try:
+        from qbench.deploy.parity import session_threads
+
         probe = next(iterate_batches(data.test, PROBE_BATCH, shuffle=False))[0]
-        exp = export_model(model, probe, {"job_key": job.key})
+        exp = export_model(model, probe, {"job_key": job.key},
+                           threads=session_threads(next(model.parameters()).device))
         return parity_fields(exp, model, data, metrics.get("top1"))
     except Exception as exc:
         return {"deploy_ok": False, "deploy_reason": f"export failed: {type(exc).__name__}: {str(exc)[:300]}"}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -53,22 +54,49 @@ def integer_ops(ops: list[str]) -> dict[str, int]:
     return {op: ops.count(op) for op in INTEGER_OPS if op in ops}
 
 
+def session_threads(device: torch.device) -> int:
+    """onnxruntime's threads for a job's parity check.
+
+    A CPU job keeps the recipe's threads (torch's): its process shares the machine with other
+    jobs, one per core group. A GPU job's CPUs idle while onnxruntime runs on the CPU (the only
+    runtime parity checks), so it takes every core this process may use: on a 50k-image test split
+    one thread costs a quarter of an hour per job. The thread count does not decide the numbers
+    compared, only how fast they come.
+    """
+    if torch.device(device).type == "cpu":
+        return torch.get_num_threads()
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 @torch.no_grad()
-def compare(model: nn.Module, sess: Any, batches: Any) -> dict[str, Any]:
-    """qbench's eval-mode logits against onnxruntime's on every batch of ``batches``."""
+def compare(model: nn.Module, sess: Any, batches: Any, overlap: bool | None = None) -> dict[str, Any]:
+    """qbench's eval-mode logits against onnxruntime's on every batch of ``batches``.
+
+    :param overlap: run onnxruntime on a batch in a helper thread while the model computes the
+        same batch (onnxruntime releases the GIL). Default: when the model is on a GPU, whose work
+        then hides behind the CPU's; a CPU job runs them one after the other, on its own cores.
+    """
     model.eval()
     c_q = c_d = flips = 0
     per_sample, max_logit = [], 0.0
     device = next(model.parameters()).device
+    pool = ThreadPoolExecutor(1) if (device.type != "cpu" if overlap is None else overlap) else None
     for x, y in batches:
+        feed = {"input": x.cpu().float().numpy()}
+        pending = pool.submit(sess.run, None, feed) if pool is not None else None
         ref = model(x.to(device)).float().cpu()
-        got = torch.from_numpy(sess.run(None, {"input": x.cpu().float().numpy()})[0])
+        got = torch.from_numpy((pending.result() if pending is not None else sess.run(None, feed))[0])
         per_sample.append((ref - got).abs().amax(1))
         max_logit = max(max_logit, float(ref.abs().max()))
         y = y.cpu()
         c_q += int((ref.argmax(1) == y).sum())
         c_d += int((got.argmax(1) == y).sum())
         flips += int((ref.argmax(1) != got.argmax(1)).sum())
+    if pool is not None:
+        pool.shutdown()
     diffs = torch.cat(per_sample) if per_sample else torch.zeros(0)
     n = diffs.numel()
     tol = LOGIT_RTOL * max_logit + LOGIT_ATOL
