@@ -14,7 +14,7 @@ from qbench.errors import QbenchError
 from qbench.report.compare import compare, tolerance
 from qbench.report.leaderboard import publish, render, render_markdown
 from qbench.report.plot import pareto_front
-from qbench.report.stats import aggregate, ci_halfwidth, overlap_ranks
+from qbench.report.stats import aggregate, ci_halfwidth
 
 
 def rows(spec: dict[tuple[str, str], list[float]], version: int = 1) -> list[dict]:
@@ -44,9 +44,7 @@ def test_two_seeds_ci_uses_t_with_one_dof() -> None:
     assert ci_halfwidth(1.0, 2) == pytest.approx(12.7062 / math.sqrt(2), rel=1e-4)
 
 
-def test_ranks_tie_where_intervals_overlap() -> None:
-    assert overlap_ranks([90, 89, 80], [2, 2, 1]) == [1, 1, 3]
-    assert overlap_ranks([90, 89], [math.nan, math.nan]) == [1, 2]  # n = 1: points
+def test_ranks_tie_where_a_paired_test_cannot_tell_entries_apart() -> None:
     agg = aggregate(pd.DataFrame(rows({("a", "W4A4"): [90, 91], ("b", "W4A4"): [89, 91], ("c", "W4A4"): [50, 51],
                                        ("fp32", "fp32"): [95, 95]})))
     r = dict(zip(agg.method, agg["rank"]))
@@ -69,7 +67,7 @@ def test_publish_keeps_old_versions_and_writes_diffs(tmp_path: Path) -> None:
     assert (v1 / "results.csv").exists() and (v2 / "results.csv").exists()
     d = pd.read_csv(v2 / "diff.csv").set_index("method")
     assert d.loc["a", "top1_diff"] == pytest.approx(-20.5) and d.loc["a", "rank_diff"] == 1
-    assert d.loc["b", "rank_diff"] == 0 and d.loc["a", "against"] == "v1"
+    assert d.loc["b", "rank_diff"] == -1 and d.loc["a", "against"] == "v1"
     meta = (v2 / "meta.json").read_text()
     assert '"schema_version": 1' in meta and '"suite_version": 2' in meta and "digits: abc" in meta
 

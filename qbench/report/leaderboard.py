@@ -23,6 +23,7 @@ from qbench.atomic import atomic_write_text
 from qbench.errors import QbenchError
 from qbench.report.budget import BITOPS_RTOL, BITS_TOL, CHANCE_MARGIN
 from qbench.report.rows_csv import rows_to_csv
+from qbench.report.ranks import RANK_RULE
 from qbench.report.stats import GROUP, aggregate, deploy_cell, is_ranked, torch_threads
 
 SCHEMA_VERSION = 1
@@ -139,8 +140,8 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
         out.write("The trained models behind these rows: run that command (it keeps every job's model in its "
                   "workspace), then `qbench export --workspace WS --method M --model MODEL --bits B --seed S -o DIR` "
                   "writes model.onnx, packed weights and a manifest (README, \"Deploy what was trained\").\n\n")
-    out.write("Top-1 (%): mean ± std over seeds, with the 95 % Student-t interval half-width; *rank* ties "
-              "where intervals overlap (within dataset, model and bits). W/A bits are **measured** by the "
+    out.write("Top-1 (%): mean ± std over seeds, with the 95 % Student-t interval half-width. One table per "
+              f"dataset, model and bit target (weight-only targets apart). *Rank*: {RANK_RULE} W/A bits are **measured** by the "
               "bit audit (parameter-weighted mean of ceil(log2 distinct levels) over quantized layers); "
               "*bits* is the suite's target, followed by `→` what the model measured when that differs by "
               "more than 0.1 (a method that learns or allocates bits); "
@@ -159,20 +160,33 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
               f"machine: {', '.join(meta['machine'])}; torch threads: "
               f"{', '.join(map(str, meta['torch_threads'])) or 'n/a'}; datasets: {', '.join(meta['dataset_hash'])}.\n\n")
     for (dataset, model), g in agg.groupby(["dataset", "model"], sort=False):
-        out.write(f"## {dataset} / {model}\n\n")
-        out.write("| rank | method | bits | top-1 | ±95% CI | Δ FP | seeds | W bits | A bits | W zeros | GBitOPs | "
-                  "size (KB) | Pareto | deploy |\n")
-        out.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-        for r in g.itertuples():
-            if r.bits != "fp32" and not is_ranked(r.rank):
-                continue
-            rank = "ref" if r.bits == "fp32" else str(r.rank)
-            out.write(f"| {rank} | {r.method} v{r.method_version} | {_bits_cell(r.bits, r.w_bits, r.a_bits)} | "
-                      f"{r.top1:.2f} ± {_fmt(r.top1_std)} | "
-                      f"{_fmt(r.ci95)} | {r.gap:+.2f} | {r.n} | {r.w_bits:.2f} | {r.a_bits:.2f} | "
-                      f"{_pct(r.w_sparsity)} | {r.gbitops:.5f} | {r.size_kb:.1f} | {_pareto_cell(r)} | "
-                      f"{deploy_cell(r.deploy_top1, r.deploy_flagged, r.n, r.deploy_integer)} |\n")
-        out.write("\n")
+        ref = g[g["bits"] == "fp32"]
+        budgets = [(b, gb) for b, gb in g[g["bits"] != "fp32"].groupby("bits", sort=False)] or [("", g.iloc[:0])]
+        for bits, gb in budgets:  # one table per budget: a weight-only row never shares a rank table
+            kind = " (weight-only)" if bits.endswith("A32") else ""
+            out.write(f"## {dataset} / {model}" + (f" / {bits}{kind}" if bits else "") + "\n\n")
+            _table(out, pd.concat([ref, gb]))
+    _unranked_sections(out, agg, df)
+    return out.getvalue()
+
+
+def _table(out: io.StringIO, g: pd.DataFrame) -> None:
+    out.write("| rank | method | bits | top-1 | ±95% CI | Δ FP | seeds | W bits | A bits | W zeros | GBitOPs | "
+              "size (KB) | Pareto | deploy |\n")
+    out.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    for r in g.itertuples():
+        if r.bits != "fp32" and not is_ranked(r.rank):
+            continue
+        rank = "ref" if r.bits == "fp32" else str(r.rank)
+        out.write(f"| {rank} | {r.method} v{r.method_version} | {_bits_cell(r.bits, r.w_bits, r.a_bits)} | "
+                  f"{r.top1:.2f} ± {_fmt(r.top1_std)} | "
+                  f"{_fmt(r.ci95)} | {r.gap:+.2f} | {r.n} | {r.w_bits:.2f} | {r.a_bits:.2f} | "
+                  f"{_pct(r.w_sparsity)} | {r.gbitops:.5f} | {r.size_kb:.1f} | {_pareto_cell(r)} | "
+                  f"{deploy_cell(r.deploy_top1, r.deploy_flagged, r.n, r.deploy_integer)} |\n")
+    out.write("\n")
+
+
+def _unranked_sections(out: io.StringIO, agg: pd.DataFrame, df: pd.DataFrame) -> None:
     unranked = agg[(agg["bits"] != "fp32") & ~agg["rank"].map(is_ranked)]
     if not unranked.empty:
         out.write("## Not ranked: over budget or collapsed\n\n")
@@ -207,7 +221,6 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
         out.write("## Jobs that did not finish\n\n")
         for r in failed.itertuples():
             out.write(f"- {r.dataset}/{r.model}/{r.method}/{r.bits}/seed{r.seed}: {r.status}: {getattr(r, 'reason', '')}\n")
-    return out.getvalue()
 
 
 def diff(old: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:

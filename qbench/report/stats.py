@@ -1,9 +1,9 @@
-"""Statistics over seeds: mean, std, a 95 % Student-t confidence interval, and ranks that tie
-where intervals overlap.
+"""Statistics over seeds: mean, std, a 95 % Student-t confidence interval, and ranks from paired
+tests (:mod:`qbench.report.ranks`).
 
 With n = 1 the std and the interval are unknown (NaN): a single seed says nothing about its own
-spread. Ranking then uses the point value (an interval of width 0); the CI gate pools the spread
-across methods (see :mod:`qbench.report.compare`).
+spread, so no rank is earned over another entry; the CI gate pools the spread across methods
+(see :mod:`qbench.report.compare`).
 
 Only entries that kept the budget are ranked (:mod:`qbench.report.budget`): an entry with an
 over-budget or collapsed seed gets rank ``—`` (:data:`UNRANKED`) and its reason in ``flag``. The
@@ -18,6 +18,8 @@ import re
 
 import pandas as pd
 from scipy import stats as st
+
+from qbench.report.ranks import paired_ranks
 
 GROUP = ["dataset", "model", "method", "bits"]
 CONFIDENCE = 0.95
@@ -80,10 +82,12 @@ def aggregate(df: pd.DataFrame, num_classes: int | dict[str, int] | None = None)
                                           agg["collapse_reason"])]
     ranked = ~(agg["over_budget"] | agg["collapsed"])
     agg["rank"] = pd.Series([UNRANKED] * len(agg), dtype=object)
+    seeds = {key: dict(zip(g["seed"], zip(g["top1"], g["fp_top1"]))) for key, g in ok.groupby(GROUP, sort=False)}
     for _, idx in agg[ranked].groupby(["dataset", "model", "bits"], sort=False).groups.items():
-        ranks = overlap_ranks(agg.loc[idx, "top1"].tolist(), agg.loc[idx, "ci95"].tolist())
-        for i, r in zip(idx, ranks):
-            agg.at[i, "rank"] = int(r)
+        keys = {i: tuple(agg.loc[i, GROUP]) for i in idx}
+        ranks = paired_ranks({keys[i]: seeds[keys[i]] for i in idx})
+        for i in idx:
+            agg.at[i, "rank"] = ranks[keys[i]]
     agg["pareto_bitops"] = False
     agg["pareto_size"] = False
     for _, g in agg[~agg["collapsed"]].groupby(["dataset", "model"], sort=False):
@@ -128,17 +132,6 @@ def deploy_cell(top1: float, flagged: int, n: int, integer: bool) -> str:
 def is_ranked(rank: object) -> bool:
     """True for a numeric rank, False for :data:`UNRANKED`."""
     return rank != UNRANKED and not (isinstance(rank, float) and math.isnan(rank))
-
-
-def overlap_ranks(means: list[float], halfwidths: list[float]) -> list[int]:
-    """Rank = 1 + the number of entries whose whole interval lies above this one's.
-
-    Entries whose intervals overlap are not distinguishable, so they can share a rank; an unknown
-    interval (n = 1) is taken as the point itself.
-    """
-    hw = [0.0 if (h is None or math.isnan(h)) else h for h in halfwidths]
-    return [1 + sum(1 for j in range(len(means)) if j != i and means[j] - hw[j] > means[i] + hw[i])
-            for i in range(len(means))]
 
 
 def torch_threads(df: pd.DataFrame) -> set[int]:

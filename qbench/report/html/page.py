@@ -19,6 +19,7 @@ import pandas as pd
 from qbench.atomic import atomic_write_text
 from qbench.errors import QbenchError
 from qbench.report.html.data import page_data
+from qbench.report.ranks import RANK_RULE
 from qbench.report.leaderboard import published_versions, version_dir
 
 PAGE = "index.html"
@@ -41,9 +42,9 @@ def render_page(data: dict[str, Any]) -> str:
     title = f"qbench leaderboard: {data['suite']} v{data['version']}"
     parts = {"__TITLE__": html.escape(title), "__SUITE__": html.escape(str(data["suite"])),
              "__VERSION__": str(int(data["version"])), "__CSS__": asset("style.css"), "__JS__": asset("app.js"),
-             "__DATA__": script_json(data)}
+             "__RANK_RULE__": html.escape(RANK_RULE), "__DATA__": script_json(data)}
     out = asset("template.html")
-    for token in ("__TITLE__", "__SUITE__", "__VERSION__", "__CSS__", "__JS__"):
+    for token in ("__TITLE__", "__SUITE__", "__VERSION__", "__RANK_RULE__", "__CSS__", "__JS__"):
         out = out.replace(token, parts[token])
     return out.replace("__DATA__", parts["__DATA__"])  # last: the data may contain the other tokens
 
