@@ -16,9 +16,15 @@ venv="$work/venv"
 mkdir -p "$dist"
 say() { echo "check-dist: $*" >&2; }
 
+# Build from a copy without build/ and egg-info folders: setuptools stages files in build/lib and
+# would ship a module deleted since an earlier build.
+src="$work/src"
+mkdir -p "$src"
+tar --exclude=./.git --exclude=build --exclude=dist --exclude='*.egg-info' --exclude=__pycache__ \
+  --exclude=./qbench-runs -cf - . | tar -xf - -C "$src"
 say "building wheels into $dist"
-python -m build --wheel --outdir "$dist" . >"$work/build.log" 2>&1 || { tail -40 "$work/build.log"; exit 1; }
-for p in plugins/qbench-*/; do
+python -m build --wheel --outdir "$dist" "$src" >"$work/build.log" 2>&1 || { tail -40 "$work/build.log"; exit 1; }
+for p in "$src"/plugins/qbench-*/; do
   python -m build --wheel --outdir "$dist" "$p" >>"$work/build.log" 2>&1 || { tail -40 "$work/build.log"; exit 1; }
 done
 python -m twine check --strict "$dist"/*.whl
