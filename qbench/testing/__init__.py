@@ -3,6 +3,8 @@
 * :class:`MethodConformance`: the conformance suite; every installed method also runs it from
   the host's own tests (``tests/test_conformance.py``), so a plugin cannot skip it.
 * :mod:`qbench.testing.helpers`: models, data, the QAT build and suite runs, re-exported here.
+* ``fake_cpu(features)``: a block where the host sees another CPU (e.g. ``"x86-64-v2"``, no
+  AVX2), for the path a compiled kernel takes where it cannot run.
 * ``one_torch_thread``: an autouse fixture a plugin's conftest can import; ``torch_threads(n)``:
   a block on n threads, for a compiled kernel's split.
 * The pytest plugin (entry point ``pytest11``) in :mod:`qbench.testing.plugin`.
@@ -10,7 +12,8 @@
 from qbench.testing.conformance import FAMILIES, RECIPE, MethodConformance, fp_model, qat, tiny_digits
 from qbench.testing.helpers import *  # noqa: F403  (the re-exports are listed in helpers.__all__)
 from qbench.testing.helpers import __all__ as _helpers
+from qbench.testing.kernels import fake_cpu
 from qbench.testing.threads import one_torch_thread, torch_threads
 
 __all__ = ["MethodConformance", "FAMILIES", "RECIPE", "fp_model", "qat", "tiny_digits", "one_torch_thread",
-           "torch_threads", *_helpers]
+           "torch_threads", "fake_cpu", *_helpers]
