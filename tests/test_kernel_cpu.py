@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.machinery
+import re
 import shutil
 import subprocess
 import warnings
@@ -17,6 +18,7 @@ from qbench.contract import cpu
 from qbench.errors import QbenchError
 from qbench.testing import fake_cpu
 
+ROOT = Path(__file__).resolve().parents[1]
 V3_ADDS = {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "abm", "movbe", "xsave"}  # abm: LZCNT
 V2_ADDS = {"cx16", "lahf_lm", "popcnt", "pni", "ssse3", "sse4_1", "sse4_2"}  # pni: SSE3
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc to build a library")
@@ -122,3 +124,10 @@ def test_elsewhere_the_kernel_is_not_risked(monkeypatch: pytest.MonkeyPatch) -> 
 def test_the_deprecated_avx2_switch_still_works(tmp_path: Path) -> None:
     with pytest.warns(DeprecationWarning, match="isa="), pytest.raises(KernelUnavailable, match="no compiled"):
         load_kernel(tmp_path, "_k", "test-q", "kernel='torch'", avx2=False)
+
+
+@pytest.mark.parametrize("name", ["lsq", "asq", "n2uq", "apot", "dgms"])
+def test_every_kernel_declares_the_level_its_setup_builds_for(name: str) -> None:
+    kernel = pytest.importorskip(f"qbench_{name}.kernel")
+    march = re.findall(r'"-march=([\w-]+)"', (ROOT / "plugins" / f"qbench-{name}" / "setup.py").read_text())
+    assert march == [kernel.ISA]

@@ -1,9 +1,9 @@
 """The compiled DGMS soft weight (``_kernel.c``), loaded with ctypes, as an autograd Function.
 
 Why a C kernel: the torch graph of the soft weight materialises several K x N tensors and its
-backward recomputes them under autograd, which made a DGMS step 11-12x an FP32 step on resnet18
-(issue 19). The kernel keeps each weight's K values in a small scratch array; forward and
-backward are one pass over the weights each.
+backward recomputes them under autograd, which made a DGMS step 11-12x an FP32 step on resnet18.
+The kernel keeps each weight's K values in a small scratch array; forward and backward are one
+pass over the weights each.
 
 Why ctypes and not a torch C++ extension: the kernel needs no torch or Python headers, so the
 shared library builds in about a second with the plugin (``setup.py``), does not break when torch
@@ -31,15 +31,24 @@ __all__ = ["FusedSoftWeight", "KernelUnavailable", "available"]
 
 #: Where setup.py puts the built ``_kernel`` library.
 PACKAGE_DIR = Path(__file__).parent
+#: The x86-64 level setup.py builds the library for (its -march): the host opens it only on a
+#: CPU with every feature of that level.
+ISA = "x86-64-v3"
+
+
+def _signatures() -> dict[str, tuple[list[object], object]]:
+    f, i64, i32, p = ctypes.c_float, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+    return {"qb_dgms_forward": ([i32, i64, p, p, i64, i32, p, p, p, f], _checked),
+            "qb_dgms_backward": ([i32, i64, p, p, p, i64, i32, p, p, p, f, p], _checked),
+            "qb_dgms_block": ([], i32)}
 
 
 @lru_cache(maxsize=1)
 def _lib() -> ctypes.CDLL:
-    f, i64, i32, p = ctypes.c_float, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
-    return load_kernel(PACKAGE_DIR, "_kernel", "dgms-w kernel='c'", "the weight param kernel='torch'", signatures={
-        "qb_dgms_forward": ([i32, i64, p, p, i64, i32, p, p, p, f], _checked),
-        "qb_dgms_backward": ([i32, i64, p, p, p, i64, i32, p, p, p, f, p], _checked),
-        "qb_dgms_block": ([], i32)})
+    """The library for ``kernel='c'``, or :class:`KernelUnavailable` naming the fix: a job keyed
+    ``kernel='c'`` never quietly runs the torch graph (its numbers differ in float32 rounding)."""
+    return load_kernel(PACKAGE_DIR, "_kernel", "dgms-w kernel='c'", "the weight param kernel='torch'",
+                       signatures=_signatures(), isa=ISA)
 
 
 def _checked(status: int) -> None:
