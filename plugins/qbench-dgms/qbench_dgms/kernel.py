@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from qbench.api import KernelUnavailable, kernel_threads, load_kernel
+from qbench.api import KernelUnavailable, kernel_threads, load_kernel, optional_kernel
 
 __all__ = ["FusedSoftWeight", "KernelUnavailable", "available"]
 
@@ -58,12 +58,11 @@ def _checked(status: int) -> None:
 
 
 def available() -> bool:
-    """True when the compiled kernel loads on this machine."""
-    try:
-        _lib()
-    except KernelUnavailable:
-        return False
-    return True
+    """True when the compiled kernel loads on this machine; otherwise one warning per process says
+    why and that method ``dgms`` plans its torch graph instead (``qbench_dgms.plugin``)."""
+    return optional_kernel(PACKAGE_DIR, "_kernel", "dgms-w", _signatures(), isa=ISA,
+                           instead="method dgms runs its torch graph instead, planned as the weight param "
+                                   "kernel='torch' (a job key of its own)") is not None
 
 
 def _tables(mu: Tensor, log_sigma: Tensor, log_pi: Tensor) -> tuple[Tensor, Tensor, Tensor]:
