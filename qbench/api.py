@@ -10,7 +10,14 @@ from __future__ import annotations
 from qbench import __version__, hookimpl
 from qbench.contract.allocation import AllocationContext, BitAllocator, StepContext
 from qbench.contract.bits import BitTarget, LayerBits
-from qbench.contract.ckernel import KernelUnavailable, kernel_threads, load_kernel, optional_kernel, tracing
+from qbench.contract.ckernel import (
+    KernelFallbackWarning,
+    KernelUnavailable,
+    kernel_threads,
+    load_kernel,
+    optional_kernel,
+    tracing,
+)
 from qbench.contract.layer_info import LayerInfo
 from qbench.contract.method import Method
 from qbench.contract.optim import OptimSpec
@@ -49,7 +56,7 @@ __all__ = [
     "calibration_sample", "clip_grid", "mse_search",
     "count_at_or_below", "nearest_level_index", "project_nearest", "project_ste",
     # a plugin's compiled C kernel (ctypes)
-    "load_kernel", "optional_kernel", "KernelUnavailable", "kernel_threads", "tracing",
+    "load_kernel", "optional_kernel", "KernelUnavailable", "KernelFallbackWarning", "kernel_threads", "tracing",
     # allocators and wrappers
     "BitAllocator", "AllocationContext", "StepContext", "TrainingWrapper", "kd_loss",
     # helpers for allocators and wrappers that probe the model

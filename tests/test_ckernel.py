@@ -19,14 +19,14 @@ def test_a_built_library_loads_and_runs(tmp_path: Path) -> None:
     src.write_text("int qb_twice(int x) { return 2 * x; }\n")
     out = tmp_path / f"_k{importlib.machinery.EXTENSION_SUFFIXES[0]}"
     subprocess.run(["gcc", "-shared", "-fPIC", "-O2", str(src), "-o", str(out)], check=True)
-    lib = load_kernel(tmp_path, "_k", "test-q kernel='c'", "kernel='torch'", avx2=False,
+    lib = load_kernel(tmp_path, "_k", "test-q kernel='c'", "kernel='torch'", isa=None,
                       signatures={"qb_twice": ([ctypes.c_int], ctypes.c_int)})
     assert lib.qb_twice.argtypes == [ctypes.c_int] and lib.qb_twice(21) == 42
 
 
 def test_a_missing_library_names_owner_problem_and_fix(tmp_path: Path) -> None:
     with pytest.raises(KernelUnavailable) as err:
-        load_kernel(tmp_path, "_k", "test-q kernel='c'", "the param kernel='torch'", avx2=False)
+        load_kernel(tmp_path, "_k", "test-q kernel='c'", "the param kernel='torch'", isa=None)
     msg = str(err.value)
     assert "test-q kernel='c'" in msg and "no compiled _k library" in msg
     assert "pip install -e" in msg and "kernel='torch'" in msg
@@ -34,15 +34,17 @@ def test_a_missing_library_names_owner_problem_and_fix(tmp_path: Path) -> None:
 
 
 def test_optional_kernel_is_none_when_missing(tmp_path: Path) -> None:
-    from qbench.api import optional_kernel
+    from qbench.api import KernelFallbackWarning, optional_kernel
+    from qbench.testing import fake_cpu
 
-    assert optional_kernel(tmp_path, "_k", "test-q") is None
+    with fake_cpu("x86-64-v3"), pytest.warns(KernelFallbackWarning, match="test-q kernel not used: no compiled _k"):
+        assert optional_kernel(tmp_path, "_k", "test-q") is None
 
 
 def test_a_file_that_is_not_a_library_is_refused_clearly(tmp_path: Path) -> None:
     (tmp_path / f"_k{importlib.machinery.EXTENSION_SUFFIXES[0]}").write_text("not a shared object")
     with pytest.raises(KernelUnavailable, match="does not load"):
-        load_kernel(tmp_path, "_k", "test-q", "kernel='torch'", avx2=False)
+        load_kernel(tmp_path, "_k", "test-q", "kernel='torch'", isa=None)
 
 
 #: A kernel with the split every plugin kernel uses: one contiguous range per OpenMP thread.
@@ -68,7 +70,7 @@ def test_an_openmp_kernel_splits_over_torchs_threads_and_shares_its_libgomp(tmp_
     src.write_text(_SPLIT_C)
     out = tmp_path / f"_k{importlib.machinery.EXTENSION_SUFFIXES[0]}"
     subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-fopenmp", str(src), "-o", str(out)], check=True)
-    lib = load_kernel(tmp_path, "_k", "test-q", "kernel='torch'", avx2=False,
+    lib = load_kernel(tmp_path, "_k", "test-q", "kernel='torch'", isa=None,
                       signatures={"qb_who": ([ctypes.c_int, ctypes.c_int64, ctypes.c_void_p], None)})
     n = 3 * 32768 + 5
     with torch_threads(3):

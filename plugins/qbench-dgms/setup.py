@@ -1,8 +1,10 @@
 """Builds the DGMS C kernel (``qbench_dgms/_kernel.c``, loaded with ctypes; see kernel.py).
 
-Everything else is in pyproject.toml. The kernel is AVX2 + FMA code, so it is built on x86-64
-only, and a failed build does not fail the install: ``dgms-w`` then says how to fix it (a C
-compiler, or the weight param ``kernel='torch'``) when the kernel is first needed. -fopenmp: the
+Everything else is in pyproject.toml. The kernel is x86-64-v3 code (AVX2 + FMA, and gcc may use
+BMI2, LZCNT, MOVBE, F16C), so it is built on x86-64 only; ``qbench_dgms.kernel.ISA`` names the
+same level to the host, which opens the library only on a CPU with all of it. A failed build does
+not fail the install: method ``dgms`` then runs its torch graph under ``kernel='torch'`` (a job
+key of its own) and one warning says so. -fopenmp: the
 kernel splits its blocks over torch's OpenMP threads; the library links libgomp.so.1, which
 resolves to the copy torch has already loaded, so both share one thread pool.
 """

@@ -4,8 +4,9 @@ Everything else is in pyproject.toml. -ffp-contract=off keeps every multiply and
 torch computes them: the kernel must give the torch code's numbers bit for bit (-fno-trapping-math
 only lets loops with a select vectorise; no value changes). -fopenmp: the kernel splits its loop
 over torch's OpenMP threads; the library links libgomp.so.1, which resolves to the copy torch has
-already loaded, so both share one thread pool. A failed build does not fail the install: the torch
-code then runs, with the same numbers, only slower.
+already loaded, so both share one thread pool. ``qbench_n2uq.kernel.ISA`` names the -march level
+to the host, which opens the library only on a CPU with every feature of it. A failed build does
+not fail the install: the torch code then runs, with the same numbers, only slower.
 """
 import platform
 

@@ -1,27 +1,53 @@
 """Load a plugin's compiled C kernel with ctypes, or say exactly why it cannot be used.
 
 Why the host has this: a method plugin may ship a small C kernel for its quantizer's hot loop
-where torch's per-op costs dominate a training step (DGMS's soft weight, N2UQ's map), built by
-the plugin's ``setup.py`` as a plain shared library with no Python or torch headers, so it
-builds in a second and survives torch upgrades; ctypes releases the GIL while it runs, and the
+(DGMS's soft weight, N2UQ's map: the torch graphs made those steps many times an FP32 step),
+built by the plugin's ``setup.py`` as a plain shared library with no Python or torch headers, so
+it builds in a second and survives torch upgrades; ctypes releases the GIL while it runs, and the
 kernel splits its work over torch's own OpenMP threads (:func:`kernel_threads`). Finding the
-built file, refusing a CPU that lacks the instructions it was compiled for, and naming the fix
-belong in one place rather than in every plugin.
+built file, refusing a CPU that lacks an instruction the build assumed (:mod:`qbench.contract.cpu`:
+before the library is opened, so the first call cannot die of SIGILL), saying when a kernel steps
+aside, and naming the fix belong in one place rather than in every plugin.
 """
 from __future__ import annotations
 
 import ctypes
 import importlib.machinery
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from qbench.contract import cpu
 from qbench.errors import QbenchError
+
+#: ``QBENCH_KERNELS=off`` turns every plugin's compiled kernel off: the torch code runs (to rule a
+#: kernel out when a result looks wrong, or to run DGMS's torch graph). Unset or ``on``: kernels
+#: run wherever they load.
+KERNELS_ENV = "QBENCH_KERNELS"
+
+#: The level every shipped kernel is built for (``-march=x86-64-v3`` in its setup.py).
+DEFAULT_ISA = "x86-64-v3"
 
 
 class KernelUnavailable(QbenchError):
-    """A plugin's compiled kernel is missing or cannot run on this CPU."""
+    """A plugin's compiled kernel is missing or cannot run on this CPU.
+
+    ``problem`` is the reason alone (the message adds who needs the kernel and the fix).
+    """
+
+    problem: str = ""
+
+
+class KernelFallbackWarning(UserWarning):
+    """A compiled kernel stepped aside and its plugin's torch code runs instead (once per kernel
+    per process; filter this category to silence it)."""
+
+
+#: Kernels that have already said they step aside, in this process.
+_warned: set[str] = set()
 
 
 def kernel_path(package_dir: Path, stem: str) -> Path | None:
@@ -33,17 +59,24 @@ def kernel_path(package_dir: Path, stem: str) -> Path | None:
     return None
 
 
-def load_kernel(package_dir: Path, stem: str, owner: str, fallback: str, avx2: bool = True,
-                signatures: dict[str, tuple[list[Any], Any]] | None = None) -> ctypes.CDLL:
+def load_kernel(package_dir: Path, stem: str, owner: str, fallback: str, avx2: bool | None = None,
+                signatures: dict[str, tuple[list[Any], Any]] | None = None, *,
+                isa: str | None = DEFAULT_ISA) -> ctypes.CDLL:
     """The loaded library, or :class:`KernelUnavailable` naming the thing, the problem and the fix.
 
     :param owner: who needs it, for the message (e.g. ``"dgms-w kernel='c'"``).
     :param fallback: how to run without it (e.g. ``"the weight param kernel='torch'"``).
-    :param avx2: the library was compiled for x86-64-v3 (AVX2 + FMA): refuse other CPUs rather
-        than die of an illegal instruction.
+    :param avx2: deprecated: ``False`` is ``isa=None``.
     :param signatures: ``{function: (argtypes, restype)}`` set on the library's functions.
+    :param isa: the x86-64 level the library was compiled for (its ``-march``); the library is
+        not opened on a CPU that lacks any feature of that level. ``None``: plain x86-64 or
+        portable code, no check.
     """
-    lib = _open(package_dir, stem, owner, fallback, avx2)
+    if avx2 is not None:
+        warnings.warn("load_kernel(avx2=...) is deprecated: pass isa='x86-64-v3' (the build's -march) or "
+                      "isa=None", DeprecationWarning, stacklevel=2)
+        isa = DEFAULT_ISA if avx2 else None
+    lib = _open(package_dir, stem, owner, fallback, isa)
     for name, (argtypes, restype) in (signatures or {}).items():
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = argtypes, restype
@@ -51,30 +84,51 @@ def load_kernel(package_dir: Path, stem: str, owner: str, fallback: str, avx2: b
 
 
 def optional_kernel(package_dir: Path, stem: str, owner: str,
-                    signatures: dict[str, tuple[list[Any], Any]] | None = None) -> ctypes.CDLL | None:
+                    signatures: dict[str, tuple[list[Any], Any]] | None = None, *, isa: str | None = DEFAULT_ISA,
+                    instead: str = "the torch code runs instead, with the same numbers") -> ctypes.CDLL | None:
     """:func:`load_kernel`, or None when it is unavailable: for a kernel with the same numbers as
-    the torch code it replaces, whose caller then simply runs that code."""
+    the torch code it replaces, whose caller then simply runs that code.
+
+    Stepping aside is said once per kernel (``owner``) per process, as a
+    :class:`KernelFallbackWarning` naming the kernel, the problem and ``instead``: a slower run
+    should not be a mystery, and a message per call would bury everything else.
+    """
     try:
-        return load_kernel(package_dir, stem, owner, "the torch code (automatic)", signatures=signatures)
-    except KernelUnavailable:
+        return load_kernel(package_dir, stem, owner, "the torch code (automatic)", signatures=signatures, isa=isa)
+    except KernelUnavailable as e:
+        if owner not in _warned:
+            _warned.add(owner)
+            # one line: no source line under it, and the "file" is the kernel that stepped aside
+            warnings.warn_explicit(f"{owner} kernel not used: {e.problem}; {instead}.", KernelFallbackWarning,
+                                   filename=str(Path(package_dir) / stem), lineno=0)
         return None
 
 
-def _open(package_dir: Path, stem: str, owner: str, fallback: str, avx2: bool) -> ctypes.CDLL:
-    cap = torch.backends.cpu.get_cpu_capability()
-    if avx2 and cap not in ("AVX2", "AVX512"):
-        raise KernelUnavailable(f"{owner}: the kernel is built for AVX2 (x86-64-v3), but this CPU reports "
-                                f"{cap!r}. Fix: use {fallback}.")
+def _open(package_dir: Path, stem: str, owner: str, fallback: str, isa: str | None) -> ctypes.CDLL:
+    switch = os.environ.get(KERNELS_ENV, "").strip().lower()
+    if switch not in ("", "on", "off"):
+        raise QbenchError(f"{KERNELS_ENV}={os.environ[KERNELS_ENV]!r}: use 'off' (every compiled kernel off, "
+                          "the torch code runs) or 'on' (the default).")
+    if switch == "off":
+        raise _unavailable(owner, f"{KERNELS_ENV}=off", f"unset {KERNELS_ENV}, or use {fallback}")
+    lacking = cpu.lacks(isa) if isa is not None else None
+    if lacking is not None:
+        raise _unavailable(owner, lacking, f"use {fallback}")
     path = kernel_path(package_dir, stem)
     if path is None:
-        raise KernelUnavailable(f"{owner}: no compiled {stem} library in {package_dir}. Fix: reinstall the plugin "
-                                f"with a C compiler present (pip install -e <the plugin's directory>), or use "
-                                f"{fallback}.")
+        raise _unavailable(owner, f"no compiled {stem} library in {package_dir}",
+                           f"reinstall the plugin with a C compiler present (pip install -e <the plugin's directory>), "
+                           f"or use {fallback}")
     try:
         return ctypes.CDLL(str(path))
     except OSError as e:
-        raise KernelUnavailable(f"{owner}: {path} does not load ({e}). Fix: reinstall the plugin, or use "
-                                f"{fallback}.") from e
+        raise _unavailable(owner, f"{path} does not load ({e})", f"reinstall the plugin, or use {fallback}") from e
+
+
+def _unavailable(owner: str, problem: str, fix: str) -> KernelUnavailable:
+    err = KernelUnavailable(f"{owner}: {problem}. Fix: {fix}.")
+    err.problem = problem
+    return err
 
 
 #: torch's own grain (``at::internal::GRAIN_SIZE``): a kernel gets one thread per this many items,

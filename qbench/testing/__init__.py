@@ -5,6 +5,8 @@
   plugin there cannot skip it; a plugin in its own repository subclasses it in its tests, since
   those host tests are not installed with qbench.
 * :mod:`qbench.testing.helpers`: models, data, the QAT build and suite runs, re-exported here.
+* ``fake_cpu(features)``: a block where the host sees another CPU (e.g. ``"x86-64-v2"``, no
+  AVX2), for the path a compiled kernel takes where it cannot run.
 * ``one_torch_thread``: an autouse fixture a plugin's conftest can import; ``torch_threads(n)``:
   a block on n threads, for a compiled kernel's split.
 * The pytest plugin (entry point ``pytest11``) in :mod:`qbench.testing.plugin`.
@@ -12,7 +14,8 @@
 from qbench.testing.conformance import FAMILIES, RECIPE, MethodConformance, fp_model, qat, tiny_digits
 from qbench.testing.helpers import *  # noqa: F403  (the re-exports are listed in helpers.__all__)
 from qbench.testing.helpers import __all__ as _helpers
+from qbench.testing.kernels import fake_cpu
 from qbench.testing.threads import one_torch_thread, torch_threads
 
 __all__ = ["MethodConformance", "FAMILIES", "RECIPE", "fp_model", "qat", "tiny_digits", "one_torch_thread",
-           "torch_threads", *_helpers]
+           "torch_threads", "fake_cpu", *_helpers]

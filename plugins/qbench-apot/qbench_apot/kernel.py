@@ -1,9 +1,10 @@
 """The compiled RCF (``_kernel.c``) through ctypes: the same numbers as the composed torch code.
 
 :class:`qbench_apot.rcf._RCF` uses it for contiguous float32 CPU tensors with a 0-dim alpha
-whenever the library loads; otherwise (another device or dtype, no compiler at install, another
-CPU, a trace or export) the torch expression runs. Both give the same bits
-(``tests/test_kernel.py``), so which one ran is not part of a job's key.
+whenever the library loads on a CPU with its build's instructions (:data:`ISA`); otherwise
+(another device or dtype, no compiler at install, an older CPU, a trace or export) the torch
+expression runs, with one warning per process when the library is the reason. Both give the same
+bits (``tests/test_kernel.py``), so which one ran is not part of a job's key.
 """
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from qbench.api import kernel_threads, optional_kernel, tracing
 
 #: Where setup.py puts the built ``_kernel`` library.
 PACKAGE_DIR = Path(__file__).parent
+#: The x86-64 level setup.py builds the library for (its -march): the host opens it only on a
+#: CPU with every feature of that level; elsewhere the torch code runs.
+ISA = "x86-64-v3"
 #: The C side keeps the midpoints on its stack: larger level sets take the torch code.
 MAX_LEVELS = 1024
 
@@ -28,7 +32,7 @@ def _lib() -> ctypes.CDLL | None:
     i32, i64, p, f = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
     return optional_kernel(PACKAGE_DIR, "_kernel", "apot", {
         "qb_apot_forward": ([i32, i64, p, f, f, p, i32, p], _checked),
-        "qb_apot_backward": ([i32, i64, p, f, f, i32, p, i32, p, p, p, p], _checked)})
+        "qb_apot_backward": ([i32, i64, p, f, f, i32, p, i32, p, p, p, p], _checked)}, isa=ISA)
 
 
 def _checked(status: int) -> None:

@@ -14,7 +14,8 @@ from qbench_apot.levels import apot_levels
 from qbench_apot.quantizers import ApotActQuantizer, ApotWeightQuantizer
 from qbench_apot.rcf import rcf_quantize
 
-from qbench.testing import torch_threads
+from qbench.api import KernelFallbackWarning
+from qbench.testing import fake_cpu, torch_threads
 
 pytestmark = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                                 reason="the kernel is built for x86-64 (AVX2) only")
@@ -94,9 +95,10 @@ def test_without_the_library_the_torch_code_runs(monkeypatch: pytest.MonkeyPatch
     kernel._lib.cache_clear()
     monkeypatch.setattr(kernel, "PACKAGE_DIR", tmp_path)  # a package directory without the built file
     try:
-        x, alpha, levels = _case(20, 3, True, seed=1)
-        assert not kernel.usable(x, alpha, levels)
-        assert _run(x, alpha, levels, True, torch.ones(20))[2].shape == alpha.shape
+        with fake_cpu("x86-64-v3"), pytest.warns(KernelFallbackWarning, match="not used: no compiled _kernel"):
+            x, alpha, levels = _case(20, 3, True, seed=1)
+            assert not kernel.usable(x, alpha, levels)
+            assert _run(x, alpha, levels, True, torch.ones(20))[2].shape == alpha.shape
     finally:
         monkeypatch.undo()
         kernel._lib.cache_clear()
@@ -110,3 +112,26 @@ def test_a_traced_graph_computes_the_quantizer_not_a_stale_buffer() -> None:
     traced = torch.jit.trace(lambda t: rcf_quantize(t, alpha, levels, False), (x,))
     other = x.flip(0).contiguous() * 0.5
     assert torch.equal(traced(other), rcf_quantize(other, alpha, levels, False))
+
+
+def test_on_a_cpu_without_avx2_the_torch_code_runs_with_the_same_bits() -> None:
+    """On an x86-64-v2 CPU (no AVX2, FMA, BMI2, ...) the library is not opened: the composed torch
+    expression gives the kernel's outputs and gradients, and one warning, not one per call, says so."""
+    cases = [(_case(70001, 4, True, seed=21), True), (_case(4099, 3, False, seed=22), False)]
+    gos = [torch.randn(x.numel(), generator=torch.Generator().manual_seed(i)) for i, ((x, _, _), _) in enumerate(cases)]
+    assert all(kernel.usable(x, alpha, levels) for (x, alpha, levels), _ in cases)
+    with torch_threads(3):
+        fast = [_run(x, alpha, levels, signed, go) for ((x, alpha, levels), signed), go in zip(cases, gos)]
+    kernel._lib.cache_clear()
+    try:
+        with fake_cpu("x86-64-v2"), pytest.warns(KernelFallbackWarning) as record:
+            assert not any(kernel.usable(x, alpha, levels) for (x, alpha, levels), _ in cases)
+            slow = [_run(x, alpha, levels, signed, go) for ((x, alpha, levels), signed), go in zip(cases, gos)]
+    finally:
+        kernel._lib.cache_clear()
+    said = [str(w.message) for w in record if issubclass(w.category, KernelFallbackWarning)]
+    assert len(said) == 1 and said[0].startswith("apot kernel not used: this CPU lacks AVX, AVX2"), said
+    assert said[0].endswith("the torch code runs instead, with the same numbers.")
+    for f, sl in zip(fast, slow):
+        assert all(_same(a, b) for a, b in zip(f, sl))
+    assert kernel.usable(*cases[0][0])  # the real CPU again

@@ -1,7 +1,8 @@
 """The compiled ASQ quantizer (``_kernel.c``) through ctypes: the same numbers as the torch code.
 
 :class:`qbench_asq.asq._ASQFunction` uses it for contiguous float32 CPU tensors (batch first)
-whenever the library loads; otherwise the torch code runs. Both give the same bits
+whenever the library loads on a CPU with its build's instructions (:data:`ISA`); otherwise the
+torch code runs, and one warning per process says so. Both give the same bits
 (``tests/test_kernel.py``), so which one ran is not part of a job's key.
 """
 from __future__ import annotations
@@ -17,6 +18,9 @@ from qbench.api import kernel_threads, optional_kernel, tracing
 
 #: Where setup.py puts the built ``_kernel`` library.
 PACKAGE_DIR = Path(__file__).parent
+#: The x86-64 level setup.py builds the library for (its -march): the host opens it only on a
+#: CPU with every feature of that level; elsewhere the torch code runs.
+ISA = "x86-64-v3"
 
 
 @lru_cache(maxsize=1)
@@ -25,7 +29,7 @@ def _lib() -> ctypes.CDLL | None:
     i32, i64, p, f = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
     return optional_kernel(PACKAGE_DIR, "_kernel", "asq-a", {
         "qb_asq_forward": ([i32, i64, p, p, i64, f, f, p], None),
-        "qb_asq_backward": ([i32, i64, p, p, p, i64, f, f, p, p], None)})
+        "qb_asq_backward": ([i32, i64, p, p, p, i64, f, f, p, p], None)}, isa=ISA)
 
 
 def usable(x: Tensor, sa: Tensor) -> bool:

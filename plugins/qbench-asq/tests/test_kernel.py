@@ -11,7 +11,8 @@ import torch
 from qbench_asq import kernel
 from qbench_asq.asq import asq_quantize
 
-from qbench.testing import torch_threads
+from qbench.api import KernelFallbackWarning
+from qbench.testing import fake_cpu, torch_threads
 
 pytestmark = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                                 reason="the kernel is built for x86-64 (AVX2) only")
@@ -62,9 +63,10 @@ def test_without_the_library_the_torch_code_runs(monkeypatch: pytest.MonkeyPatch
     kernel._lib.cache_clear()
     monkeypatch.setattr(kernel, "PACKAGE_DIR", tmp_path)  # a package directory without the built file
     try:
-        x, s, beta, go = _case((4, 8), 2, True, seed=1)
-        assert not kernel.usable(x, s * beta)
-        assert _run(x, s, beta, go, 2, True)[3].shape == beta.shape
+        with fake_cpu("x86-64-v3"), pytest.warns(KernelFallbackWarning, match="not used: no compiled _kernel"):
+            x, s, beta, go = _case((4, 8), 2, True, seed=1)
+            assert not kernel.usable(x, s * beta)
+            assert _run(x, s, beta, go, 2, True)[3].shape == beta.shape
     finally:
         monkeypatch.undo()
         kernel._lib.cache_clear()
@@ -78,3 +80,27 @@ def test_a_traced_graph_computes_the_quantizer_not_a_stale_buffer() -> None:
     traced = torch.jit.trace(lambda t: asq_quantize(t, s, beta, 2, True), (x,))
     other = x.flip(0).contiguous()
     assert torch.equal(traced(other), asq_quantize(other, s, beta, 2, True))
+
+
+def test_on_a_cpu_without_avx2_the_torch_code_runs_with_the_same_bits() -> None:
+    """On an x86-64-v2 CPU (no AVX2, FMA, BMI2, ...) the library is not opened: the torch code
+    gives the kernel's outputs and gradients, and one warning, not one per call, says so."""
+    cases = [(_case((64, 17, 64), 2, True, seed=21), 2, True), (_case((4, 3, 5, 5), 8, False, seed=22), 8, False)]
+    assert all(kernel.usable(x, s * beta) for (x, s, beta, _), _, _ in cases)
+    with torch_threads(3):
+        fast = [_run(x, s, beta, go, bits, signed) for (x, s, beta, go), bits, signed in cases]
+    kernel._lib.cache_clear()
+    try:
+        with fake_cpu("x86-64-v2"), pytest.warns(KernelFallbackWarning) as record:
+            assert not any(kernel.usable(x, s * beta) for (x, s, beta, _), _, _ in cases)
+            slow = [_run(x, s, beta, go, bits, signed) for (x, s, beta, go), bits, signed in cases]
+    finally:
+        kernel._lib.cache_clear()
+    said = [str(w.message) for w in record if issubclass(w.category, KernelFallbackWarning)]
+    assert len(said) == 1 and said[0].startswith("asq-a kernel not used: this CPU lacks AVX, AVX2"), said
+    assert said[0].endswith("the torch code runs instead, with the same numbers.")
+    for f, sl in zip(fast, slow):
+        for a, b in zip(f, sl):
+            assert torch.equal(a.nan_to_num(), b.nan_to_num()) and torch.equal(a.isnan(), b.isnan())
+    x, s, beta, _ = cases[0][0]
+    assert kernel.usable(x, s * beta)  # the real CPU again

@@ -2,8 +2,8 @@
 
 Why a C kernel: the torch graph of the soft weight materialises several K x N tensors and its
 backward recomputes them under autograd, which made a DGMS step 11-12x an FP32 step on resnet18.
-The kernel keeps each weight's K values in a small scratch array; forward and
-backward are one pass over the weights each.
+The kernel keeps each weight's K values in a small scratch array; forward and backward are one
+pass over the weights each.
 
 Why ctypes and not a torch C++ extension: the kernel needs no torch or Python headers, so the
 shared library builds in about a second with the plugin (``setup.py``), does not break when torch
@@ -24,22 +24,31 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from qbench.api import KernelUnavailable, kernel_threads, load_kernel
+from qbench.api import KernelUnavailable, kernel_threads, load_kernel, optional_kernel
 
 __all__ = ["FusedSoftWeight", "KernelUnavailable", "available"]
 
 
 #: Where setup.py puts the built ``_kernel`` library.
 PACKAGE_DIR = Path(__file__).parent
+#: The x86-64 level setup.py builds the library for (its -march): the host opens it only on a
+#: CPU with every feature of that level.
+ISA = "x86-64-v3"
+
+
+def _signatures() -> dict[str, tuple[list[object], object]]:
+    f, i64, i32, p = ctypes.c_float, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
+    return {"qb_dgms_forward": ([i32, i64, p, p, i64, i32, p, p, p, f], _checked),
+            "qb_dgms_backward": ([i32, i64, p, p, p, i64, i32, p, p, p, f, p], _checked),
+            "qb_dgms_block": ([], i32)}
 
 
 @lru_cache(maxsize=1)
 def _lib() -> ctypes.CDLL:
-    f, i64, i32, p = ctypes.c_float, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
-    return load_kernel(PACKAGE_DIR, "_kernel", "dgms-w kernel='c'", "the weight param kernel='torch'", signatures={
-        "qb_dgms_forward": ([i32, i64, p, p, i64, i32, p, p, p, f], _checked),
-        "qb_dgms_backward": ([i32, i64, p, p, p, i64, i32, p, p, p, f, p], _checked),
-        "qb_dgms_block": ([], i32)})
+    """The library for ``kernel='c'``, or :class:`KernelUnavailable` naming the fix: a job keyed
+    ``kernel='c'`` never quietly runs the torch graph (its numbers differ in float32 rounding)."""
+    return load_kernel(PACKAGE_DIR, "_kernel", "dgms-w kernel='c'", "the weight param kernel='torch'",
+                       signatures=_signatures(), isa=ISA)
 
 
 def _checked(status: int) -> None:
@@ -49,12 +58,11 @@ def _checked(status: int) -> None:
 
 
 def available() -> bool:
-    """True when the compiled kernel loads on this machine."""
-    try:
-        _lib()
-    except KernelUnavailable:
-        return False
-    return True
+    """True when the compiled kernel loads on this machine; otherwise one warning per process says
+    why and that method ``dgms`` plans its torch graph instead (``qbench_dgms.plugin``)."""
+    return optional_kernel(PACKAGE_DIR, "_kernel", "dgms-w", _signatures(), isa=ISA,
+                           instead="method dgms runs its torch graph instead, planned as the weight param "
+                                   "kernel='torch' (a job key of its own)") is not None
 
 
 def _tables(mu: Tensor, log_sigma: Tensor, log_pi: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -6,6 +6,7 @@ from typing import Callable
 from qbench import hookimpl
 from qbench.api import Method
 
+from . import kernel
 from .quantizer import DGMSWeightQuantizer
 
 PAPER = ("Dong et al., 'Finding the Task-Optimal Low-Bit Sub-Distribution in Deep Neural Networks', "
@@ -25,17 +26,29 @@ WEIGHT_PARAMS = {
     "sigma_init": "kmeans",  # cluster std; the official alternative is 0.01 for every sigma
     "chunk_size": 2**18,    # elements per K x n block (memory only; results unchanged)
     "chunked": True,
-    "kernel": "c",          # v3: the compiled one-pass soft weight (7x faster; float32 rounding moves rows)
+    "kernel": "c",          # v3: the compiled one-pass soft weight (7x faster; float32 rounding moves rows);
+                            # "torch" where it cannot run (dgms_method)
     "mixture_lr_scale": PAPER_LR / SUITE_QAT_LR,  # the mixture at the paper's lr 2e-5
 }
 
-DGMS = Method(
-    name="dgms", version=3, weight_quantizer="dgms-w", activation_quantizer=None,
-    allocator="fixed", wrapper="plain", params={"weight": dict(WEIGHT_PARAMS)},
-    description="DGMS: per-layer Gaussian mixture (2^b components, one pinned at 0), soft "
-                "temperature-softmax weights in training, MAP component at inference; weights only; "
-                "the mixture trains at the paper's lr (2e-5 = 0.002 x the suites' QAT lr).",
-    paper=PAPER)
+def dgms_method() -> Method:
+    """Method ``dgms``, with the soft weight this machine can compute: ``kernel='c'`` where the
+    compiled kernel loads (the published rows' keys), else ``kernel='torch'``.
+
+    Decided here, where the method is registered in the planning process, rather than in the
+    quantizer when a worker first trains: the choice moves rows within float32 rounding, so it is
+    in the method's params, hence in the job key, and the job carries it to whatever process runs
+    it. A worker that cannot load the kernel a job is keyed with fails naming the fix; it never
+    runs the torch graph under the kernel's key.
+    """
+    kernel_name = "c" if kernel.available() else "torch"
+    return Method(
+        name="dgms", version=3, weight_quantizer="dgms-w", activation_quantizer=None,
+        allocator="fixed", wrapper="plain", params={"weight": {**WEIGHT_PARAMS, "kernel": kernel_name}},
+        description="DGMS: per-layer Gaussian mixture (2^b components, one pinned at 0), soft "
+                    "temperature-softmax weights in training, MAP component at inference; weights only; "
+                    "the mixture trains at the paper's lr (2e-5 = 0.002 x the suites' QAT lr).",
+        paper=PAPER)
 
 
 @hookimpl
@@ -46,4 +59,4 @@ def qbench_register_quantizers(register: Callable[..., None]) -> None:
 
 @hookimpl
 def qbench_register_methods(register: Callable[..., None]) -> None:
-    register(DGMS)
+    register(dgms_method())

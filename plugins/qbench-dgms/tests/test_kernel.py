@@ -1,14 +1,19 @@
 """The compiled soft weight (``kernel='c'``, the default) against the torch graph: the same maths
 to float32 accuracy in the output and in every gradient, results independent of the thread
-count, and a clear error when the library is missing."""
+count, a clear error when the library is missing, and method ``dgms`` registered with its torch
+graph (``kernel='torch'``, its own job key) where the kernel cannot run."""
 from __future__ import annotations
 
+import copy
 import platform
 
 import pytest
 import torch
 from qbench_dgms import DGMSWeightQuantizer, kernel
 from qbench_dgms.mixture import _soft_block, full_means, log_mixing
+
+from qbench.api import KernelFallbackWarning
+from qbench.testing import fake_cpu, get_catalog, reset_catalog
 
 pytestmark = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                                 reason="the kernel is built for x86-64 (AVX2) only")
@@ -97,10 +102,63 @@ def test_missing_library_says_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_pa
     try:
         with pytest.raises(kernel.KernelUnavailable, match="kernel='torch'"):
             DGMSWeightQuantizer(2, None).train()(torch.randn(20))
-        assert not kernel.available()
+        with fake_cpu("x86-64-v3"), pytest.warns(KernelFallbackWarning, match="dgms-w kernel not used: no compiled"):
+            assert not kernel.available()
     finally:
         monkeypatch.undo()
         kernel._lib.cache_clear()
     assert kernel.available()
     with pytest.raises(ValueError, match="kernel must be"):
         DGMSWeightQuantizer(2, None, kernel="cuda")
+
+
+def _through(q: DGMSWeightQuantizer, w: torch.Tensor, dtype: torch.dtype) -> list[torch.Tensor]:
+    """The training forward of a copy of ``q`` in ``dtype``, then the gradients of w, means,
+    log_sigma, pi and log_tau, for a fixed upstream."""
+    q = copy.deepcopy(q).to(dtype)
+    ww = w.to(dtype).clone().requires_grad_()
+    out = q.train()(ww)
+    (out * torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out)).sum().backward()
+    return [out.detach(), ww.grad, q.means.grad, q.log_sigma.grad, q.pi.grad, q.log_tau.grad]
+
+
+def _planned_quantizer(bits: int, w: torch.Tensor) -> tuple[str, DGMSWeightQuantizer]:
+    """Method dgms as a fresh catalog registers it on the CPU as it is now, and its quantizer."""
+    reset_catalog()
+    cat = get_catalog()
+    params = cat.methods.get("dgms").part_params("weight")
+    q = cat.quantizers.get("dgms-w").factory(bits=bits, layer=None, **params)
+    torch.manual_seed(0)
+    q.initialize(w)
+    return params["kernel"], q
+
+
+def test_on_a_cpu_without_avx2_dgms_runs_its_torch_graph_under_its_own_key() -> None:
+    """An x86-64-v2 CPU (no AVX2, FMA, ...): method dgms is registered with kernel='torch' (one
+    warning says so), its quantizer trains through the torch graph, whose output and gradients are
+    as close to float64 as the kernel's (the kernel within 4x their error: the README's "Speed"),
+    and a quantizer that asks for kernel='c' there fails naming the fix instead of running it."""
+    w = torch.randn(64, 8, 3, 3, generator=torch.Generator().manual_seed(1)) * 0.05
+    kernel._lib.cache_clear()
+    try:
+        name_c, q_c = _planned_quantizer(3, w)
+        with fake_cpu("x86-64-v2"), pytest.warns(KernelFallbackWarning) as record:
+            kernel._lib.cache_clear()
+            name_t, q_t = _planned_quantizer(3, w)
+            got_t = _through(q_t, w, torch.float32)
+            with pytest.raises(kernel.KernelUnavailable, match="this CPU lacks AVX, AVX2.*Fix: use the weight param "
+                                                                "kernel='torch'"):
+                _through(q_c, w, torch.float32)
+    finally:
+        kernel._lib.cache_clear()
+        reset_catalog()
+    said = [str(m.message) for m in record if issubclass(m.category, KernelFallbackWarning)]
+    assert len(said) == 1 and said[0].startswith("dgms-w kernel not used: this CPU lacks AVX, AVX2"), said
+    assert "torch graph instead, planned as the weight param kernel='torch'" in said[0]
+    assert (name_c, name_t, q_c.kernel, q_t.kernel) == ("c", "torch", "c", "torch")
+    got_c, ref = _through(q_c, w, torch.float32), _through(q_t, w, torch.float64)
+    torch.testing.assert_close(got_c[0], got_t[0], rtol=1e-5, atol=1e-7)
+    for name, c, t, r in zip(["out", "w", "means", "log_sigma", "pi", "log_tau"], got_c, got_t, ref):
+        assert r.abs().max() > 0, name
+        floor = 1e-2 if name == "log_tau" else 1e-6
+        assert _rel_err(c, r) <= 4 * _rel_err(t, r) + floor, (name, _rel_err(c, r), _rel_err(t, r))

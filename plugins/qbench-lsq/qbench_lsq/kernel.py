@@ -1,7 +1,8 @@
 """The compiled LSQ quantizer (``_kernel.c``) through ctypes: the same numbers as the torch code.
 
 :class:`qbench_lsq.function._LSQQuantize` uses it for contiguous float32 CPU tensors with a step
-per tensor or per leading channel whenever the library loads; otherwise the torch code runs.
+per tensor or per leading channel whenever the library loads on a CPU with its build's
+instructions (:data:`ISA`); otherwise the torch code runs, and one warning per process says so.
 Both give the same bits (``tests/test_kernel.py``), so which one ran is not part of a job's key.
 The kernel splits a tensor over torch's OpenMP threads itself (``qbench.api.kernel_threads``;
 every element is independent, so the split changes nothing).
@@ -19,6 +20,9 @@ from qbench.api import kernel_threads, optional_kernel, tracing
 
 #: Where setup.py puts the built ``_kernel`` library.
 PACKAGE_DIR = Path(__file__).parent
+#: The x86-64 level setup.py builds the library for (its -march): the host opens it only on a
+#: CPU with every feature of that level; elsewhere the torch code runs.
+ISA = "x86-64-v3"
 
 
 @lru_cache(maxsize=1)
@@ -27,7 +31,7 @@ def _lib() -> ctypes.CDLL | None:
     i32, i64, p, f = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p, ctypes.c_float
     return optional_kernel(PACKAGE_DIR, "_kernel", "lsq", {
         "qb_lsq_forward": ([i32, i64, p, p, i64, f, f, f, p], None),
-        "qb_lsq_backward": ([i32, i64, p, p, p, i64, f, f, f, p, p], None)})
+        "qb_lsq_backward": ([i32, i64, p, p, p, i64, f, f, f, p, p], None)}, isa=ISA)
 
 
 def _inner(x: Tensor, s: Tensor) -> int | None:

@@ -11,7 +11,8 @@ import torch
 from qbench_lsq import kernel
 from qbench_lsq.function import lsq_quantize
 
-from qbench.testing import torch_threads
+from qbench.api import KernelFallbackWarning
+from qbench.testing import fake_cpu, torch_threads
 
 pytestmark = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                                 reason="the kernel is built for x86-64 (AVX2) only")
@@ -76,9 +77,34 @@ def test_without_the_library_the_torch_code_runs(monkeypatch: pytest.MonkeyPatch
     kernel._lib.cache_clear()
     monkeypatch.setattr(kernel, "PACKAGE_DIR", tmp_path)  # a package directory without the built file
     try:
-        x, s, go = _case((8, 4), True, 2, 1, seed=5)
-        assert not kernel.usable(x, s)
-        assert _run(x, s, go, 2, 1)[2].shape == s.shape
+        with fake_cpu("x86-64-v3"), pytest.warns(KernelFallbackWarning, match="not used: no compiled _kernel"):
+            x, s, go = _case((8, 4), True, 2, 1, seed=5)
+            assert not kernel.usable(x, s)
+            assert _run(x, s, go, 2, 1)[2].shape == s.shape
     finally:
         monkeypatch.undo()
         kernel._lib.cache_clear()
+
+
+def test_on_a_cpu_without_avx2_the_torch_code_runs_with_the_same_bits() -> None:
+    """On an x86-64-v2 CPU (no AVX2, FMA, BMI2, ...) the library is not opened: the torch code
+    gives the kernel's outputs and gradients, and one warning, not one per call, says so."""
+    cases = [(_case((64, 17, 32), False, 2, 1, seed=21), 2, 1),
+             (_case((256, 64, 3, 3), True, 128, 127, seed=22), 128, 127)]
+    assert all(kernel.usable(x, s) for (x, s, _), _, _ in cases)
+    with torch_threads(3):
+        fast = [_run(x, s, go, q_n, q_p) for (x, s, go), q_n, q_p in cases]
+    kernel._lib.cache_clear()
+    try:
+        with fake_cpu("x86-64-v2"), pytest.warns(KernelFallbackWarning) as record:
+            assert not any(kernel.usable(x, s) for (x, s, _), _, _ in cases)
+            slow = [_run(x, s, go, q_n, q_p) for (x, s, go), q_n, q_p in cases]
+    finally:
+        kernel._lib.cache_clear()
+    said = [str(w.message) for w in record if issubclass(w.category, KernelFallbackWarning)]
+    assert len(said) == 1 and said[0].startswith("lsq kernel not used: this CPU lacks AVX, AVX2"), said
+    assert said[0].endswith("the torch code runs instead, with the same numbers.")
+    for f, sl in zip(fast, slow):
+        for a, b in zip(f, sl):
+            assert torch.equal(a.nan_to_num(), b.nan_to_num()) and torch.equal(a.isnan(), b.isnan())
+    assert kernel.usable(*cases[0][0][:2])  # the real CPU again

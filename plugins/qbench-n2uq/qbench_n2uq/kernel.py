@@ -1,9 +1,10 @@
 """The compiled N2UQ map (``_kernel.c``) through ctypes: the same numbers as the torch code.
 
 Used by :class:`qbench_n2uq.function._N2UQMap` for float32 CPU tensors whenever the library
-loads; otherwise (another device or dtype, no compiler at install, another CPU) the torch code
-runs. Both give the same bits (``tests/test_kernel.py``), so which one ran is not part of a
-job's key. The kernel splits the elementwise work over torch's OpenMP threads itself
+loads on a CPU with its build's instructions (:data:`ISA`); otherwise (another device or dtype,
+no compiler at install, an older CPU) the torch code runs, with one warning per process when the
+library is the reason. Both give the same bits (``tests/test_kernel.py``), so which one ran is not
+part of a job's key. The kernel splits the elementwise work over torch's OpenMP threads itself
 (``qbench.api.kernel_threads``); the boundary gradient is summed serially, in element order, to
 match torch's ``index_add_``.
 """
@@ -21,6 +22,9 @@ from qbench.api import kernel_threads, optional_kernel, tracing
 
 #: Where setup.py puts the built ``_kernel`` library.
 PACKAGE_DIR = Path(__file__).parent
+#: The x86-64 level setup.py builds the library for (its -march): the host opens it only on a
+#: CPU with every feature of that level; elsewhere the torch code runs.
+ISA = "x86-64-v3"
 #: The fused activation (function.n2uq_activation) from this many elements: NaN, which only the
 #: grid path of count_at_or_below (from FAST_MIN_NUMEL = 8192) counts as 0, then agrees too.
 FUSED_MIN = 8192
@@ -36,7 +40,8 @@ def _lib() -> ctypes.CDLL | None:
         "qb_n2uq_sums": ([i64, p, p, p, p, i32], None),
         "qb_n2uq_points": ([p, i32, p], None),
         "qb_n2uq_act_forward": ([i32, i64, p, f, p, i32, p, f, i32, p, p, i32], None),
-        "qb_n2uq_act_terms": ([i32, i64, p, f, p, i32, p, p, i32, f, p, f, i32, p, p, i32, p, p, p, p, p], None)})
+        "qb_n2uq_act_terms": ([i32, i64, p, f, p, i32, p, p, i32, f, p, f, i32, p, p, i32, p, p, p, p, p], None)},
+        isa=ISA)
 
 
 def usable(x: Tensor) -> bool:

@@ -10,7 +10,8 @@ import torch
 from qbench_n2uq import kernel
 from qbench_n2uq.function import n2uq_levels, segment_boundaries, thresholds_from_boundaries
 
-from qbench.testing import torch_threads
+from qbench.api import KernelFallbackWarning
+from qbench.testing import fake_cpu, torch_threads
 
 pytestmark = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                                 reason="the kernel is built for x86-64 (AVX2) only")
@@ -67,10 +68,11 @@ def test_without_the_library_the_torch_code_runs(monkeypatch: pytest.MonkeyPatch
     kernel._lib.cache_clear()
     monkeypatch.setattr(kernel, "PACKAGE_DIR", tmp_path)  # a package directory without the built file
     try:
-        assert not kernel.usable(torch.zeros(1))
-        x, t0, widths, go = _inputs(2, 100, seed=1)
-        out = _run(x, t0, widths, go)
-        assert out[0].shape == x.shape and out[3] is not None
+        with fake_cpu("x86-64-v3"), pytest.warns(KernelFallbackWarning, match="not used: no compiled _kernel"):
+            assert not kernel.usable(torch.zeros(1))
+            x, t0, widths, go = _inputs(2, 100, seed=1)
+            out = _run(x, t0, widths, go)
+            assert out[0].shape == x.shape and out[3] is not None
     finally:
         monkeypatch.undo()
         kernel._lib.cache_clear()
@@ -111,3 +113,39 @@ def test_fused_activation_equals_the_composed_expression(shape: tuple[int, ...],
         results.append([out.detach(), x.grad, q.scale.grad, q.t0.grad, q.widths_raw.grad])
     for a, b in zip(*results):
         assert a is not None and torch.equal(a, b)
+
+
+def test_on_a_cpu_without_avx2_the_torch_code_runs_with_the_same_bits() -> None:
+    """On an x86-64-v2 CPU (no AVX2, FMA, BMI2, ...) the library is not opened: the torch code
+    gives the kernel's outputs and gradients (the map, and the fused activation quantizer), and one
+    warning, not one per call, says so."""
+    from qbench_n2uq.quantizers import N2UQActivationQuantizer
+
+    x, t0, widths, go = _inputs(4, 140001, seed=21)
+    a0 = torch.randn(32, 16, 8, 8, generator=torch.Generator().manual_seed(22))
+
+    def both() -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        aq = N2UQActivationQuantizer(2, signed=True)
+        aq.initialize(a0)
+        a = a0.clone().requires_grad_()
+        aq.train()(a).square().sum().backward()
+        return _run(x, t0, widths, go) + [a.grad] + [p.grad for p in aq.parameters()]
+
+    assert kernel.usable(x)
+    with torch_threads(3):
+        fast = both()
+    kernel._lib.cache_clear()
+    try:
+        with fake_cpu("x86-64-v2"), pytest.warns(KernelFallbackWarning) as record:
+            assert not kernel.usable(x)
+            slow = both()
+    finally:
+        kernel._lib.cache_clear()
+    said = [str(w.message) for w in record if issubclass(w.category, KernelFallbackWarning)]
+    assert len(said) == 1 and said[0].startswith("n2uq-a kernel not used: this CPU lacks AVX, AVX2"), said
+    assert said[0].endswith("the torch code runs instead, with the same numbers.")
+    assert len(fast) == len(slow) > 5
+    for a, b in zip(fast, slow):
+        assert a is not None and torch.equal(a, b)
+    assert kernel.usable(x)  # the real CPU again
