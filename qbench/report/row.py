@@ -110,6 +110,7 @@ class Row(TypedDict, total=False):
     python_version: Annotated[str, "Python version"]
     git_commit: Annotated[str, "qbench checkout commit (+dirty)"]
     machine: Annotated[str, "architecture, OS and processor"]
+    cpu_isa: Annotated[str, "instruction set of torch's CPU kernels (ATen; oneDNN's cap): float32 bits differ across them"]
     date: Annotated[str, "UTC time the row was written"]
 
 

@@ -37,7 +37,19 @@ def environment() -> dict[str, Any]:
         "qbench_version": qbench.__version__, "torch_version": torch.__version__, "timm_version": timm.__version__,
         "python_version": platform.python_version(), "git_commit": git_commit(),
         "machine": f"{platform.machine()} {platform.system()} {usable_cores()} cores ({platform.processor() or 'cpu'})",
+        "cpu_isa": cpu_isa(),
     }
+
+
+def cpu_isa() -> str:
+    """What torch's CPU kernels dispatch to here, e.g. ``AVX2 (oneDNN <= AVX2)``: with the same torch
+    build, float32 results differ between instruction sets (qbench caps both, see qbench.CPU_ISA)."""
+    import os
+
+    import torch
+
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return f"{torch.backends.cpu.get_cpu_capability()} (oneDNN {'<= ' + onednn if onednn else 'native'})"
 
 
 def now() -> str:
