@@ -5,7 +5,8 @@
 # System packages, each announced with its reason before it is installed (QBENCH_NO_APT=1 skips,
 # as does running without root or apt-get): gcc where it is missing, for the C kernels that five
 # plugins build at install (dgms, n2uq, lsq, asq, apot). Without it those plugins run their torch
-# code instead and say so once.
+# code instead and say so once: the four with the same numbers, dgms under kernel='torch' (job keys
+# of its own).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/system-packages.sh
