@@ -133,7 +133,7 @@ def test_published_markdown_lists_flagged_entries_apart(tmp_path: Path) -> None:
     rows = [row("fp32", "fp32", s, 95.0) for s in (0, 1)] + [row("lsq", "W2A2", s, 90.0 + s) for s in (0, 1)]
     rows += [row("liar", "W2A2", s, 97.0 + s, w=3.0, a=3.0) for s in (0, 1)]
     md = (publish(rows, tmp_path, "s", plot=False) / "leaderboard.md").read_text()
-    main, _, apart = md.partition("## Not ranked: over budget or collapsed")
+    main, _, apart = md.partition("## Not ranked: over budget, collapsed or not what deploys")
     assert "| 1 | lsq v1 | W2A2 |" in main and "| liar v1" not in main
     assert "| digits / resnet20 | liar v1 | W2A2 → W3A3 | 97.50 ± 0.71 |" in apart
     assert "over budget: seed 0: measured W bits 3 > target 2" in apart
@@ -229,7 +229,7 @@ def test_liar_is_listed_apart_when_published_and_reported_by_compare(liar_rows: 
     # published with the liar: listed apart, never ranked
     d2 = publish(liar_rows, tmp_path / "lb2", "liar", plot=False)
     md = (d2 / "leaderboard.md").read_text()
-    main, _, apart = md.partition("## Not ranked: over budget or collapsed")
+    main, _, apart = md.partition("## Not ranked: over budget, collapsed or not what deploys")
     assert "| liar v1" not in main and "| ref | fp32 v1 | fp32 |" in main
     assert "| liar v1 | W2A2 → W3A3 |" in apart
 

@@ -103,7 +103,7 @@ def test_page_data_carries_ranks_ci_flags_provenance_and_diff(tmp_path: Path) ->
     assert lsq["n"] == 2 and lsq["top1"] == pytest.approx(97.3) and lsq["ci95"] > 0 and lsq["rank"] >= 1
     assert [s["job_key"] for s in lsq["seeds"]] == ["diglsqW4A4s0v2", "diglsqW4A4s1v2"]
     assert lsq["seeds"][0]["command"] == f"qbench run --suite {SUITE} --all"
-    assert set(data["flags"]) == {"over_budget", "collapsed"}
+    assert set(data["flags"]) == {"over_budget", "collapsed", "deploy_diverged"}
     assert by[("digits", "delta", "W2A2")]["over_budget"] and by[("digits", "delta", "W2A2")]["rank"] is None
     assert by[("digits", "gamma", "W2A2")]["collapsed"] and not by[("digits", "lsq", "W2A2")]["collapsed"]
     assert data["diff"]["against"] == "v1" and len(data["diff"]["rows"]) == len(data["entries"])
@@ -118,13 +118,13 @@ def test_flags_are_optional(tmp_path: Path) -> None:
     aggregate computes them; an aggregate without them takes them from the rows."""
     df = pd.DataFrame(sample_rows(1))
     agg = aggregate(df).drop(columns=["over_budget", "collapsed"], errors="ignore")
-    assert _flags(df, agg) == ["over_budget", "collapsed"]
+    assert _flags(df, agg) == ["over_budget", "collapsed", "deploy_diverged"]
     assert agg.set_index(["method", "bits"]).loc[("gamma", "W2A2"), "collapsed"].item() is True
-    bare = aggregate(df).drop(columns=["over_budget", "collapsed"], errors="ignore")
+    bare = aggregate(df).drop(columns=["over_budget", "collapsed", "deploy_diverged"], errors="ignore")
     assert _flags(df.drop(columns=["over_budget", "collapsed"]), bare) == []
     publish(sample_rows(1, flags=False), tmp_path, SUITE, plot=False)
     data = page_data(tmp_path / SUITE / "v1", SUITE)  # renders, whatever the aggregate knows
-    assert set(data["flags"]) <= {"over_budget", "collapsed"} and len(data["entries"]) == len(ENTRIES)
+    assert set(data["flags"]) <= {"over_budget", "collapsed", "deploy_diverged"} and len(data["entries"]) == len(ENTRIES)
 
 
 def test_page_is_self_contained_escaped_and_deterministic(tmp_path: Path) -> None:

@@ -71,7 +71,7 @@ def publish(suite: str, workspace: Path | None, root: Path) -> None:
 
 
 def _print_unranked(rows: list[dict]) -> None:
-    """Name the entries a leaderboard lists apart (over budget or collapsed), never ranked."""
+    """Name the entries a leaderboard lists apart (over budget, collapsed, not what deploys), never ranked."""
     import pandas as pd
 
     from qbench.report.stats import aggregate, is_ranked
@@ -85,7 +85,7 @@ def _print_unranked(rows: list[dict]) -> None:
                       f"(measured W{r.w_bits:.3g}A{r.a_bits:.3g}): {r.flag}", highlight=False)
     if not apart.empty:
         console.print(f"{len(apart)} entries listed apart in leaderboard.md "
-                      "(\"Not ranked: over budget or collapsed\").")
+                      "(\"Not ranked: over budget, collapsed or not what deploys\").")
 
 
 @click.command()

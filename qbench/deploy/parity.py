@@ -25,9 +25,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from qbench.report.budget import DEPLOY_TOP1_TOL
+
 LOGIT_RTOL = 1e-3
 LOGIT_ATOL = 1e-5
-TOP1_TOL = 0.1
+TOP1_TOL = DEPLOY_TOP1_TOL
 OUTLIER_FRACTION = 0.01
 INTEGER_OPS = ("QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "MatMulIntegerToFloat",
                "DynamicQuantizeMatMul")
@@ -164,7 +166,23 @@ def verdict(cmp: dict[str, Any], qbench_top1: float | None = None) -> dict[str, 
                    "boundaries)")
     return {"deploy_top1": round(cmp["deploy_top1"], 4), "deploy_max_logit_diff": cmp["max_diff"],
             "deploy_logit_tol": cmp["tol"], "deploy_logit_outliers": cmp["outliers"], "deploy_ok": not why,
-            "deploy_reason": "; ".join(why)}
+            "deploy_reason": "; ".join(why), "deploy_diverged": diverged(abs(gap), cmp)}
+
+
+def diverged(top1_gap: float, cmp: dict[str, Any]) -> bool:
+    """What deploys is not what was evaluated: top-1 differs beyond :data:`TOP1_TOL` and the
+    model's own rounding sensitivity (the float64 self-check) does not explain the logit gaps. Such
+    a row is not ranked: its evaluated top-1 is not what a user gets. Boundary flips that the
+    self-check explains stay ranked."""
+    return top1_gap > TOP1_TOL and not _explained(cmp)
+
+
+def _explained(cmp: dict[str, Any]) -> bool:
+    check = cmp.get("float64")
+    if not check:
+        return False
+    k64, k_ppm, _, _ = check
+    return cmp["outliers"] <= 2 * max(k64, k_ppm) + 3
 
 
 def _float64_note(cmp: dict[str, Any]) -> str:
@@ -174,7 +192,7 @@ def _float64_note(cmp: dict[str, Any]) -> str:
     if not check:
         return ""
     k64, k_ppm, n, worst = check
-    explained = cmp["outliers"] <= 2 * max(k64, k_ppm) + 3
+    explained = _explained(cmp)
     return (f"; qbench's own logits move beyond it on {k64} of {n} samples in float64 and on {k_ppm} when the input "
             f"moves by one part per million (max {worst:.3g}): "
             + ("comparable to the model's own rounding sensitivity" if explained

@@ -36,6 +36,9 @@ BITS_TOL = 0.05
 BITOPS_RTOL = 0.01
 #: Top-1 below chance (100 / classes) plus this many points is a collapse.
 CHANCE_MARGIN = 10.0
+#: Deployed top-1 (onnxruntime) may differ from qbench's own by this many points before the row's
+#: export counts as diverging (qbench.deploy.parity; the leaderboard reads old rows by it).
+DEPLOY_TOP1_TOL = 0.1
 #: Classes of the datasets qbench ships, for CSVs (a row does not record its class count).
 KNOWN_CLASSES = {"digits": 10, "fashion-mnist": 10, "fmnist": 10, "mnist": 10, "cifar10": 10, "cifar-10": 10,
                  "cifar100": 100, "cifar-100": 100, "imagenet": 1000}

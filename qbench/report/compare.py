@@ -69,7 +69,7 @@ class Comparison:
     suite_version: int
     notes: list[str] = field(default_factory=list)  # conditions that differ between the two sides
     left_out: list[str] = field(default_factory=list)  # run rows of method versions the leaderboard does not hold
-    flagged: list[str] = field(default_factory=list)  # run entries over budget or collapsed
+    flagged: list[str] = field(default_factory=list)  # run entries over budget, collapsed or diverging on deploy
     reference: Path | None = None  # the leaderboard version directory compared against
 
     @property
@@ -220,14 +220,14 @@ def compare(run: pd.DataFrame, against: str | Path, floor: float = DEFAULT_FLOOR
     pools = pooled_spread(ref)
     sp_ref = _entry_spread(ref[ref["status"] == "ok"]).set_index(GROUP)
     sp_run = _entry_spread(run[run["status"] == "ok"]).set_index(GROUP)
-    cols = GROUP + ["n", "top1", "top1_std", "method_version", "over_budget", "collapsed", "flag"]
+    cols = GROUP + ["n", "top1", "top1_std", "method_version", "over_budget", "collapsed", "deploy_diverged", "flag"]
     m = a[cols].merge(b[cols], on=GROUP, how="outer", suffixes=("_ref", "_run"), indicator=True)
     statuses, tols, sds, dofs, deltas = [], [], [], [], []
     flagged = []
     for r in m.to_dict("records"):
         key = tuple(r[k] for k in GROUP)
         label = f"{r['method']} {r['bits']} on {r['dataset']}/{r['model']}"
-        flag_run = _true(r["over_budget_run"]) or _true(r["collapsed_run"])
+        flag_run = _true(r["over_budget_run"]) or _true(r["collapsed_run"]) or _true(r["deploy_diverged_run"])
         if r["_merge"] != "left_only" and flag_run:
             flagged.append(f"{label}: {r['flag_run']}")
         if r["_merge"] == "left_only":
@@ -263,7 +263,7 @@ def compare(run: pd.DataFrame, against: str | Path, floor: float = DEFAULT_FLOOR
     m["tol_df"] = dofs
     m["status"] = statuses
     if flagged:
-        notes.append("Over budget or collapsed in this run (never ranked with entries that kept the budget): "
+        notes.append("Over budget, collapsed or not what deploys in this run (never ranked with the other entries): "
                      + "; ".join(flagged) + ".")
     t_ref, t_run = torch_threads(ref), torch_threads(run)
     if t_ref and t_run and t_ref != t_run:

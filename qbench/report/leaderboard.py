@@ -21,7 +21,7 @@ import pandas as pd
 
 from qbench.atomic import atomic_write_text
 from qbench.errors import QbenchError
-from qbench.report.budget import BITOPS_RTOL, BITS_TOL, CHANCE_MARGIN
+from qbench.report.budget import BITOPS_RTOL, BITS_TOL, CHANCE_MARGIN, DEPLOY_TOP1_TOL
 from qbench.report.rows_csv import rows_to_csv
 from qbench.report.ranks import RANK_RULE
 from qbench.report.stats import GROUP, aggregate, deploy_cell, is_ranked, torch_threads
@@ -189,11 +189,13 @@ def _table(out: io.StringIO, g: pd.DataFrame) -> None:
 def _unranked_sections(out: io.StringIO, agg: pd.DataFrame, df: pd.DataFrame) -> None:
     unranked = agg[(agg["bits"] != "fp32") & ~agg["rank"].map(is_ranked)]
     if not unranked.empty:
-        out.write("## Not ranked: over budget or collapsed\n\n")
+        out.write("## Not ranked: over budget, collapsed or not what deploys\n\n")
         out.write("Entries whose measured cost exceeds their target (W or A bits above it by more than "
                   f"{BITS_TOL:g}, or GBitOPs above the target's on the same layers by more than "
                   f"{100 * BITOPS_RTOL:g} %), or that collapsed (most layers below 2^(b-1) levels, or top-1 "
-                  f"within {CHANCE_MARGIN:g} points of chance). Shown with what they measured, never ranked "
+                  f"within {CHANCE_MARGIN:g} points of chance), or whose model exported to onnxruntime scores more than "
+                  f"{DEPLOY_TOP1_TOL:g} point apart from qbench's own evaluation by more than the model's own float "
+                  "rounding explains (what deploys is not what was evaluated). Shown with what they measured, never ranked "
                   "with the entries that kept the budget; they stay on the Pareto view by measured cost "
                   "(collapsed ones excepted).\n\n")
         out.write("| dataset / model | method | bits (target → measured) | top-1 | seeds | W bits | A bits | GBitOPs "

@@ -84,6 +84,8 @@ class Row(TypedDict, total=False):
     deploy_ok: Annotated[bool, "the export agrees: top-1 within 0.1 point and at most 1% of the samples beyond "
                                "deploy_logit_tol"]
     deploy_reason: Annotated[str, "why the export diverges (measured gap, differing predictions) or failed"]
+    deploy_diverged: Annotated[bool, "deploy top-1 differs by more than 0.1 point and the float64 self-check does not "
+                                     "explain the logit gaps: what deploys is not what was evaluated (not ranked)"]
     deploy_integer_kernels: Annotated[bool, "onnxruntime's optimised graph runs integer kernels (QLinearConv, "
                                             "ConvInteger or MatMulInteger)"]
     deploy_scheme: Annotated[str, "how the quantized layers deploy: weight (uniform / lut / float) and activation "

@@ -74,13 +74,15 @@ def aggregate(df: pd.DataFrame, num_classes: int | dict[str, int] | None = None)
         collapsed=("collapsed", "any"), collapse_reason=("collapse_reason", _join),
         deploy_top1=("deploy_top1", "mean"), deploy_flagged=("_deploy_flagged", "sum"),
         deploy_integer=("_deploy_integer", "all"), deploy_reason=("_deploy_reason", _join),
+        deploy_diverged=("_deploy_diverged", "any"),
     ).reset_index()
     agg["ci95"] = [ci_halfwidth(s, n) for s, n in zip(agg["top1_std"], agg["n"])]
     agg["gap"] = agg["top1"] - agg["fp_top1"]
-    agg["flag"] = [("over budget: " + b if o else "") + ("; " if o and c else "") + ("collapsed: " + cr if c else "")
-                   for o, b, c, cr in zip(agg["over_budget"], agg["budget_reason"], agg["collapsed"],
-                                          agg["collapse_reason"])]
-    ranked = ~(agg["over_budget"] | agg["collapsed"])
+    agg["flag"] = ["; ".join(part for part in (("over budget: " + b) if o else "", ("collapsed: " + cr) if c else "",
+                                               ("not what deploys: " + dr) if dv else "") if part)
+                   for o, b, c, cr, dv, dr in zip(agg["over_budget"], agg["budget_reason"], agg["collapsed"],
+                                                  agg["collapse_reason"], agg["deploy_diverged"], agg["deploy_reason"])]
+    ranked = ~(agg["over_budget"] | agg["collapsed"] | agg["deploy_diverged"])
     agg["rank"] = pd.Series([UNRANKED] * len(agg), dtype=object)
     seeds = {key: dict(zip(g["seed"], zip(g["top1"], g["fp_top1"]))) for key, g in ok.groupby(GROUP, sort=False)}
     for _, idx in agg[ranked].groupby(["dataset", "model", "bits"], sort=False).groups.items():
@@ -116,9 +118,24 @@ def _deploy_columns(ok: pd.DataFrame) -> pd.DataFrame:
         if "deploy_integer_kernels" in ok else False
     ok["_deploy_integer"] = ran & integer
     reasons = ok["deploy_reason"] if "deploy_reason" in ok else pd.Series([""] * len(ok), index=ok.index)
+    ok["_deploy_diverged"] = [_diverged(r, t, d, why) for r, t, d, why in zip(
+        ok["deploy_diverged"] if "deploy_diverged" in ok else [None] * len(ok), ok["top1"], ok["deploy_top1"], reasons)]
     ok["_deploy_reason"] = [f"seed {seed}: {why}" if f and isinstance(why, str) and why else ""
                             for seed, why, f in zip(ok["seed"], reasons, ok["_deploy_flagged"])]
     return ok
+
+
+def _diverged(recorded: object, top1: float, deploy_top1: float, reason: object) -> bool:
+    """A seed whose deployed model is not what was evaluated: the row's ``deploy_diverged``, or for
+    rows written before it existed, the same rule read from the recorded gap and reason."""
+    if isinstance(recorded, bool) or str(recorded).lower() in ("true", "false"):
+        return str(recorded).lower() == "true"
+    if not isinstance(deploy_top1, float) or math.isnan(deploy_top1):
+        return False
+    from qbench.report.budget import DEPLOY_TOP1_TOL
+
+    unexplained = "comparable to the model's own rounding sensitivity" not in str(reason)
+    return abs(deploy_top1 - top1) > DEPLOY_TOP1_TOL and unexplained
 
 
 def deploy_cell(top1: float, flagged: int, n: int, integer: bool) -> str:

@@ -6,7 +6,7 @@
   const DATA = JSON.parse(document.getElementById("qbench-data").textContent);
   const SVG = "http://www.w3.org/2000/svg";
   const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"];
-  const FLAG_LABEL = { over_budget: "over budget", collapsed: "collapsed" };
+  const FLAG_LABEL = { over_budget: "over budget", collapsed: "collapsed", deploy_diverged: "not what deploys" };
   const state = { sortKey: null, sortDir: 1, filters: { dataset: "", model: "", bits: "", method: "" }, panel: "", selected: null };
 
   function el(tag, attrs, ...children) {

@@ -18,7 +18,7 @@ from qbench.report.stats import GROUP, aggregate, deploy_cell
 
 #: Entry flags rendered when the aggregate (or, failing that, the rows) carry them. Older
 #: results.csv files have neither column, so each is optional.
-FLAGS = ("over_budget", "collapsed")
+FLAGS = ("over_budget", "collapsed", "deploy_diverged")
 
 #: Per-seed fields shown as a row's provenance (only those the rows carry).
 PROVENANCE = ("seed", "status", "top1", "job_key", "fp_key", "command", "date", "wall_s", "git_commit",
