@@ -139,7 +139,10 @@ class DGMSWeightQuantizer(WeightQuantizer):
         """
         k = self.num_components
         self.components()  # raises if bits > max_bits
-        x = w.detach().flatten().to(torch.float64)
+        # on the CPU whatever the weight's device: the init is numpy's Lloyd and torch's CPU RNG
+        # (a CUDA weight mixed CUDA and CPU tensors in searchsorted and index_add_), and a GPU job
+        # starts from the very centres a CPU job does; copy_ below moves them to the device.
+        x = w.detach().flatten().to("cpu", torch.float64)
         centres, labels = kmeans_1d(x, k, self.kmeans_iters, self.kmeans_tol)
         zero = int(torch.argmin(centres.abs()))
         centres[zero] = 0.0
