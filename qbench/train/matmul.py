@@ -170,7 +170,7 @@ def record_sites(model: nn.Module, sample: Tensor) -> list[MatmulSite]:
 
 
 def _quantize(q: ActivationQuantizer, x: Tensor) -> Tensor:
-    if not bool(q.initialized):
+    if not q.is_initialized:
         q.initialize(x)
     return q(x)
 

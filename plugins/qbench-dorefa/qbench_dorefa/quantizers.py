@@ -88,7 +88,7 @@ class DoReFaWeightQuantizer(WeightQuantizer):
         return t / (2 * t.abs().max().clamp_min(1e-12)) + 0.5
 
     def forward(self, w: Tensor) -> Tensor:
-        if not bool(self.initialized):
+        if not self.is_initialized:
             self.initialize(w)
         k = self.bits
         if k == 1 and self.binary == "mean":
@@ -97,7 +97,7 @@ class DoReFaWeightQuantizer(WeightQuantizer):
 
     def export(self, w: Tensor) -> dict[str, Tensor]:
         """Integer codes in [0, 2^k-1] and the look-up table of their values."""
-        if not bool(self.initialized):
+        if not self.is_initialized:
             self.initialize(w)
         with torch.no_grad():
             k = self.bits
@@ -125,7 +125,7 @@ class DoReFaActQuantizer(ActivationQuantizer):
         super().__init__(bits, signed)  # the host decides and saves signedness
 
     def forward(self, x: Tensor) -> Tensor:
-        if not bool(self.initialized):
+        if not self.is_initialized:
             self.initialize(x)
         if self.signed:
             return 2 * quantize_k((torch.clamp(x, -1.0, 1.0) + 1) / 2, self.bits) - 1

@@ -153,7 +153,7 @@ class PACTActQuantizer(ActivationQuantizer):
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
-        if not bool(self.initialized):
+        if not self.is_initialized:
             self.initialize(x)
         elif self.training and not bool(self.alpha_settled):
             with torch.no_grad():

@@ -52,12 +52,28 @@ class Quantizer(nn.Module):
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.bits = state["bits"]
 
+    @property
+    def is_initialized(self) -> bool:
+        """The ``initialized`` buffer, read from the device until it is true and then remembered in
+        Python: every quantized layer asks at every forward, and reading a CUDA buffer waits for
+        the GPU (a host sync per layer per step). A loaded state dict is read afresh."""
+        if self.__dict__.get("_initialized_seen", False):
+            return True
+        seen = bool(self.initialized)
+        self.__dict__["_initialized_seen"] = seen
+        return seen
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        self.__dict__["_initialized_seen"] = False
+        super()._load_from_state_dict(*args, **kwargs)
+
     def initialize(self, t: Tensor) -> None:
         """Run :meth:`init_from` once; later calls do nothing."""
-        if not bool(self.initialized):
+        if not self.is_initialized:
             with torch.no_grad():
                 self.init_from(t.detach())
             self.initialized.fill_(True)
+            self.__dict__["_initialized_seen"] = True
 
     def init_from(self, t: Tensor) -> None:
         """Data-dependent initialisation (e.g. LSQ's step size from mean |t|). Default: none."""
@@ -122,7 +138,7 @@ class ActivationQuantizer(Quantizer):
         self.signed: bool = bool(signed)
 
     def initialize(self, t: Tensor) -> None:
-        if not bool(self.initialized) and self.signed_param is None:
+        if not self.is_initialized and self.signed_param is None:
             self.signed = bool(t.min() < 0)
         super().initialize(t)
 

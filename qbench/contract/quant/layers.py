@@ -34,14 +34,14 @@ class QuantLayer:
     def quantized_input(self, x: Tensor) -> Tensor:
         if self.aq is None:
             return x
-        if not bool(self.aq.initialized):
+        if not self.aq.is_initialized:
             self.aq.initialize(x)
         return self.aq(x)
 
     def quantized_weight(self) -> Tensor:
         if self.wq is None:
             return self.weight
-        if not bool(self.wq.initialized):
+        if not self.wq.is_initialized:
             self.wq.initialize(self.weight)
         return self.wq(self.weight) if self.training else self.wq.hard(self.weight)
 
@@ -152,7 +152,7 @@ class QuantWrapped(QuantLayer):
             return self.weight
         if self.wq is None:
             return w
-        if not bool(self.wq.initialized):
+        if not self.wq.is_initialized:
             self.wq.initialize(w)
         return self.wq(w) if self.training else self.wq.hard(w)  # type: ignore[attr-defined]
 
