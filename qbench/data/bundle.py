@@ -7,7 +7,9 @@ cores. Anything else (CIFAR, ImageNet folders) goes through a torch DataLoader.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing as mp
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -60,6 +62,15 @@ def loader_workers() -> int:
     return min(8, cores)
 
 
+def loader_context() -> mp.context.BaseContext | None:
+    """How DataLoader workers start: fork on Linux (torch's own default there), whatever process
+    starts them. Inside a pool worker, itself started with spawn, multiprocessing's default is spawn,
+    and each loader worker would import torch again (seconds) every time a loader starts."""
+    if sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods():
+        return mp.get_context("fork")
+    return None
+
+
 def iterate_batches(ds: Dataset, batch_size: int, shuffle: bool, generator: torch.Generator | None = None,
                     num_workers: int | None = None, device: torch.device | str | None = None
                     ) -> Iterator[tuple[Tensor, Tensor]]:
@@ -78,7 +89,8 @@ def iterate_batches(ds: Dataset, batch_size: int, shuffle: bool, generator: torc
     workers = loader_workers() if num_workers is None else num_workers
     pin = dev is not None and dev.type == "cuda"
     loader = DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=workers,
-                        pin_memory=pin, persistent_workers=False)
+                        pin_memory=pin, persistent_workers=False,
+                        multiprocessing_context=loader_context() if workers > 0 else None)
     for xb, yb in loader:
         yield (xb.to(dev, non_blocking=pin), yb.to(dev, non_blocking=pin)) if dev is not None else (xb, yb)
 

@@ -44,27 +44,43 @@ def _files_fingerprint(root: Path) -> str:
     return h.hexdigest()[:16]
 
 
+class _PresenceChecked:
+    """torchvision's CIFAR loader with presence checks in place of the official MD5s (mixed into
+    the classes :func:`_cifar_class` makes)."""
+
+    def _check_integrity(self) -> bool:
+        folder = Path(self.root) / self.base_folder  # type: ignore[attr-defined]
+        return all((folder / f).exists() for f, _ in self.train_list + self.test_list)  # type: ignore[attr-defined]
+
+    def _load_meta(self) -> None:
+        with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:  # type: ignore[attr-defined]
+            data = pickle.load(f, encoding="latin1")
+        self.classes = data[self.meta["key"]]  # type: ignore[attr-defined]
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+
+_UNVERIFIED: dict[int, Any] = {}
+
+
 def _cifar_class(num_classes: int, verify: bool) -> Any:
+    """torchvision's class, or its presence-checked variant. The variant is a module attribute
+    (``UnverifiedCIFAR10``, made on first use through the module's ``__getattr__``) so that the
+    dataset pickles: DataLoader workers started with spawn or forkserver receive it pickled."""
     from torchvision.datasets import CIFAR10, CIFAR100
 
     base = CIFAR10 if num_classes == 10 else CIFAR100
     if verify:
         return base
+    if num_classes not in _UNVERIFIED:
+        name = f"UnverifiedCIFAR{num_classes}"
+        _UNVERIFIED[num_classes] = type(name, (_PresenceChecked, base), {"__module__": __name__, "__qualname__": name})
+    return _UNVERIFIED[num_classes]
 
-    class UnverifiedCIFAR(base):  # type: ignore[misc, valid-type]
-        """torchvision's loader, with presence checks in place of the official MD5s."""
 
-        def _check_integrity(self) -> bool:
-            folder = Path(self.root) / self.base_folder
-            return all((folder / f).exists() for f, _ in self.train_list + self.test_list)
-
-        def _load_meta(self) -> None:
-            with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
-                data = pickle.load(f, encoding="latin1")
-            self.classes = data[self.meta["key"]]
-            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-
-    return UnverifiedCIFAR
+def __getattr__(name: str) -> Any:
+    if name in ("UnverifiedCIFAR10", "UnverifiedCIFAR100"):
+        return _cifar_class(int(name[len("UnverifiedCIFAR"):]), verify=False)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_cifar(num_classes: int, data_dir: Path | None = None, verify_checksums: bool = True,

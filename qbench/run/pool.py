@@ -12,9 +12,13 @@ one worker and a fresh process per job.
 """
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
+import os
 import signal
+import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,6 +41,21 @@ def exit_reason(exitcode: int | None) -> str:
         hint = " (the kernel's OOM killer sends SIGKILL when memory runs out)" if name == "SIGKILL" else ""
         return f"the worker process was killed by {name}{hint} before sending its row"
     return f"the worker process exited with code {exitcode} before sending its row"
+
+
+#: every worker process started and not yet joined, for :func:`_kill_live`
+_LIVE: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_live() -> None:
+    """At interpreter exit, kill workers a pool did not stop (its generator was never closed, e.g.
+    held by a traceback). Registered after multiprocessing's own exit hook, so it runs first:
+    that hook joins non-daemonic children, and would wait forever on a worker blocked in recv."""
+    for proc in list(_LIVE):
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
 
 
 @dataclass
@@ -81,10 +100,17 @@ class WorkerPool:
 
     # -- processes -----------------------------------------------------------------------------
     def _spawn(self, index: int, spec: WorkerSpec) -> _Worker:
+        """A worker process. Not daemonic: a daemonic process may not start children, and a file
+        dataset's DataLoader starts its own workers. The worker ends with this process instead
+        through :mod:`qbench.run.lifeline` (also when this one is killed), and :func:`_kill_live`
+        ends it at exit, where multiprocessing would otherwise wait for it."""
         ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=worker_main, args=(spec, index, child), name=f"qbench-worker-{index}", daemon=True)
+        lifeline = (os.getpid(), threading.current_thread() is threading.main_thread())
+        proc = ctx.Process(target=worker_main, args=(spec, index, child, lifeline), name=f"qbench-worker-{index}",
+                           daemon=False)
         proc.start()
+        _LIVE.add(proc)
         child.close()
         return _Worker(index, proc, parent)
 

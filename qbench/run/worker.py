@@ -78,8 +78,16 @@ class PipeProgress:
         self.conn.send(("status", f"{task[0]} done; evaluating and auditing"))
 
 
-def worker_main(spec: WorkerSpec, index: int, conn: Connection) -> None:
-    """Entry point of a pool worker: run each job the parent sends until it sends ``None``."""
+def worker_main(spec: WorkerSpec, index: int, conn: Connection, lifeline: tuple[int, bool] | None = None) -> None:
+    """Entry point of a pool worker: run each job the parent sends until it sends ``None``.
+
+    :param lifeline: the parent's pid, and whether it started this process from its main thread
+        (:func:`qbench.run.lifeline.die_with_parent`): the worker never outlives its parent.
+    """
+    if lifeline is not None:
+        from qbench.run.lifeline import die_with_parent
+
+        die_with_parent(*lifeline)
     import torch
 
     from qbench.run.runtime import worker_device
@@ -87,7 +95,10 @@ def worker_main(spec: WorkerSpec, index: int, conn: Connection) -> None:
     harness = spec.on_device(str(worker_device(torch.device(spec.device), index))).harness()
     harness.progress = PipeProgress(conn)  # type: ignore[assignment]
     while True:
-        job = conn.recv()
+        try:
+            job = conn.recv()
+        except EOFError:  # the parent closed its end (or is gone): nothing more will come
+            return
         if job is None:
             return
         conn.send(("row", harness.compute_row(job)))
