@@ -58,9 +58,31 @@ def test_a_file_dataset_gives_the_same_ok_rows_through_every_executor(dataset: s
         assert len(rows[name]) == 2, (name, done.stdout)
         for row in rows[name].values():
             assert row["status"] == "ok", (name, row["method"], row.get("reason"))
-            assert row["dataset"] == dataset
+            assert row["dataset"] == dataset and row["loader_workers"] == 2
     assert {r["executor"] for r in rows["workers2"].values()} == {"pool"}
     assert {r["executor"] for r in rows["subprocess"].values()} == {"subprocess"}
     reference = {key: comparable(row) for key, row in rows["workers1"].items()}
     for name in ("workers2", "subprocess"):
         assert {key: comparable(row) for key, row in rows[name].items()} == reference, name
+
+
+def test_rows_do_not_depend_on_the_loader_worker_count(catalog, data_dirs: dict[str, Path], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """CIFAR's random crops and flips, and timm's random resized crops: each sample is seeded from
+    the pass and its index, so 0 and 2 loader workers train the same model. The count is recorded."""
+    from qbench.run.harness import Harness
+    from qbench.run.plan import plan_jobs
+    from qbench.run.workspace import Workspace
+
+    for dataset, (_, options) in DATASETS.items():
+        suite_file = tmp_path / f"{dataset}.toml"
+        suite_file.write_text(file_suite(dataset, methods=("fp32", "toy"), options=options))
+        suite, jobs = plan_jobs(catalog, str(suite_file))
+        rows = {}
+        for workers in (0, 2):
+            monkeypatch.setenv("QBENCH_LOADER_WORKERS", str(workers))
+            ws = Workspace(tmp_path / f"{dataset}-{workers}")
+            rows[workers] = Harness(catalog, ws, data_dir=data_dirs[dataset]).run(suite, jobs)
+            assert [r["status"] for r in rows[workers]] == ["ok", "ok"], [r.get("reason") for r in rows[workers]]
+            assert {r["loader_workers"] for r in rows[workers]} == {workers}
+        assert [comparable(r) for r in rows[0]] == [comparable(r) for r in rows[2]], dataset

@@ -7,15 +7,14 @@ cores. Anything else (CIFAR, ImageNet folders) goes through a torch DataLoader.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing as mp
-import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset, TensorDataset
+
+from qbench.data.loader import FileBatches, loader_workers
 
 
 @dataclass
@@ -35,6 +34,11 @@ class DataBundle:
     fingerprint: str
     source: str
 
+    def loader_workers(self) -> int:
+        """The DataLoader workers a pass over this data uses in this process (0: in memory, indexed
+        in this process): provenance in each row, never part of a job's key."""
+        return 0 if isinstance(self.train, TensorDataset) else loader_workers()
+
     def sample(self, n: int = 2) -> Tensor:
         """A few training inputs (for shape inference and MAC counting)."""
         return next(iterate_batches(self.train, n, shuffle=False))[0]
@@ -47,35 +51,12 @@ def tensor_fingerprint(*tensors: Tensor) -> str:
     return h.hexdigest()[:16]
 
 
-def loader_workers() -> int:
-    """DataLoader workers for file datasets: the cores this process may use, at most 8 (decoding
-    JPEGs is what they do; more than that rarely feeds one GPU faster). ``QBENCH_LOADER_WORKERS``
-    overrides it. The worker count never changes the batches: their order comes from the
-    sampler's generator alone."""
-    env = os.environ.get("QBENCH_LOADER_WORKERS")
-    if env is not None:
-        return max(0, int(env))
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return min(8, cores)
-
-
-def loader_context() -> mp.context.BaseContext | None:
-    """How DataLoader workers start: fork on Linux (torch's own default there), whatever process
-    starts them. Inside a pool worker, itself started with spawn, multiprocessing's default is spawn,
-    and each loader worker would import torch again (seconds) every time a loader starts."""
-    if sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods():
-        return mp.get_context("fork")
-    return None
-
-
 def iterate_batches(ds: Dataset, batch_size: int, shuffle: bool, generator: torch.Generator | None = None,
                     num_workers: int | None = None, device: torch.device | str | None = None
                     ) -> Iterator[tuple[Tensor, Tensor]]:
     """Yield ``(x, y)`` batches on ``device``; an in-memory ``TensorDataset`` is indexed directly,
-    file datasets go through a DataLoader with workers (and pinned memory for a GPU)."""
+    file datasets go through a DataLoader with workers (:class:`~qbench.data.loader.FileBatches`:
+    the batches do not depend on the worker count)."""
     dev = torch.device(device) if device is not None else None
     if isinstance(ds, TensorDataset):
         x, y = ds.tensors
@@ -86,13 +67,7 @@ def iterate_batches(ds: Dataset, batch_size: int, shuffle: bool, generator: torc
             xb, yb = x[idx], y[idx]
             yield (xb.to(dev), yb.to(dev)) if dev is not None and dev.type != "cpu" else (xb, yb)
         return
-    workers = loader_workers() if num_workers is None else num_workers
-    pin = dev is not None and dev.type == "cuda"
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=workers,
-                        pin_memory=pin, persistent_workers=False,
-                        multiprocessing_context=loader_context() if workers > 0 else None)
-    for xb, yb in loader:
-        yield (xb.to(dev, non_blocking=pin), yb.to(dev, non_blocking=pin)) if dev is not None else (xb, yb)
+    yield from FileBatches(ds, batch_size, num_workers, dev).one_pass(shuffle, generator)
 
 
 def num_batches(ds: Dataset, batch_size: int) -> int:

@@ -207,7 +207,7 @@ class Harness:
         data = self.data(job.dataset)
         fp_model, fp_meta = self.fp_model(job, data, fp)
         out: dict[str, Any] = {"dataset_hash": data.fingerprint, "dataset_source": data.source,
-                               "fp_top1": fp_meta["top1"]}
+                               "fp_top1": fp_meta["top1"], "loader_workers": data.loader_workers()}
         x_audit = next(iterate_batches(data.test, AUDIT_BATCH, shuffle=False))[0].to(self.device)
         if job.method.reference:
             layers = find_layers(fp_model, x_audit)
