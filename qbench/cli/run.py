@@ -130,7 +130,9 @@ def run(run_all: bool, suite_name: str, methods: str | None, models: str | None,
             console.print("[yellow]This suite is paper-scale: run it on a GPU machine with --data-dir.[/yellow]")
         return
     command = "qbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    with RunProgress(enabled=progress) as prog, terminate_as_interrupt():
+    # a log (CI, nohup, a batch scheduler) gets a line per finished job; a terminal has the bars
+    job_log = None if sys.stdout.isatty() else sys.stdout
+    with RunProgress(enabled=progress, job_log=job_log) as prog, terminate_as_interrupt():
         harness = Harness(cat, ws, data_dir=data_dir, progress=prog, command=command, device=str(dev))
         rows = harness.run(suite, jobs, executor=executor, options=options)
     current = [r for r in rows if r.get("suite_version") == suite.version]
