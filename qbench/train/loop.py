@@ -9,7 +9,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -17,10 +17,8 @@ from torch import Tensor, nn
 from qbench.contract.optim import DEFAULT_SPEC, OptimSpec
 from qbench.contract.quant.base import Quantizer
 from qbench.data.bundle import DataBundle, iterate_batches, num_batches
+from qbench.train.recipe import TrainRecipe
 from qbench.train.resume import Checkpointer, epoch_state, restore_epoch
-
-if TYPE_CHECKING:  # the recipe is data from the runner's suite; only its fields are read here
-    from qbench.run.suite import TrainRecipe
 
 
 @dataclass
