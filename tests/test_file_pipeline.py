@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from qbench.run.runtime import usable_cores
 from qbench.testing import comparable, file_suite, write_cifar10, write_image_folder
 
 CLI = Path(__file__).with_name("run_cli_with_toy.py")
@@ -26,7 +27,8 @@ DATASETS = {
 
 
 def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    full_env = {k: v for k, v in os.environ.items() if k != "QBENCH_LOADER_WORKERS"}
+    full_env.update({"OMP_NUM_THREADS": "1", **(env or {})})
     return subprocess.run([sys.executable, str(CLI), "run", *args], capture_output=True, text=True, env=full_env,
                           timeout=timeout)
 
@@ -46,19 +48,23 @@ def test_a_file_dataset_gives_the_same_ok_rows_through_every_executor(dataset: s
                                                                       tmp_path: Path) -> None:
     suite = tmp_path / "files.toml"
     suite.write_text(file_suite(dataset, methods=("fp32", "toy"), options=DATASETS[dataset][1]))
-    runs = {"workers1": ["--workers", "1"], "workers2": ["--workers", "2"],
-            "subprocess": ["--executor", "subprocess"]}
+    # the pool's workers get their share of the cores (1 loader worker each on 2 cores); the
+    # others are told 2: the rows must not care
+    share = min(8, usable_cores() // 2)
+    runs = {"workers1": (["--workers", "1"], 2), "workers2": (["--workers", "2"], share),
+            "subprocess": (["--executor", "subprocess"], 2)}
     rows: dict[str, dict[str, dict]] = {}
-    for name, how in runs.items():
+    for name, (how, loaders) in runs.items():
         ws = tmp_path / name
+        env = {} if name == "workers2" else {"QBENCH_LOADER_WORKERS": "2"}
         done = run_cli(["--suite", str(suite), "--data-dir", str(data_dirs[dataset]), "--workspace", str(ws),
-                        "--no-progress", *how], env={"QBENCH_LOADER_WORKERS": "2"})
+                        "--no-progress", *how], env=env)
         assert done.returncode == 0, done.stdout + done.stderr
         rows[name] = rows_of(ws)
         assert len(rows[name]) == 2, (name, done.stdout)
         for row in rows[name].values():
             assert row["status"] == "ok", (name, row["method"], row.get("reason"))
-            assert row["dataset"] == dataset and row["loader_workers"] == 2
+            assert row["dataset"] == dataset and row["loader_workers"] == loaders
     assert {r["executor"] for r in rows["workers2"].values()} == {"pool"}
     assert {r["executor"] for r in rows["subprocess"].values()} == {"subprocess"}
     reference = {key: comparable(row) for key, row in rows["workers1"].items()}

@@ -10,13 +10,12 @@ These need a data directory (no hub downloads on machines without internet):
 """
 from __future__ import annotations
 
-import hashlib
-import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 from qbench.data.bundle import DataBundle
+from qbench.data.fingerprint import files_fingerprint
 from qbench.errors import QbenchError
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -32,16 +31,6 @@ def _need_dir(name: str, data_dir: Path | None) -> Path:
         raise QbenchError(f"Dataset {name!r}: data directory {str(path)!r} does not exist. "
                           "Fix the path or create it with the dataset inside.")
     return path
-
-
-def _files_fingerprint(root: Path) -> str:
-    """Hash of relative paths and sizes: cheap, and changes when the files change."""
-    h = hashlib.sha256()
-    for dirpath, _, files in sorted(os.walk(root)):
-        for f in sorted(files):
-            p = Path(dirpath) / f
-            h.update(f"{p.relative_to(root)}:{p.stat().st_size}".encode())
-    return h.hexdigest()[:16]
 
 
 class _PresenceChecked:
@@ -99,7 +88,7 @@ def load_cifar(num_classes: int, data_dir: Path | None = None, verify_checksums:
         raise QbenchError(f"Dataset {name!r} in {str(root)!r}: {exc}. Put the official python-format batches "
                           f"in {cls.base_folder}/ under the data directory.") from None
     return DataBundle(name=name, train=train, test=test, num_classes=num_classes, in_chans=3,
-                      image_size=(32, 32), fingerprint=_files_fingerprint(root / cls.base_folder), source=str(root))
+                      image_size=(32, 32), fingerprint=files_fingerprint(root / cls.base_folder), source=str(root))
 
 
 def load_image_folder(data_dir: Path | None = None, name: str = "image-folder", img_size: int = 224,
@@ -119,4 +108,4 @@ def load_image_folder(data_dir: Path | None = None, name: str = "image-folder", 
     classes = train.reader.class_to_idx if hasattr(train, "reader") else {}
     num_classes = len(classes) or 1000
     return DataBundle(name=name, train=train, test=test, num_classes=num_classes, in_chans=3,
-                      image_size=(img_size, img_size), fingerprint=_files_fingerprint(root), source=str(root))
+                      image_size=(img_size, img_size), fingerprint=files_fingerprint(root), source=str(root))

@@ -84,13 +84,27 @@ class PassSampler(Sampler):
         return len(self.keys)
 
 
+#: this process's loader workers, set by the runner (a pool worker's share of the cores); None: the default
+_PROCESS_WORKERS: int | None = None
+
+
+def set_loader_workers(n: int | None) -> None:
+    """Fix this process's loader workers (None: back to the default). A pool of N workers on C cores
+    gives each C // N: at the default each would start min(8, C), N times too many for the cores."""
+    global _PROCESS_WORKERS
+    _PROCESS_WORKERS = None if n is None else max(0, int(n))
+
+
 def loader_workers() -> int:
-    """DataLoader workers for file datasets: the cores this process may use, at most 8 (decoding
-    JPEGs is what they do; more than that rarely feeds one GPU faster). ``QBENCH_LOADER_WORKERS``
-    overrides it. The count never changes the batches (see the module's docstring)."""
+    """DataLoader workers for file datasets: ``QBENCH_LOADER_WORKERS`` when set, else what the
+    runner set for this process (:func:`set_loader_workers`), else the cores this process may use,
+    at most 8 (decoding JPEGs is what they do; more than that rarely feeds one GPU faster). The
+    count never changes the batches (see the module's docstring)."""
     env = os.environ.get("QBENCH_LOADER_WORKERS")
     if env is not None:
         return max(0, int(env))
+    if _PROCESS_WORKERS is not None:
+        return _PROCESS_WORKERS
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -112,27 +126,53 @@ class FileBatches:
 
     :param num_workers: loader worker processes (default :func:`loader_workers`).
     :param device: where batches go; a CUDA device gets pinned memory and non-blocking copies.
+    :param persistent: keep the loader workers from one pass to the next (a training phase's
+        epochs) instead of starting them again each pass; :meth:`close` ends them.
     """
 
     def __init__(self, ds: Dataset, batch_size: int, num_workers: int | None = None,
-                 device: torch.device | str | None = None) -> None:
+                 device: torch.device | str | None = None, persistent: bool = False) -> None:
         self.device = torch.device(device) if device is not None else None
+        self.batch_size = batch_size
         self.num_workers = loader_workers() if num_workers is None else num_workers
         self.pin = self.device is not None and self.device.type == "cuda"
         self.size = len(ds)  # type: ignore[arg-type]
         self.sampler = PassSampler()
         # a private generator: the loader's own base-seed draw must not consume the global RNG
-        self.loader = DataLoader(SeededSamples(ds), batch_size=batch_size, sampler=self.sampler,
-                                 num_workers=self.num_workers, pin_memory=self.pin, persistent_workers=False,
-                                 generator=torch.Generator().manual_seed(0),
-                                 multiprocessing_context=loader_context() if self.num_workers > 0 else None)
+        self.loader: DataLoader | None = DataLoader(
+            SeededSamples(ds), batch_size=batch_size, sampler=self.sampler, num_workers=self.num_workers,
+            pin_memory=self.pin, persistent_workers=persistent and self.num_workers > 0,
+            generator=torch.Generator().manual_seed(0),
+            multiprocessing_context=loader_context() if self.num_workers > 0 else None)
 
-    def one_pass(self, shuffle: bool, generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+    def one_pass(self, shuffle: bool, generator: torch.Generator | None = None, max_batches: int | None = None
+                 ) -> Iterator[tuple[Tensor, Tensor]]:
         """The batches of one pass: a shuffled order and the pass's augmentation seed both come
-        from ``generator`` (the seed first), an unshuffled pass is in file order under seed 0."""
+        from ``generator`` (the seed first), an unshuffled pass is in file order under seed 0.
+        ``max_batches`` loads only that many (nothing is decoded ahead for batches never used)."""
+        assert self.loader is not None, "this FileBatches is closed"
         pass_seed = int(torch.randint(0, 2**63 - 1, (), generator=generator)) if generator is not None else 0
         order = torch.randperm(self.size, generator=generator) if shuffle else torch.arange(self.size)
+        if max_batches is not None:
+            order = order[:max_batches * self.batch_size]
         self.sampler.keys = [(pass_seed, i) for i in order.tolist()]
         dev, pin = self.device, self.pin
         for xb, yb in self.loader:
             yield (xb.to(dev, non_blocking=pin), yb.to(dev, non_blocking=pin)) if dev is not None else (xb, yb)
+
+    def close(self) -> None:
+        """End persistent loader workers now rather than whenever the loader is collected."""
+        loader, self.loader = self.loader, None
+        it = getattr(loader, "_iterator", None)
+        if it is not None and hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()
+
+
+def first_samples(ds: Dataset, n: int) -> tuple[Tensor, Tensor]:
+    """The first ``n`` samples of a file dataset, collated, loaded in this process: what the first
+    batch of an unshuffled pass holds, without starting loader workers for one batch (MAC counting,
+    the audit batch, a deploy probe)."""
+    from torch.utils.data import default_collate
+
+    samples = SeededSamples(ds)
+    return default_collate([samples[(0, i)] for i in range(min(n, len(samples)))])

@@ -21,11 +21,12 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 from qbench.run.jobs import Job
+from qbench.run.runtime import usable_cores
 from qbench.run.worker import WorkerSpec, worker_main
 
 if TYPE_CHECKING:
@@ -140,8 +141,15 @@ class WorkerPool:
                 return job
         return None
 
+    def loader_share(self) -> int:
+        """Each worker's DataLoader workers: the cores split between the pool's workers (at most 8
+        each), not min(8, cores) in every one of them."""
+        return min(8, usable_cores() // self.workers)
+
     def run(self, jobs: list[Job], harness: "Harness") -> Iterator[dict[str, Any]]:
         spec = WorkerSpec.of(harness)
+        if spec.loader_workers is None:
+            spec = replace(spec, loader_workers=self.loader_share())
         queue = deque(jobs)
         training: set[str] = set()  # FP keys a worker is training (no checkpoint on disk yet)
         pool: list[_Worker] = []

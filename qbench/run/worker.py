@@ -30,6 +30,9 @@ class WorkerSpec:
     executor: str
     load_entrypoints: bool
     extra_plugins: tuple[tuple[str, str], ...]  # (plugin name, module name)
+    #: DataLoader workers of file datasets in the worker (None: the worker's default); an executor
+    #: running N workers on one machine gives each its share of the cores
+    loader_workers: int | None = None
 
     @classmethod
     def of(cls, harness: "Harness") -> "WorkerSpec":
@@ -39,7 +42,7 @@ class WorkerSpec:
                       if isinstance(plugin, ModuleType) and name not in known)
         return cls(workspace=str(harness.ws.root), data_dir=str(harness.data_dir) if harness.data_dir else None,
                    command=harness.command, device=str(harness.device), executor=harness.executor,
-                   load_entrypoints=pm.load_entrypoints, extra_plugins=extra)
+                   load_entrypoints=pm.load_entrypoints, extra_plugins=extra, loader_workers=harness.loader_workers)
 
     def on_device(self, device: str) -> "WorkerSpec":
         return replace(self, device=device)
@@ -56,7 +59,8 @@ class WorkerSpec:
             if pm.get_plugin(name) is None and not pm.is_blocked(name):
                 pm.register(importlib.import_module(module), name=name)
         return Harness(Catalog(pm), Workspace(self.workspace), Path(self.data_dir) if self.data_dir else None,
-                       command=self.command, device=self.device, executor=self.executor)
+                       command=self.command, device=self.device, executor=self.executor,
+                       loader_workers=self.loader_workers)
 
 
 class PipeProgress:

@@ -22,6 +22,8 @@ by the driver. A job that raises becomes a ``failed`` row inside the worker, as 
 
 Resources: each task asks for ``num_cpus`` = the recipe's threads and one GPU when the run's
 device is CUDA (Ray then shows the task only its own GPU, which the worker uses as ``cuda:0``).
+A file dataset's DataLoader in a task starts as many loader workers as the task's CPUs
+(``QBENCH_LOADER_WORKERS`` in the workers' environment overrides it).
 """
 from __future__ import annotations
 
@@ -217,7 +219,10 @@ class RayExecutor:
         import ray
 
         self._connect()
-        spec = ray.put(WorkerSpec.of(harness))
+        base = WorkerSpec.of(harness)
+        if base.loader_workers is None:  # a task's file-dataset loader workers: the CPUs it asks Ray for
+            base = replace(base, loader_workers=max(1, jobs[0].suite.threads))
+        spec = ray.put(base)
         gpus = 1 if harness.device.type == "cuda" else 0
         train_fp, run_job = ray.remote(train_fp_task), ray.remote(job_task)
 
