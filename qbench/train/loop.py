@@ -103,6 +103,16 @@ def build_optimizer(groups: list[dict], recipe: TrainRecipe, total_steps: int
 StepHook = Callable[[Tensor, Tensor, float, int, int], None]
 
 
+def _device(device: torch.device | str | None) -> torch.device | None:
+    """The job's device with its index (``cuda`` alone means the current GPU)."""
+    if device is None:
+        return None
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
 def train(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], data: DataBundle, recipe: TrainRecipe,
           seed: int, extra_params: ParamSpecs = (), after_step: StepHook | None = None,  # type: ignore[assignment]
           on_epoch: Callable[[EpochStats], None] | None = None, deadline: float | None = None,
@@ -130,7 +140,7 @@ def train(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], data: D
     step, start = 0, 1
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
-        step, start = restore_epoch(saved, model, opt, sched, gen, stateful)
+        step, start = restore_epoch(saved, model, opt, sched, gen, stateful, _device(device))
         history = [EpochStats(*h) for h in saved["history"]]
     # a file dataset's loader workers start once for the phase, not at every epoch
     with EpochBatches(data.train, recipe.batch_size, device) as batches:
@@ -153,7 +163,8 @@ def train(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], data: D
             stats = EpochStats(epoch, total / max(count, 1), opt.param_groups[0]["lr"], time.perf_counter() - t0)
             history.append(stats)
             if checkpoint is not None and epoch < recipe.epochs:
-                checkpoint.save(epoch_state(epoch, step, model, opt, sched, gen, stateful, history))
+                checkpoint.save(epoch_state(epoch, step, model, opt, sched, gen, stateful, history,
+                                            _device(device)))
             if on_epoch is not None:
                 on_epoch(stats)
             if deadline is not None and time.monotonic() > deadline and epoch < recipe.epochs:
