@@ -48,19 +48,22 @@ class Harness:
     :param data_dir: where datasets that need files look for them.
     :param command: the command line that started the run, recorded in each row.
     :param device: where jobs compute ("cpu", "cuda:0"); a pool worker gets its own.
+    :param devices: where pool workers compute, in turn (``--device cuda:0,2``); default: ``device``.
     :param loader_workers: DataLoader workers of file datasets in this process (None: the default,
         :func:`qbench.data.loader.loader_workers`); the pool gives each worker its share of the cores.
     """
 
     def __init__(self, catalog: Catalog, workspace: Workspace, data_dir: Path | None = None,
                  progress: RunProgress | None = None, command: str = "", device: str = "cpu",
-                 executor: str = "local", loader_workers: int | None = None) -> None:
+                 executor: str = "local", loader_workers: int | None = None,
+                 devices: tuple[str, ...] = ()) -> None:
         self.catalog = catalog
         self.ws = workspace
         self.data_dir = data_dir
         self.progress = progress or RunProgress(enabled=False)
         self.command = command
         self.device = torch.device(device)
+        self.devices = tuple(devices) or (str(self.device),)
         self.executor = executor
         self.loader_workers = loader_workers
         self._data: dict[str, DataBundle] = {}
@@ -138,7 +141,7 @@ class Harness:
         set_loader_workers(self.loader_workers)
 
     # -- one job -------------------------------------------------------------------------------
-    def base_row(self, job: Job) -> dict[str, Any]:
+    def base_row(self, job: Job, device: str | None = None) -> dict[str, Any]:
         m = job.method
         entry_plugin = self.catalog.methods.entry(m.name).plugin if m.name in self.catalog.methods else \
             "suite composition"
@@ -158,7 +161,8 @@ class Harness:
             "first_last": job.suite.first_last, "attention": job.suite.attention, "seed": job.seed,
             "command": self.command,
             "torch_threads": job.suite.threads, "deterministic": job.suite.deterministic,
-            "executor": self.executor, "date": now(), **environment(), **device_facts(self.device),
+            "executor": self.executor, "date": now(), **environment(),
+            **device_facts(torch.device(device) if device else self.device),
         }
         return dict(row)
 
@@ -209,9 +213,11 @@ class Harness:
         """Run one job in this process and write its row."""
         return self.write_row(job, self.compute_row(job))
 
-    def record_lost(self, job: Job, status: str, reason: str, wall_s: float) -> dict[str, Any]:
-        """Write the row of a job whose process died or was killed before it could write one."""
-        row = self.base_row(job)
+    def record_lost(self, job: Job, status: str, reason: str, wall_s: float, device: str | None = None
+                    ) -> dict[str, Any]:
+        """Write the row of a job whose process died or was killed before it could write one;
+        ``device`` is where it ran (a pool worker's GPU), this harness's device by default."""
+        row = self.base_row(job, device)
         row.update({"status": status, "reason": reason, "wall_s": round(wall_s, 3)})
         self._notify("qbench_on_training_error", job=job, error=RuntimeError(reason))
         return self.write_row(job, row)

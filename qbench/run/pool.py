@@ -64,6 +64,7 @@ class _Worker:
     index: int
     proc: Any
     conn: Connection
+    device: str = "cpu"
     job: Job | None = None
     started: float = 0.0
     limit: float | None = None
@@ -113,7 +114,7 @@ class WorkerPool:
         proc.start()
         _LIVE.add(proc)
         child.close()
-        return _Worker(index, proc, parent)
+        return _Worker(index, proc, parent, spec.worker_device(index))
 
     @staticmethod
     def _stop(w: _Worker, wait_s: float = 10.0) -> None:
@@ -215,7 +216,7 @@ class WorkerPool:
         if w.proc.is_alive():
             w.proc.kill()
         self._replace(w, pool, spec)
-        return harness.record_lost(job, status, reason, time.perf_counter() - w.started)
+        return harness.record_lost(job, status, reason, time.perf_counter() - w.started, device=w.device)
 
     def _replace(self, w: _Worker, pool: list[_Worker], spec: WorkerSpec) -> None:
         self._stop(w, wait_s=5.0)

@@ -33,6 +33,8 @@ class WorkerSpec:
     #: DataLoader workers of file datasets in the worker (None: the worker's default); an executor
     #: running N workers on one machine gives each its share of the cores
     loader_workers: int | None = None
+    #: the devices workers take in turn (the harness's ``devices``)
+    devices: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, harness: "Harness") -> "WorkerSpec":
@@ -42,10 +44,19 @@ class WorkerSpec:
                       if isinstance(plugin, ModuleType) and name not in known)
         return cls(workspace=str(harness.ws.root), data_dir=str(harness.data_dir) if harness.data_dir else None,
                    command=harness.command, device=str(harness.device), executor=harness.executor,
-                   load_entrypoints=pm.load_entrypoints, extra_plugins=extra, loader_workers=harness.loader_workers)
+                   load_entrypoints=pm.load_entrypoints, extra_plugins=extra, loader_workers=harness.loader_workers,
+                   devices=harness.devices)
 
     def on_device(self, device: str) -> "WorkerSpec":
-        return replace(self, device=device)
+        return replace(self, device=device, devices=(device,))
+
+    def worker_device(self, index: int) -> str:
+        """The device of pool worker ``index``: the spec's devices in turn."""
+        import torch
+
+        from qbench.run.runtime import worker_device
+
+        return str(worker_device([torch.device(d) for d in self.devices or (self.device,)], index))
 
     def harness(self) -> "Harness":
         """The harness, rebuilt in this (worker) process."""
@@ -60,7 +71,7 @@ class WorkerSpec:
                 pm.register(importlib.import_module(module), name=name)
         return Harness(Catalog(pm), Workspace(self.workspace), Path(self.data_dir) if self.data_dir else None,
                        command=self.command, device=self.device, executor=self.executor,
-                       loader_workers=self.loader_workers)
+                       loader_workers=self.loader_workers, devices=self.devices)
 
 
 class PipeProgress:
@@ -92,11 +103,7 @@ def worker_main(spec: WorkerSpec, index: int, conn: Connection, lifeline: tuple[
         from qbench.run.lifeline import die_with_parent
 
         die_with_parent(*lifeline)
-    import torch
-
-    from qbench.run.runtime import worker_device
-
-    harness = spec.on_device(str(worker_device(torch.device(spec.device), index))).harness()
+    harness = spec.on_device(spec.worker_device(index)).harness()
     harness.progress = PipeProgress(conn)  # type: ignore[assignment]
     while True:
         try:
