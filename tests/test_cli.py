@@ -111,3 +111,39 @@ def test_an_older_published_version_runs_from_the_recipe_kept_with_it() -> None:
     assert "Suite quick v2: " in res.stdout and "(0 finished)" in res.stdout
     res = qbench("run", "--suite", "quick@v1", "--dry-run", "--workspace", "/nonexistent/ws")
     assert res.returncode != 0 and "No recipe for suite 'quick' v1" in res.stderr and "quick@v2" in res.stderr
+
+
+def test_a_piped_run_prints_a_line_per_job_as_it_finishes(tmp_path: Path) -> None:
+    """Under CI or nohup stdout is a file: each job's line comes when the job ends, not with the
+    table at the end (the first line is read while the run still computes the second job)."""
+    import os
+    import re
+
+    from qbench.testing import tiny_suite
+
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(tiny_suite(methods=("fp32", "toy"), qat_epochs=3))
+    proc = subprocess.Popen([sys.executable, str(RUNNER), "run", "--suite", str(suite), "--workspace",
+                             str(tmp_path / "ws"), "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"})
+    try:
+        lines = []
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if line.split()[1:2] == ["job"]:
+                break
+        assert proc.poll() is None, "the first job's line came only when the run had ended"
+        rest, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    job_lines = [ln for ln in [*lines, *rest.splitlines()] if ln.split()[1:2] == ["job"]]
+    assert len(job_lines) == 2
+    pattern = r"\d\d:\d\d:\d\d job (\d)/2 ok ([0-9a-f]{16}) digits/resnet20/(\w+)/(\w+)/seed0 top1=\d+\.\d\d wall=\S+s left=(\d)"
+    parsed = [re.fullmatch(pattern, ln.strip()) for ln in job_lines]
+    assert all(parsed), job_lines
+    assert [(m[1], m[3], m[4], m[5]) for m in parsed] == [("1", "fp32", "fp32", "1"), ("2", "toy", "W4A4", "0")]
+    rows = {json.loads(p.read_text())["job_key"] for p in (tmp_path / "ws" / "tiny" / "rows").glob("*.json")}
+    assert {m[2] for m in parsed} == rows
+    assert "### tiny v1" in rest  # and the table still comes at the end

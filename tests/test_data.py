@@ -80,6 +80,8 @@ def test_cifar10_through_torchvision(tmp_path: Path) -> None:
     assert len(b.train) == 100 and len(b.test) == 20 and b.num_classes == 10
     x, y = b.train[3]
     assert x.shape == (3, 32, 32) and y == 3
+    # DataLoader workers started with spawn or forkserver receive the dataset pickled
+    assert pickle.loads(pickle.dumps(b.train)).targets == b.train.targets
     with pytest.raises(QbenchError, match="corrupted"):  # the official MD5s do not match these files
         load_cifar(10, tmp_path, verify_checksums=True)
     with pytest.raises(QbenchError, match="needs a data directory"):

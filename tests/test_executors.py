@@ -110,13 +110,8 @@ def _alive(pid: int) -> bool:
     return state != "Z"  # a zombie has exited; only its parent's reaping is left
 
 
-def test_sigterm_stops_the_pool_workers_with_the_run(tmp_path: Path) -> None:
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
+def _cli_with_crashy(tmp_path: Path) -> Path:
+    """A ``qbench`` command line with the toy and crashy plugins registered by hand."""
     tests = Path(__file__).parent
     script = tmp_path / "cli.py"
     script.write_text(
@@ -132,10 +127,20 @@ def test_sigterm_stops_the_pool_workers_with_the_run(tmp_path: Path) -> None:
         "catalog_mod._CACHE[True] = catalog_mod.Catalog(pm)\n"
         "if __name__ == '__main__':\n"
         "    main(sys.argv[1:])\n")
+    return script
+
+
+def _stop_the_run_while_both_workers_hang(tmp_path: Path, sig: int) -> list[int]:
+    """Start ``qbench run --workers 2`` on two jobs that hang in QAT, send the run ``sig`` once both
+    workers are in them, and return the workers' pids."""
+    import subprocess
+    import sys
+    import time
+
     suite_file = tmp_path / "tiny.toml"
     suite_file.write_text(tiny_suite(methods=("hang",), seeds=(0, 1)))
-    proc = subprocess.Popen([sys.executable, str(script), "run", "--suite", str(suite_file), "--all", "--workers", "2",
-                             "--workspace", str(tmp_path / "ws"), "--no-progress"],
+    proc = subprocess.Popen([sys.executable, str(_cli_with_crashy(tmp_path)), "run", "--suite", str(suite_file), "--all",
+                             "--workers", "2", "--workspace", str(tmp_path / "ws"), "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -146,15 +151,68 @@ def test_sigterm_stops_the_pool_workers_with_the_run(tmp_path: Path) -> None:
         while len(list((tmp_path / "ws" / "fp").glob("*.safetensors"))) < 2 and time.monotonic() < deadline:
             time.sleep(0.5)
         time.sleep(5)  # both workers are now in their "hang" job's QAT: they never send anything again
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    deadline = time.monotonic() + 30
-    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+    return workers
+
+
+def _assert_all_end(pids: list[int], within_s: float = 30) -> None:
+    import os
+    import signal
+    import time
+
+    deadline = time.monotonic() + within_s
+    while any(_alive(w) for w in pids) and time.monotonic() < deadline:
         time.sleep(0.5)
-    left = [w for w in workers if _alive(w)]
+    left = [w for w in pids if _alive(w)]
     for w in left:  # do not leave them sleeping on the test machine
         os.kill(w, signal.SIGKILL)
     assert not left, "workers outlived the run they belonged to"
+
+
+def test_sigterm_stops_the_pool_workers_with_the_run(tmp_path: Path) -> None:
+    import signal
+
+    _assert_all_end(_stop_the_run_while_both_workers_hang(tmp_path, signal.SIGTERM))
+
+
+def test_a_killed_run_leaves_no_worker_training(tmp_path: Path) -> None:
+    """kill -9 runs no handler and no ``finally``: the workers (not daemonic, so that they may start
+    DataLoader workers) notice that their parent is gone on their own."""
+    import signal
+
+    _assert_all_end(_stop_the_run_while_both_workers_hang(tmp_path, signal.SIGKILL))
+
+
+@pytest.mark.parametrize("pdeathsig", [True, False])
+def test_lifeline_ends_a_process_whose_parent_was_killed(tmp_path: Path, pdeathsig: bool) -> None:
+    """Both mechanisms of qbench.run.lifeline alone: the kernel's parent-death signal, and the
+    watchdog thread that notices the re-parenting (what a worker started from a thread relies on)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    child = ("import os, sys, time\n"
+             "from qbench.run.lifeline import die_with_parent\n"
+             f"die_with_parent(int(sys.argv[1]), pdeathsig={pdeathsig})\n"
+             "print('armed', flush=True)\n"
+             "time.sleep(600)\n")
+    parent = ("import os, subprocess, sys, time\n"
+              f"c = subprocess.Popen([sys.executable, '-c', {child!r}, str(os.getpid())], stdout=subprocess.PIPE, text=True)\n"
+              "assert c.stdout.readline().strip() == 'armed'\n"
+              "print(c.pid, flush=True)\n"
+              "time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    try:
+        grandchild = int(proc.stdout.readline())
+        assert _alive(grandchild)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _assert_all_end([grandchild], within_s=15)

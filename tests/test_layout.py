@@ -76,6 +76,29 @@ def test_imports_point_down_the_layers() -> None:
     assert not bad, "imports against the layers:\n" + "\n".join(bad)
 
 
+def test_type_only_imports_point_down_too() -> None:
+    """An ``if TYPE_CHECKING:`` import names a type a module works with: one from a layer above
+    means the type lives too high (as the training recipe did, above the loop that reads it)."""
+    bad = []
+    for path in _files():
+        me = _module_name(path)
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                for imp in (n for b in node.body for n in ast.walk(b) if isinstance(n, ast.ImportFrom)):
+                    if imp.module and imp.module.startswith("qbench.") and \
+                            LAYERS[_part(imp.module)] > LAYERS[_part(me)]:
+                        bad.append(f"{path.relative_to(ROOT)}:{imp.lineno} ({_part(me)}) imports {imp.module}")
+    assert not bad, "type-only imports against the layers:\n" + "\n".join(bad)
+
+
+def test_the_training_recipe_lives_with_the_loop_and_the_old_path_still_works() -> None:
+    from qbench.run.suite import TrainRecipe as from_suite
+    from qbench.train.recipe import TrainRecipe
+
+    assert from_suite is TrainRecipe
+
+
 def test_no_import_cycles_between_modules() -> None:
     graph: dict[str, set[str]] = {}
     for path in _files():

@@ -82,14 +82,14 @@ def _cell(text: str) -> str:
 def _export_one(ws: Workspace, cat: Any, row: dict[str, Any], out_dir: Path, data_dir: Path | None,
                 check: bool) -> dict[str, Any]:
     from qbench import deploy
-    from qbench.data.bundle import iterate_batches
+    from qbench.data.bundle import first_batch
     from qbench.deploy.store import rebuild
 
     qmodel, meta = rebuild(ws.root, row["job_key"], cat)
     options = dict(meta.get("dataset_options", {}))
     where = options.pop("data_dir", None) or data_dir
     data = cat.datasets.get(meta["dataset"]).factory(Path(where) if where else None, **options)
-    probe = next(iterate_batches(data.test, deploy.PROBE_BATCH, shuffle=False))[0]
+    probe = first_batch(data.test, deploy.PROBE_BATCH)[0]
     info = {k: row.get(k) for k in ("job_key", "suite", "dataset", "model", "method", "method_version", "bits",
                                     "seed", "top1", "size_kb", "w_bits_measured", "a_bits_measured")}
     exp = deploy.export_model(qmodel, probe, info)

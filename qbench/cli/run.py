@@ -82,8 +82,9 @@ def _executor_options(pairs: tuple[str, ...], ray_address: str | None) -> dict[s
 @click.option("--executor-option", "-X", "executor_options", multiple=True, metavar="KEY=VALUE",
               help="An option for the executor's factory, e.g. -X retries=2 (repeatable).")
 @click.option("--ray-address", help="With --executor ray: the cluster to join (default: start a local one).")
-@click.option("--device", default="cpu", show_default=True, help="auto | cpu | cuda | cuda:N (auto: CUDA when "
-                                                                 "available).")
+@click.option("--device", default="cpu", show_default=True,
+              help="auto | cpu | cuda (every GPU) | cuda:N (that GPU only) | cuda:N,M (auto: every GPU when "
+                   "available).")
 @click.option("--progress/--no-progress", default=True, help="Show progress bars.")
 @click.option("--compare-against", type=click.Path(path_type=Path),
               help="After the run, compare with this committed leaderboard (exit 1 on a regression).")
@@ -96,17 +97,18 @@ def run(run_all: bool, suite_name: str, methods: str | None, models: str | None,
     """Run a suite: FP checkpoints, QAT per method, audit, one row per job (resumable)."""
     from qbench.run.harness import Harness
     from qbench.run.progress import RunProgress
-    from qbench.run.runtime import default_workers, resolve_device
+    from qbench.run.runtime import default_workers, resolve_devices
 
     cat = get_catalog()
     if run_all and methods:
         raise QbenchError("Give either --all or --method, not both.")
-    dev = resolve_device(device)
+    devices = resolve_devices(device)  # --device cuda:1 keeps every worker on GPU 1
+    dev = devices[0]
     suite, jobs = plan_jobs(cat, suite_name, ["*"] if run_all else _csv(methods), _csv(models), _csv(datasets),
                             _csv(bits), seeds, threads=threads, device_type=dev.type)
     if workers is not None and workers < 1:
         raise QbenchError(f"--workers must be >= 1, got {workers}.")
-    n_workers = workers or default_workers(suite.threads, dev)
+    n_workers = workers or default_workers(suite.threads, devices)
     executor = executor or ("pool" if n_workers > 1 else "local")
     options = _executor_options(executor_options, ray_address)
     if executor == "pool":
@@ -117,7 +119,7 @@ def run(run_all: bool, suite_name: str, methods: str | None, models: str | None,
     fp = len({j.fp_key for j in jobs})
     console.print(f"Suite [bold]{suite.name}[/bold] v{suite.version}: {len(jobs)} jobs ({done} finished), "
                   f"{fp} FP checkpoints, methods: {', '.join(dict.fromkeys(j.method.name for j in jobs))}; "
-                  f"{suite.threads} thread(s) a job on {dev}, executor {executor}"
+                  f"{suite.threads} thread(s) a job on {','.join(map(str, devices))}, executor {executor}"
                   + (f" x{options['workers']}" if "workers" in options else "") + f"; workspace {ws.root}")
     if dry_run:
         table = Table(title="plan (dry run)")
@@ -130,8 +132,11 @@ def run(run_all: bool, suite_name: str, methods: str | None, models: str | None,
             console.print("[yellow]This suite is paper-scale: run it on a GPU machine with --data-dir.[/yellow]")
         return
     command = "qbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    with RunProgress(enabled=progress) as prog, terminate_as_interrupt():
-        harness = Harness(cat, ws, data_dir=data_dir, progress=prog, command=command, device=str(dev))
+    # a log (CI, nohup, a batch scheduler) gets a line per finished job; a terminal has the bars
+    job_log = None if sys.stdout.isatty() else sys.stdout
+    with RunProgress(enabled=progress, job_log=job_log) as prog, terminate_as_interrupt():
+        harness = Harness(cat, ws, data_dir=data_dir, progress=prog, command=command, device=str(dev),
+                          devices=tuple(str(d) for d in devices))
         rows = harness.run(suite, jobs, executor=executor, options=options)
     current = [r for r in rows if r.get("suite_version") == suite.version]
     print_summary(current, f"{suite.name} v{suite.version}")

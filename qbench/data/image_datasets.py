@@ -10,13 +10,12 @@ These need a data directory (no hub downloads on machines without internet):
 """
 from __future__ import annotations
 
-import hashlib
-import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 from qbench.data.bundle import DataBundle
+from qbench.data.fingerprint import files_fingerprint
 from qbench.errors import QbenchError
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -34,37 +33,43 @@ def _need_dir(name: str, data_dir: Path | None) -> Path:
     return path
 
 
-def _files_fingerprint(root: Path) -> str:
-    """Hash of relative paths and sizes: cheap, and changes when the files change."""
-    h = hashlib.sha256()
-    for dirpath, _, files in sorted(os.walk(root)):
-        for f in sorted(files):
-            p = Path(dirpath) / f
-            h.update(f"{p.relative_to(root)}:{p.stat().st_size}".encode())
-    return h.hexdigest()[:16]
+class _PresenceChecked:
+    """torchvision's CIFAR loader with presence checks in place of the official MD5s (mixed into
+    the classes :func:`_cifar_class` makes)."""
+
+    def _check_integrity(self) -> bool:
+        folder = Path(self.root) / self.base_folder  # type: ignore[attr-defined]
+        return all((folder / f).exists() for f, _ in self.train_list + self.test_list)  # type: ignore[attr-defined]
+
+    def _load_meta(self) -> None:
+        with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:  # type: ignore[attr-defined]
+            data = pickle.load(f, encoding="latin1")
+        self.classes = data[self.meta["key"]]  # type: ignore[attr-defined]
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
+
+_UNVERIFIED: dict[int, Any] = {}
 
 
 def _cifar_class(num_classes: int, verify: bool) -> Any:
+    """torchvision's class, or its presence-checked variant. The variant is a module attribute
+    (``UnverifiedCIFAR10``, made on first use through the module's ``__getattr__``) so that the
+    dataset pickles: DataLoader workers started with spawn or forkserver receive it pickled."""
     from torchvision.datasets import CIFAR10, CIFAR100
 
     base = CIFAR10 if num_classes == 10 else CIFAR100
     if verify:
         return base
+    if num_classes not in _UNVERIFIED:
+        name = f"UnverifiedCIFAR{num_classes}"
+        _UNVERIFIED[num_classes] = type(name, (_PresenceChecked, base), {"__module__": __name__, "__qualname__": name})
+    return _UNVERIFIED[num_classes]
 
-    class UnverifiedCIFAR(base):  # type: ignore[misc, valid-type]
-        """torchvision's loader, with presence checks in place of the official MD5s."""
 
-        def _check_integrity(self) -> bool:
-            folder = Path(self.root) / self.base_folder
-            return all((folder / f).exists() for f, _ in self.train_list + self.test_list)
-
-        def _load_meta(self) -> None:
-            with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
-                data = pickle.load(f, encoding="latin1")
-            self.classes = data[self.meta["key"]]
-            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-
-    return UnverifiedCIFAR
+def __getattr__(name: str) -> Any:
+    if name in ("UnverifiedCIFAR10", "UnverifiedCIFAR100"):
+        return _cifar_class(int(name[len("UnverifiedCIFAR"):]), verify=False)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_cifar(num_classes: int, data_dir: Path | None = None, verify_checksums: bool = True,
@@ -83,7 +88,7 @@ def load_cifar(num_classes: int, data_dir: Path | None = None, verify_checksums:
         raise QbenchError(f"Dataset {name!r} in {str(root)!r}: {exc}. Put the official python-format batches "
                           f"in {cls.base_folder}/ under the data directory.") from None
     return DataBundle(name=name, train=train, test=test, num_classes=num_classes, in_chans=3,
-                      image_size=(32, 32), fingerprint=_files_fingerprint(root / cls.base_folder), source=str(root))
+                      image_size=(32, 32), fingerprint=files_fingerprint(root / cls.base_folder), source=str(root))
 
 
 def load_image_folder(data_dir: Path | None = None, name: str = "image-folder", img_size: int = 224,
@@ -103,4 +108,4 @@ def load_image_folder(data_dir: Path | None = None, name: str = "image-folder", 
     classes = train.reader.class_to_idx if hasattr(train, "reader") else {}
     num_classes = len(classes) or 1000
     return DataBundle(name=name, train=train, test=test, num_classes=num_classes, in_chans=3,
-                      image_size=(img_size, img_size), fingerprint=_files_fingerprint(root), source=str(root))
+                      image_size=(img_size, img_size), fingerprint=files_fingerprint(root), source=str(root))

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from qbench.atomic import atomic_write_bytes, atomic_write_text
-from qbench.data.bundle import DataBundle, iterate_batches
+from qbench.data.bundle import DataBundle, first_batch, iterate_batches
 
 PROBE_BATCH = 256
 
@@ -126,7 +126,7 @@ def keep_and_check(root: Path | str, job: Any, model: nn.Module, data: DataBundl
     try:
         from qbench.deploy.parity import session_threads
 
-        probe = next(iterate_batches(data.test, PROBE_BATCH, shuffle=False))[0]
+        probe = first_batch(data.test, PROBE_BATCH)[0]
         exp = export_model(model, probe, {"job_key": job.key},
                            threads=session_threads(next(model.parameters()).device))
         return parity_fields(exp, model, data, metrics.get("top1"))

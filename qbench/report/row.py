@@ -104,6 +104,9 @@ class Row(TypedDict, total=False):
     cuda_version: Annotated[str, "CUDA runtime torch was built with ('' on CPU)"]
     cudnn_version: Annotated[str, "cuDNN version ('' on CPU)"]
     executor: Annotated[str, "the executor that ran the job"]
+    loader_workers: Annotated[int, "DataLoader worker processes of a file dataset in the job's process (0: batches "
+                                   "made in that process, as for in-memory data); augmentation is seeded per "
+                                   "sample, so the count never changes a result"]
     resumed_from_epoch: Annotated[int, "0, or the epoch checkpoint a killed job resumed from"]
     command: Annotated[str, "the command line that produced the row"]
     qbench_version: Annotated[str, "qbench version"]

@@ -16,7 +16,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from qbench.data.bundle import DataBundle, iterate_batches
+from qbench.data.bundle import DataBundle, first_batch
+from qbench.data.fingerprint import CACHE_DIR as FINGERPRINT_CACHE
+from qbench.data.loader import set_loader_workers
 from qbench.deploy import keep_and_check
 from qbench.models import create_model
 from qbench.plugin.catalog import Catalog
@@ -46,18 +48,24 @@ class Harness:
     :param data_dir: where datasets that need files look for them.
     :param command: the command line that started the run, recorded in each row.
     :param device: where jobs compute ("cpu", "cuda:0"); a pool worker gets its own.
+    :param devices: where pool workers compute, in turn (``--device cuda:0,2``); default: ``device``.
+    :param loader_workers: DataLoader workers of file datasets in this process (None: the default,
+        :func:`qbench.data.loader.loader_workers`); the pool gives each worker its share of the cores.
     """
 
     def __init__(self, catalog: Catalog, workspace: Workspace, data_dir: Path | None = None,
                  progress: RunProgress | None = None, command: str = "", device: str = "cpu",
-                 executor: str = "local") -> None:
+                 executor: str = "local", loader_workers: int | None = None,
+                 devices: tuple[str, ...] = ()) -> None:
         self.catalog = catalog
         self.ws = workspace
         self.data_dir = data_dir
         self.progress = progress or RunProgress(enabled=False)
         self.command = command
         self.device = torch.device(device)
+        self.devices = tuple(devices) or (str(self.device),)
         self.executor = executor
+        self.loader_workers = loader_workers
         self._data: dict[str, DataBundle] = {}
 
     # -- lifecycle hooks never break a run ---------------------------------------------------
@@ -74,7 +82,11 @@ class Harness:
             factory = self.catalog.datasets.get(entry.name).factory
             options = dict(entry.options)
             data_dir = options.pop("data_dir", None) or self.data_dir
-            self._data[key] = factory(Path(data_dir) if data_dir else None, **options)
+            token = FINGERPRINT_CACHE.set(self.ws.root / "cache")  # a large tree is walked once per run
+            try:
+                self._data[key] = factory(Path(data_dir) if data_dir else None, **options)
+            finally:
+                FINGERPRINT_CACHE.reset(token)
         return self._data[key]
 
     def new_model(self, job: Job, data: DataBundle) -> nn.Module:
@@ -113,7 +125,7 @@ class Harness:
 
     def train_fp(self, job: Job) -> FpCheckpoint:
         """The job's FP checkpoint as bytes and meta, trained here if needed (a Ray task's result)."""
-        apply_runtime(job.suite.threads, job.suite.deterministic, self.device)
+        self._apply_runtime(job)
         model, meta = self.fp_model(job, self.data(job.dataset))
         return save_state(model), meta
 
@@ -124,8 +136,12 @@ class Harness:
                          metrics={"loss": stats.loss, "lr": stats.lr, "seconds": stats.seconds})
         return cb
 
+    def _apply_runtime(self, job: Job) -> None:
+        apply_runtime(job.suite.threads, job.suite.deterministic, self.device)
+        set_loader_workers(self.loader_workers)
+
     # -- one job -------------------------------------------------------------------------------
-    def base_row(self, job: Job) -> dict[str, Any]:
+    def base_row(self, job: Job, device: str | None = None) -> dict[str, Any]:
         m = job.method
         entry_plugin = self.catalog.methods.entry(m.name).plugin if m.name in self.catalog.methods else \
             "suite composition"
@@ -145,14 +161,15 @@ class Harness:
             "first_last": job.suite.first_last, "attention": job.suite.attention, "seed": job.seed,
             "command": self.command,
             "torch_threads": job.suite.threads, "deterministic": job.suite.deterministic,
-            "executor": self.executor, "date": now(), **environment(), **device_facts(self.device),
+            "executor": self.executor, "date": now(), **environment(),
+            **device_facts(torch.device(device) if device else self.device),
         }
         return dict(row)
 
     def compute_row(self, job: Job, fp: FpCheckpoint | None = None) -> dict[str, Any]:
         """Run one job and return its row (written by the caller); never raises for the job's
         own failure. ``fp`` hands over the FP checkpoint where there is no shared workspace."""
-        apply_runtime(job.suite.threads, job.suite.deterministic, self.device)
+        self._apply_runtime(job)
         row = self.base_row(job)
         t0 = time.perf_counter()
         self._notify("qbench_before_training_run", job=job)
@@ -196,9 +213,11 @@ class Harness:
         """Run one job in this process and write its row."""
         return self.write_row(job, self.compute_row(job))
 
-    def record_lost(self, job: Job, status: str, reason: str, wall_s: float) -> dict[str, Any]:
-        """Write the row of a job whose process died or was killed before it could write one."""
-        row = self.base_row(job)
+    def record_lost(self, job: Job, status: str, reason: str, wall_s: float, device: str | None = None
+                    ) -> dict[str, Any]:
+        """Write the row of a job whose process died or was killed before it could write one;
+        ``device`` is where it ran (a pool worker's GPU), this harness's device by default."""
+        row = self.base_row(job, device)
         row.update({"status": status, "reason": reason, "wall_s": round(wall_s, 3)})
         self._notify("qbench_on_training_error", job=job, error=RuntimeError(reason))
         return self.write_row(job, row)
@@ -207,8 +226,8 @@ class Harness:
         data = self.data(job.dataset)
         fp_model, fp_meta = self.fp_model(job, data, fp)
         out: dict[str, Any] = {"dataset_hash": data.fingerprint, "dataset_source": data.source,
-                               "fp_top1": fp_meta["top1"]}
-        x_audit = next(iterate_batches(data.test, AUDIT_BATCH, shuffle=False))[0].to(self.device)
+                               "fp_top1": fp_meta["top1"], "loader_workers": data.loader_workers()}
+        x_audit = first_batch(data.test, AUDIT_BATCH, self.device)[0]
         if job.method.reference:
             layers = find_layers(fp_model, x_audit)
             out.update(evaluate(fp_model, data, device=self.device))

@@ -12,16 +12,21 @@ one worker and a fresh process per job.
 """
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
+import os
 import signal
+import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 from qbench.run.jobs import Job
+from qbench.run.runtime import usable_cores
 from qbench.run.worker import WorkerSpec, worker_main
 
 if TYPE_CHECKING:
@@ -39,11 +44,27 @@ def exit_reason(exitcode: int | None) -> str:
     return f"the worker process exited with code {exitcode} before sending its row"
 
 
+#: every worker process started and not yet joined, for :func:`_kill_live`
+_LIVE: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_live() -> None:
+    """At interpreter exit, kill workers a pool did not stop (its generator was never closed, e.g.
+    held by a traceback). Registered after multiprocessing's own exit hook, so it runs first:
+    that hook joins non-daemonic children, and would wait forever on a worker blocked in recv."""
+    for proc in list(_LIVE):
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+
+
 @dataclass
 class _Worker:
     index: int
     proc: Any
     conn: Connection
+    device: str = "cpu"
     job: Job | None = None
     started: float = 0.0
     limit: float | None = None
@@ -81,12 +102,19 @@ class WorkerPool:
 
     # -- processes -----------------------------------------------------------------------------
     def _spawn(self, index: int, spec: WorkerSpec) -> _Worker:
+        """A worker process. Not daemonic: a daemonic process may not start children, and a file
+        dataset's DataLoader starts its own workers. The worker ends with this process instead
+        through :mod:`qbench.run.lifeline` (also when this one is killed), and :func:`_kill_live`
+        ends it at exit, where multiprocessing would otherwise wait for it."""
         ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=worker_main, args=(spec, index, child), name=f"qbench-worker-{index}", daemon=True)
+        lifeline = (os.getpid(), threading.current_thread() is threading.main_thread())
+        proc = ctx.Process(target=worker_main, args=(spec, index, child, lifeline), name=f"qbench-worker-{index}",
+                           daemon=False)
         proc.start()
+        _LIVE.add(proc)
         child.close()
-        return _Worker(index, proc, parent)
+        return _Worker(index, proc, parent, spec.worker_device(index))
 
     @staticmethod
     def _stop(w: _Worker, wait_s: float = 10.0) -> None:
@@ -114,8 +142,15 @@ class WorkerPool:
                 return job
         return None
 
+    def loader_share(self) -> int:
+        """Each worker's DataLoader workers: the cores split between the pool's workers (at most 8
+        each), not min(8, cores) in every one of them."""
+        return min(8, usable_cores() // self.workers)
+
     def run(self, jobs: list[Job], harness: "Harness") -> Iterator[dict[str, Any]]:
         spec = WorkerSpec.of(harness)
+        if spec.loader_workers is None:
+            spec = replace(spec, loader_workers=self.loader_share())
         queue = deque(jobs)
         training: set[str] = set()  # FP keys a worker is training (no checkpoint on disk yet)
         pool: list[_Worker] = []
@@ -181,7 +216,7 @@ class WorkerPool:
         if w.proc.is_alive():
             w.proc.kill()
         self._replace(w, pool, spec)
-        return harness.record_lost(job, status, reason, time.perf_counter() - w.started)
+        return harness.record_lost(job, status, reason, time.perf_counter() - w.started, device=w.device)
 
     def _replace(self, w: _Worker, pool: list[_Worker], spec: WorkerSpec) -> None:
         self._stop(w, wait_s=5.0)

@@ -8,6 +8,7 @@ task) calls :func:`apply_runtime` before the job starts.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -15,27 +16,45 @@ import torch
 from qbench.errors import QbenchError
 
 
-def resolve_device(spec: str) -> torch.device:
-    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``, checked against this machine."""
+def parse_devices(spec: str, cuda_count: int) -> list[torch.device]:
+    """The devices ``--device`` names on a machine with ``cuda_count`` GPUs: ``cpu``; ``cuda`` (every
+    GPU, one pool worker each); ``cuda:N`` (that GPU only); ``cuda:N,M`` (those); ``auto`` (every GPU
+    when there is one, else the CPU). Pure, so the rules are checked without a GPU."""
     spec = (spec or "cpu").strip().lower()
     if spec == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+        spec = "cuda" if cuda_count else "cpu"
+    if spec == "cpu":
+        return [torch.device("cpu")]
+    head, _, tail = spec.partition(":")
+    if head != "cuda":
+        raise QbenchError(f"--device {spec!r}: qbench runs on cpu or cuda; use auto, cpu, cuda, cuda:N or "
+                          "cuda:N,M.")
+    if not cuda_count:
+        raise QbenchError(f"--device {spec!r}: torch sees no CUDA device on this machine "
+                          f"(torch {torch.__version__}). Use --device cpu, or auto to pick what is there.")
+    if not tail:
+        return [torch.device("cuda", i) for i in range(cuda_count)]
     try:
-        dev = torch.device(spec)
-    except RuntimeError:
-        raise QbenchError(f"--device {spec!r} is not a device; use auto, cpu, cuda or cuda:N.") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise QbenchError(f"--device {spec!r}: qbench runs on cpu or cuda; use auto, cpu, cuda or cuda:N.")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise QbenchError(f"--device {spec!r}: torch sees no CUDA device on this machine "
-                              f"(torch {torch.__version__}). Use --device cpu, or auto to pick what is there.")
-        index = 0 if dev.index is None else dev.index
-        if index >= torch.cuda.device_count():
-            raise QbenchError(f"--device {spec!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                              f"numbered from 0.")
-        dev = torch.device("cuda", index)
-    return dev
+        indices = [int(part) for part in tail.split(",")]
+    except ValueError:
+        raise QbenchError(f"--device {spec!r} is not a device; use auto, cpu, cuda, cuda:N or cuda:N,M.") from None
+    bad = [i for i in indices if not 0 <= i < cuda_count]
+    if bad:
+        raise QbenchError(f"--device {spec!r}: this machine has {cuda_count} CUDA device(s), numbered from 0.")
+    if len(set(indices)) != len(indices):
+        raise QbenchError(f"--device {spec!r} names a GPU twice; give each once (--workers N puts N workers "
+                          "on them).")
+    return [torch.device("cuda", i) for i in indices]
+
+
+def resolve_devices(spec: str) -> list[torch.device]:
+    """:func:`parse_devices` on this machine."""
+    return parse_devices(spec, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+
+
+def resolve_device(spec: str) -> torch.device:
+    """The first device ``spec`` names (where a job runs in this process)."""
+    return resolve_devices(spec)[0]
 
 
 def usable_cores() -> int:
@@ -46,18 +65,23 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_workers(threads: int, device: torch.device) -> int:
-    """One worker per GPU on CUDA; on CPU as many as the cores allow at the recipe's threads."""
-    if device.type == "cuda":
-        return torch.cuda.device_count()
+def _as_list(devices: torch.device | Sequence[torch.device]) -> list[torch.device]:
+    return [devices] if isinstance(devices, torch.device) else list(devices)
+
+
+def default_workers(threads: int, devices: torch.device | Sequence[torch.device]) -> int:
+    """One worker per GPU named on CUDA; on CPU as many as the cores allow at the recipe's threads."""
+    devs = _as_list(devices)
+    if devs[0].type == "cuda":
+        return len(devs)
     return max(1, usable_cores() // max(threads, 1))
 
 
-def worker_device(device: torch.device, worker: int) -> torch.device:
-    """The device of pool worker ``worker``: its own GPU (round robin), or the CPU."""
-    if device.type != "cuda":
-        return device
-    return torch.device("cuda", worker % torch.cuda.device_count())
+def worker_device(devices: torch.device | Sequence[torch.device], worker: int) -> torch.device:
+    """The device of pool worker ``worker``: the named GPUs in turn (only those: ``--device cuda:1``
+    keeps every worker on GPU 1), or the CPU."""
+    devs = _as_list(devices)
+    return devs[worker % len(devs)]
 
 
 def apply_runtime(threads: int, deterministic: bool, device: torch.device) -> None:

@@ -20,23 +20,9 @@ except ModuleNotFoundError:  # Python 3.10
 
 from qbench.contract.bits import FIRST_LAST_RULES, BitTarget
 from qbench.errors import QbenchError
+from qbench.train.recipe import OPTIMIZERS, SCHEDULES, TrainRecipe  # re-exported: suites are made of recipes
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
 ATTENTION = ("fp", "quantized")
-SCHEDULES = ("cosine", "constant")
-
-
-@dataclass(frozen=True)
-class TrainRecipe:
-    """One training phase (FP pre-training or QAT fine-tuning)."""
-
-    epochs: int
-    batch_size: int = 64
-    optimizer: str = "sgd"
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,11 @@ class WorkerSpec:
     executor: str
     load_entrypoints: bool
     extra_plugins: tuple[tuple[str, str], ...]  # (plugin name, module name)
+    #: DataLoader workers of file datasets in the worker (None: the worker's default); an executor
+    #: running N workers on one machine gives each its share of the cores
+    loader_workers: int | None = None
+    #: the devices workers take in turn (the harness's ``devices``)
+    devices: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, harness: "Harness") -> "WorkerSpec":
@@ -39,10 +44,19 @@ class WorkerSpec:
                       if isinstance(plugin, ModuleType) and name not in known)
         return cls(workspace=str(harness.ws.root), data_dir=str(harness.data_dir) if harness.data_dir else None,
                    command=harness.command, device=str(harness.device), executor=harness.executor,
-                   load_entrypoints=pm.load_entrypoints, extra_plugins=extra)
+                   load_entrypoints=pm.load_entrypoints, extra_plugins=extra, loader_workers=harness.loader_workers,
+                   devices=harness.devices)
 
     def on_device(self, device: str) -> "WorkerSpec":
-        return replace(self, device=device)
+        return replace(self, device=device, devices=(device,))
+
+    def worker_device(self, index: int) -> str:
+        """The device of pool worker ``index``: the spec's devices in turn."""
+        import torch
+
+        from qbench.run.runtime import worker_device
+
+        return str(worker_device([torch.device(d) for d in self.devices or (self.device,)], index))
 
     def harness(self) -> "Harness":
         """The harness, rebuilt in this (worker) process."""
@@ -56,7 +70,8 @@ class WorkerSpec:
             if pm.get_plugin(name) is None and not pm.is_blocked(name):
                 pm.register(importlib.import_module(module), name=name)
         return Harness(Catalog(pm), Workspace(self.workspace), Path(self.data_dir) if self.data_dir else None,
-                       command=self.command, device=self.device, executor=self.executor)
+                       command=self.command, device=self.device, executor=self.executor,
+                       loader_workers=self.loader_workers, devices=self.devices)
 
 
 class PipeProgress:
@@ -78,16 +93,23 @@ class PipeProgress:
         self.conn.send(("status", f"{task[0]} done; evaluating and auditing"))
 
 
-def worker_main(spec: WorkerSpec, index: int, conn: Connection) -> None:
-    """Entry point of a pool worker: run each job the parent sends until it sends ``None``."""
-    import torch
+def worker_main(spec: WorkerSpec, index: int, conn: Connection, lifeline: tuple[int, bool] | None = None) -> None:
+    """Entry point of a pool worker: run each job the parent sends until it sends ``None``.
 
-    from qbench.run.runtime import worker_device
+    :param lifeline: the parent's pid, and whether it started this process from its main thread
+        (:func:`qbench.run.lifeline.die_with_parent`): the worker never outlives its parent.
+    """
+    if lifeline is not None:
+        from qbench.run.lifeline import die_with_parent
 
-    harness = spec.on_device(str(worker_device(torch.device(spec.device), index))).harness()
+        die_with_parent(*lifeline)
+    harness = spec.on_device(spec.worker_device(index)).harness()
     harness.progress = PipeProgress(conn)  # type: ignore[assignment]
     while True:
-        job = conn.recv()
+        try:
+            job = conn.recv()
+        except EOFError:  # the parent closed its end (or is gone): nothing more will come
+            return
         if job is None:
             return
         conn.send(("row", harness.compute_row(job)))

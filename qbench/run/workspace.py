@@ -7,6 +7,7 @@ Layout (default root ``./qbench-runs``, or ``--workspace`` / ``$QBENCH_WORKSPACE
     <root>/fp/<fp key>.safetensors (+ .json) FP checkpoints shared by every method
     <root>/epochs/<key>.<phase>.pt           the last epoch of a job in flight (resume after a kill)
     <root>/locks/<name>.lock                 per-job and per-checkpoint locks (flock)
+    <root>/cache/                            fingerprints of large dataset trees (rebuilt when missing)
     <root>/quarantine/                       corrupt or foreign files, moved aside with a warning
 
 A row file exists only once its job has finished, so an interrupted run loses at most the epoch

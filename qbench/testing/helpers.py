@@ -21,6 +21,7 @@ from qbench.run.harness import Harness
 from qbench.run.plan import plan_jobs
 from qbench.run.suite import Suite, TrainRecipe, parse_suite
 from qbench.run.workspace import Workspace
+from qbench.testing.file_datasets import file_suite, write_cifar10, write_image_folder
 from qbench.train.audit import audit_model, export_parity, summarize
 from qbench.train.loop import evaluate, train
 from qbench.train.qat import QatResult, frozen_copy, prepare, run_qat
@@ -53,6 +54,17 @@ def run_suite(suite: Suite, methods: list[str], workspace: Path, catalog: Catalo
     return Harness(cat, Workspace(workspace)).run(suite, jobs)
 
 
+#: row fields that say when, where and how fast a job ran, not what it computed: they differ
+#: between two runs of the same job (the executor and the loader workers are provenance)
+VOLATILE_ROW_FIELDS = frozenset({"wall_s", "qat_s", "peak_rss_mb", "date", "command", "executor", "loader_workers",
+                                 "traceback"})
+
+
+def comparable(row: dict[str, Any]) -> dict[str, Any]:
+    """A row without its :data:`VOLATILE_ROW_FIELDS`: what two runs of one job must agree on."""
+    return {k: v for k, v in row.items() if k not in VOLATILE_ROW_FIELDS}
+
+
 def sibling_module(test_file: str, name: str) -> ModuleType:
     """Import ``<name>.py`` from the folder of ``test_file`` (e.g. a frozen copy of old code that a
     test pins new code against): pytest runs with ``--import-mode=importlib``, so a tests folder is
@@ -78,5 +90,6 @@ __all__ = [
     "DataBundle", "load_digits", "create_model", "Catalog", "get_catalog", "reset_catalog", "get_plugin_manager",
     "Suite", "TrainRecipe", "parse_suite", "audit_model", "export_parity", "summarize", "evaluate", "train",
     "QatResult", "frozen_copy", "prepare", "run_qat", "run_suite", "sibling_module", "suite_method", "tiny_suite",
-    "Harness", "plan_jobs", "Workspace",
+    "Harness", "plan_jobs", "Workspace", "VOLATILE_ROW_FIELDS", "comparable",
+    "write_cifar10", "write_image_folder", "file_suite",
 ]

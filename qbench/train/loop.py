@@ -9,18 +9,16 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from qbench.contract.optim import DEFAULT_SPEC, OptimSpec
 from qbench.contract.quant.base import Quantizer
-from qbench.data.bundle import DataBundle, iterate_batches, num_batches
+from qbench.data.bundle import DataBundle, EpochBatches, iterate_batches, num_batches
+from qbench.train.recipe import TrainRecipe
 from qbench.train.resume import Checkpointer, epoch_state, restore_epoch
-
-if TYPE_CHECKING:  # the recipe is data from the runner's suite; only its fields are read here
-    from qbench.run.suite import TrainRecipe
 
 
 @dataclass
@@ -105,6 +103,16 @@ def build_optimizer(groups: list[dict], recipe: TrainRecipe, total_steps: int
 StepHook = Callable[[Tensor, Tensor, float, int, int], None]
 
 
+def _device(device: torch.device | str | None) -> torch.device | None:
+    """The job's device with its index (``cuda`` alone means the current GPU)."""
+    if device is None:
+        return None
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return dev
+
+
 def train(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], data: DataBundle, recipe: TrainRecipe,
           seed: int, extra_params: ParamSpecs = (), after_step: StepHook | None = None,  # type: ignore[assignment]
           on_epoch: Callable[[EpochStats], None] | None = None, deadline: float | None = None,
@@ -132,32 +140,35 @@ def train(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], data: D
     step, start = 0, 1
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
-        step, start = restore_epoch(saved, model, opt, sched, gen, stateful)
+        step, start = restore_epoch(saved, model, opt, sched, gen, stateful, _device(device))
         history = [EpochStats(*h) for h in saved["history"]]
-    for epoch in range(start, recipe.epochs + 1):
-        model.train()
-        t0, total, count = time.perf_counter(), 0.0, 0
-        for x, y in iterate_batches(data.train, recipe.batch_size, shuffle=True, generator=gen, device=device):
-            loss = loss_fn(x, y)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}, step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            total += loss.item() * len(y)
-            count += len(y)
-            if after_step is not None:
-                after_step(x, y, loss.item(), step, epoch)
-        stats = EpochStats(epoch, total / max(count, 1), opt.param_groups[0]["lr"], time.perf_counter() - t0)
-        history.append(stats)
-        if checkpoint is not None and epoch < recipe.epochs:
-            checkpoint.save(epoch_state(epoch, step, model, opt, sched, gen, stateful, history))
-        if on_epoch is not None:
-            on_epoch(stats)
-        if deadline is not None and time.monotonic() > deadline and epoch < recipe.epochs:
-            raise TimeoutError(f"job exceeded its time budget after epoch {epoch}/{recipe.epochs}")
+    # a file dataset's loader workers start once for the phase, not at every epoch
+    with EpochBatches(data.train, recipe.batch_size, device) as batches:
+        for epoch in range(start, recipe.epochs + 1):
+            model.train()
+            t0, total, count = time.perf_counter(), 0.0, 0
+            for x, y in batches.epoch(gen):
+                loss = loss_fn(x, y)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}, step {step}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                total += loss.item() * len(y)
+                count += len(y)
+                if after_step is not None:
+                    after_step(x, y, loss.item(), step, epoch)
+            stats = EpochStats(epoch, total / max(count, 1), opt.param_groups[0]["lr"], time.perf_counter() - t0)
+            history.append(stats)
+            if checkpoint is not None and epoch < recipe.epochs:
+                checkpoint.save(epoch_state(epoch, step, model, opt, sched, gen, stateful, history,
+                                            _device(device)))
+            if on_epoch is not None:
+                on_epoch(stats)
+            if deadline is not None and time.monotonic() > deadline and epoch < recipe.epochs:
+                raise TimeoutError(f"job exceeded its time budget after epoch {epoch}/{recipe.epochs}")
     return history
 
 

@@ -62,7 +62,7 @@ def prepare(method: Method, catalog: Catalog, fp_model: nn.Module, data: DataBun
     make_aq = (lambda bits, layer: aq_entry.factory(bits=bits, layer=layer, **params_a)) if aq_entry else None
 
     gen = torch.Generator().manual_seed(seed)
-    calib = [b for _, b in zip(range(CALIB_BATCHES), iterate_batches(data.train, 64, True, gen, device=device))]
+    calib = list(iterate_batches(data.train, 64, True, gen, device=device, max_batches=CALIB_BATCHES))
     allocator: BitAllocator = catalog.allocators.get(method.allocator).factory(**method.part_params("allocator"))
     body = [l for l in layers if l.role == "body"]
     ctx = AllocationContext(fp_model=fp_model, calib_batches=calib, make_weight_quantizer=make_wq, seed=seed,

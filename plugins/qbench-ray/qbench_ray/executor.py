@@ -22,7 +22,9 @@ by the driver. A job that raises becomes a ``failed`` row inside the worker, as 
 
 Resources (:mod:`qbench_ray.resources`): each task asks for ``num_cpus`` = the recipe's threads
 plus ``loader_cpus``, and on a CUDA run one GPU in a fresh worker process (``max_calls=1``): Ray
-then shows the task only its own GPU, which the worker uses as ``cuda:0``.
+then shows the task only its own GPU, which the worker uses as ``cuda:0``. A file dataset's
+DataLoader in a task starts ``loader_cpus`` loader workers (default: the recipe's threads;
+``QBENCH_LOADER_WORKERS`` in the workers' environment overrides it).
 """
 from __future__ import annotations
 
@@ -225,7 +227,10 @@ class RayExecutor:
         import ray
 
         self._connect()
-        spec = ray.put(WorkerSpec.of(harness))
+        base = WorkerSpec.of(harness)
+        if base.loader_workers is None:  # a task's file-dataset loader workers: the CPUs it asks Ray for them
+            base = replace(base, loader_workers=self.loader_cpus or max(1, jobs[0].suite.threads))
+        spec = ray.put(base)
         gpu = harness.device.type == "cuda"
         train_fp, run_job = remote(train_fp_task, gpu), remote(job_task, gpu)
 

@@ -22,6 +22,8 @@ def ray_cluster() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])))
         mp.setenv("OMP_NUM_THREADS", "1")
+        # file datasets' DataLoader workers inside the Ray workers (the in-memory ones use none)
+        mp.setenv("QBENCH_LOADER_WORKERS", "2")
         # Ray nices its workers to 15: on a machine shared with other work they would crawl
         mp.setenv("RAY_worker_niceness", "0")
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
