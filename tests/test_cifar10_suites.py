@@ -1,5 +1,6 @@
-"""The CIFAR-10 suite: the papers' ResNet-20 recipe, its augmentation, and its plan on a
-CIFAR-10 made here in the official python format."""
+"""The CIFAR-10 suites: the papers' ResNet-20 recipe (cifar10) and the short GPU track
+(cifar10-fast), their augmentation, and their plans on a CIFAR-10 made here in the official
+python format."""
 from __future__ import annotations
 
 import pickle
@@ -47,6 +48,18 @@ def test_cifar10_follows_the_apot_recipe_and_names_its_papers() -> None:
         assert source in text, f"the suite file no longer names its source {source!r}"
 
 
+def test_the_fast_track_is_the_same_setting_trained_for_less() -> None:
+    full = load_suite(str(SUITES / "cifar10.toml"), {})
+    fast = load_suite(str(SUITES / "cifar10-fast.toml"), {})
+    assert fast.name == "cifar10-fast" and fast.papers == full.papers
+    assert (fast.first_last, fast.models, fast.datasets) == (full.first_last, full.models, full.datasets)
+    assert fast.qat.epochs < full.qat.epochs and fast.fp.epochs < full.fp.epochs
+    for phase in ("fp", "qat"):  # linear lr scaling with the batch, from the full recipe
+        a, b = getattr(full, phase), getattr(fast, phase)
+        assert b.lr / b.batch_size == pytest.approx(a.lr / a.batch_size)
+    assert "ESTIMATE" in (SUITES / "cifar10-fast.toml").read_text()  # the GPU time is not a measurement
+
+
 @pytest.mark.parametrize("augment", [True, False])
 def test_the_suites_augmentation_option_reaches_the_loader(tmp_path: Path, augment: bool) -> None:
     import torchvision.transforms as T
@@ -65,7 +78,7 @@ def test_the_suites_augmentation_option_reaches_the_loader(tmp_path: Path, augme
     assert not {T.RandomCrop, T.RandomHorizontalFlip} & {type(t) for t in b.test.transform.transforms}
 
 
-@pytest.mark.parametrize("suite, version", [("cifar10", 2)])
+@pytest.mark.parametrize("suite, version", [("cifar10-fast", 1), ("cifar10", 2)])
 def test_the_suite_plans_on_a_cifar10_directory(tmp_path: Path, suite: str, version: int) -> None:
     data = write_tiny_cifar10(tmp_path / "data")
     res = subprocess.run([sys.executable, "-m", "qbench.cli", "run", "--suite", suite, "--dry-run", "--data-dir",
