@@ -7,6 +7,7 @@ import pickle
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -87,3 +88,17 @@ def test_the_suite_plans_on_a_cifar10_directory(tmp_path: Path, suite: str, vers
     assert res.returncode == 0, res.stderr
     assert f"Suite {suite} v{version}" in res.stdout and "plan (dry run)" in res.stdout
     assert "cifar10/resnet20/fp32/fp32/seed0" in res.stdout
+
+
+def test_a_composition_of_a_method_not_installed_is_left_out_not_an_error(catalog: Any) -> None:
+    """cifar10 composes dgms (its own mixture lr); where the dgms plugin is absent (the toy catalog
+    here) the suite still plans, and naming the composition is an unknown method."""
+    from qbench.errors import UnknownNameError
+    from qbench.run.jobs import select_methods, suite_methods
+
+    suite = load_suite(str(SUITES / "cifar10.toml"), {})
+    assert "dgms" in suite.compose and "dgms" not in catalog.methods
+    methods = suite_methods(suite, catalog)
+    assert "dgms" not in methods and "fp32" in methods
+    with pytest.raises(UnknownNameError):
+        select_methods(["dgms"], methods)
