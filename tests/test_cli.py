@@ -56,11 +56,11 @@ def test_list_and_plugins() -> None:
     assert res.returncode == 2 and "Invalid value" in res.stderr
 
 
-@pytest.mark.parametrize("suite", ["cifar10", "imagenet", "fmnist", "quick"])
+@pytest.mark.parametrize("suite", ["cifar10", "cifar10-fast", "imagenet", "fmnist", "quick"])
 def test_every_shipped_suite_validates_and_plans(suite: str) -> None:
     res = qbench("run", "--suite", suite, "--dry-run", "--workspace", "/nonexistent/ws")
     assert res.returncode == 0, res.stderr
-    version = {"quick": 4, "fmnist": 2}.get(suite, 1)
+    version = {"quick": 4, "fmnist": 2, "cifar10": 2}.get(suite, 1)
     assert f"Suite {suite} v{version}" in res.stdout and "plan (dry run)" in res.stdout
 
 

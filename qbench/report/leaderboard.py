@@ -7,6 +7,7 @@ Layout, one directory per suite version (results of different versions are never
     leaderboards/<suite>/v<version>/meta.json       schema, versions, dataset hashes, machine, command
     leaderboards/<suite>/v<version>/diff.csv        top1_diff / rank_diff against what it replaced
     leaderboards/<suite>/v<version>/pareto.png      accuracy vs GBitOPs and vs average bits
+    leaderboards/<suite>/v<version>/<papers file>   the papers' numbers, when the suite names them
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ import pandas as pd
 from qbench.atomic import atomic_write_text
 from qbench.errors import QbenchError
 from qbench.report.budget import BITOPS_RTOL, BITS_TOL, CHANCE_MARGIN, DEPLOY_TOP1_TOL
+from qbench.report.papers import (MD_HEADER, MD_LEGEND, PaperEntry, attach_papers, copy_papers, md_cells,
+                                  md_sources, papers_of_version)
 from qbench.report.rows_csv import rows_to_csv
 from qbench.report.ranks import RANK_RULE
 from qbench.report.stats import GROUP, aggregate, deploy_cell, is_ranked, torch_threads
@@ -126,10 +129,14 @@ def metadata(df: pd.DataFrame, suite: str, command: str) -> dict[str, Any]:
     }
 
 
-def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
-    """The leaderboard table(s), one per (dataset, model), with how they were obtained."""
+def render_markdown(df: pd.DataFrame, suite: str, command: str = "",
+                    papers: list[PaperEntry] | None = None) -> str:
+    """The leaderboard table(s), one per (dataset, model), with how they were obtained; with
+    ``papers`` (the suite's papers file), each table also shows the papers' numbers and the gaps."""
     version = check_single_version(df)
     agg = aggregate(df)
+    if papers is not None and not agg.empty:
+        agg = attach_papers(agg, papers)
     meta = metadata(df, suite, command)
     out = io.StringIO()
     out.write(f"# qbench leaderboard: suite `{suite}` v{version}\n\n")
@@ -155,6 +162,8 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
               "reasons are listed below the tables), `int` when onnxruntime ran integer kernels "
               "(ConvInteger, MatMulInteger, QLinearConv) for every seed; "
               f"first/last layers: `{df['first_last'].iloc[0] if 'first_last' in df else ''}`.\n\n")
+    if papers is not None:
+        out.write(MD_LEGEND + "\n\n")
     out.write(f"qbench {', '.join(meta['qbench_version'])}; torch {', '.join(meta['torch_version'])}; "
               f"timm {', '.join(meta['timm_version'])}; commit {', '.join(meta['git_commit'])}; "
               f"machine: {', '.join(meta['machine'])}; torch threads: "
@@ -165,15 +174,15 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "") -> str:
         for bits, gb in budgets:  # one table per budget: a weight-only row never shares a rank table
             kind = " (weight-only)" if bits.endswith("A32") else ""
             out.write(f"## {dataset} / {model}" + (f" / {bits}{kind}" if bits else "") + "\n\n")
-            _table(out, pd.concat([ref, gb]))
-    _unranked_sections(out, agg, df)
+            _table(out, pd.concat([ref, gb]), papers)
+    _unranked_sections(out, agg, df, papers)
     return out.getvalue()
 
 
-def _table(out: io.StringIO, g: pd.DataFrame) -> None:
+def _table(out: io.StringIO, g: pd.DataFrame, papers: object) -> None:
     out.write("| rank | method | bits | top-1 | ±95% CI | Δ FP | seeds | W bits | A bits | W zeros | GBitOPs | "
-              "size (KB) | Pareto | deploy |\n")
-    out.write("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+              "size (KB) | Pareto | deploy |" + (MD_HEADER if papers is not None else "") + "\n")
+    out.write("|---" * 14 + "|" + ("---|" * 4 if papers is not None else "") + "\n")
     for r in g.itertuples():
         if r.bits != "fp32" and not is_ranked(r.rank):
             continue
@@ -182,11 +191,13 @@ def _table(out: io.StringIO, g: pd.DataFrame) -> None:
                   f"{r.top1:.2f} ± {_fmt(r.top1_std)} | "
                   f"{_fmt(r.ci95)} | {r.gap:+.2f} | {r.n} | {r.w_bits:.2f} | {r.a_bits:.2f} | "
                   f"{_pct(r.w_sparsity)} | {r.gbitops:.5f} | {r.size_kb:.1f} | {_pareto_cell(r)} | "
-                  f"{deploy_cell(r.deploy_top1, r.deploy_flagged, r.n, r.deploy_integer)} |\n")
+                  f"{deploy_cell(r.deploy_top1, r.deploy_flagged, r.n, r.deploy_integer)} |"
+                  + (md_cells(r) if papers is not None else "") + "\n")
     out.write("\n")
 
 
-def _unranked_sections(out: io.StringIO, agg: pd.DataFrame, df: pd.DataFrame) -> None:
+def _unranked_sections(out: io.StringIO, agg: pd.DataFrame, df: pd.DataFrame,
+                       papers: list[PaperEntry] | None) -> None:
     unranked = agg[(agg["bits"] != "fp32") & ~agg["rank"].map(is_ranked)]
     if not unranked.empty:
         out.write("## Not ranked: over budget, collapsed or not what deploys\n\n")
@@ -218,6 +229,8 @@ def _unranked_sections(out: io.StringIO, agg: pd.DataFrame, df: pd.DataFrame) ->
         for r in diverged.itertuples():
             out.write(f"- {r.dataset} / {r.model} / {r.method} v{r.method_version} / {r.bits}: {r.deploy_reason}\n")
         out.write("\n")
+    if papers:
+        out.write(md_sources(papers))
     failed = df[df["status"] != "ok"]
     if not failed.empty:
         out.write("## Jobs that did not finish\n\n")
@@ -247,7 +260,7 @@ def render(d: Path, suite: str, plot: bool = False) -> str:
     """Regenerate leaderboard.md (and pareto.png) of a version directory from its results.csv."""
     df = load_rows_csv(d / "results.csv")
     command = str(df["command"].dropna().iloc[0]) if "command" in df and df["command"].notna().any() else ""
-    md = render_markdown(df, suite, command)
+    md = render_markdown(df, suite, command, papers_of_version(d))
     atomic_write_text(d / "leaderboard.md", md)
     atomic_write_text(d / "meta.json", json.dumps(metadata(df, suite, command), indent=1))
     if plot and plotting_available():
@@ -278,6 +291,7 @@ def publish(rows: list[dict[str, Any]], root: Path, suite: str, plot: bool = Tru
     atomic_write_text(d / "results.csv", rows_to_csv(rows))
     if recipe_file is not None and Path(recipe_file).is_file():
         atomic_write_text(d / "suite.toml", Path(recipe_file).read_text())
+        copy_papers(Path(recipe_file), d)  # the paper numbers the table is compared with stay with it
     if previous is not None:
         delta = diff(previous, new)
         delta.insert(0, "against", against)

@@ -83,6 +83,10 @@ def suite_methods(suite: Suite, catalog: Catalog) -> dict[str, Method]:
     methods = {m: catalog.methods.get(m) for m in catalog.methods}
     for name, spec in suite.compose.items():
         spec = dict(spec)
+        if spec["base"] not in catalog.methods:
+            # a composition of a method that is not installed is not offered either (cifar10 tunes
+            # dgms; without the dgms plugin it plans the rest); naming it still fails, as unknown
+            continue
         base = catalog.methods.get(spec.pop("base"))
         spec.setdefault("version", base.version)
         methods[name] = base.compose(name, **spec)

@@ -21,6 +21,7 @@ except ModuleNotFoundError:  # Python 3.10
 from qbench.contract.bits import FIRST_LAST_RULES, BitTarget
 from qbench.errors import QbenchError
 from qbench.train.recipe import OPTIMIZERS, SCHEDULES, TrainRecipe  # re-exported: suites are made of recipes
+from qbench.report.papers import check_ref, load_papers
 
 ATTENTION = ("fp", "quantized")
 
@@ -78,6 +79,9 @@ class Suite:
     #: "fp": attention matmuls (QK^T, AV, SDPA) run FP, counted at 32 bits; "quantized": their
     #: inputs are quantized at the job's activation bits by the method's activation quantizer
     attention: str = "fp"
+    #: the papers file (relative to the suite file): published numbers the leaderboard shows beside
+    #: ours (qbench.report.papers); reference data, not recipe, so it is left out of the job keys
+    papers: str = ""
     path: str = ""
 
     def fp_for(self, model: ModelEntry) -> TrainRecipe:
@@ -89,6 +93,7 @@ class Suite:
         d = asdict(self)
         d.pop("path")
         d.pop("description")
+        d.pop("papers")
         if d["attention"] == "fp":
             d.pop("attention")  # the default: suites written before the option keep their keys
         for m in d["models"]:
@@ -107,7 +112,7 @@ class Suite:
 
 _TOP_KEYS = {"name", "version", "description", "datasets", "models", "bits", "seeds", "fp", "qat",
              "first_last", "methods", "compose", "job_timeout_s", "gpu_recommended", "threads",
-             "deterministic", "attention"}
+             "deterministic", "attention", "papers"}
 _COMPOSE_KEYS = {"base", "weight_quantizer", "activation_quantizer", "allocator", "wrapper", "params", "version"}
 
 
@@ -178,7 +183,8 @@ def parse_suite(raw: dict[str, Any], path: str = "<memory>") -> Suite:
         first_last=first_last, methods=tuple([methods] if isinstance(methods, str) else methods),
         compose=compose, job_timeout_s=float(raw.get("job_timeout_s", 0)),
         gpu_recommended=bool(raw.get("gpu_recommended", False)), threads=_threads(where, raw.get("threads", 1)),
-        deterministic=bool(raw.get("deterministic", True)), attention=attention, path=path)
+        deterministic=bool(raw.get("deterministic", True)), attention=attention,
+        papers=check_ref(where, raw["papers"]) if "papers" in raw else "", path=path)
 
 
 def _threads(where: str, value: Any) -> int:
@@ -203,4 +209,7 @@ def load_suite(name_or_path: str, suites: dict[str, Path]) -> Suite:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise QbenchError(f"Suite file {str(path)!r} is not valid TOML: {exc}.") from None
-    return parse_suite(raw, str(path))
+    suite = parse_suite(raw, str(path))
+    if suite.papers:  # a broken papers file is named when the suite loads, not when it is published
+        load_papers(path.parent / suite.papers)
+    return suite

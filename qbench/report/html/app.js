@@ -46,6 +46,19 @@
     { key: "size_kb", label: "size (KB)", num: true, cell: (e) => fmt(e.size_kb, 1) },
     { key: "deploy_top1", label: "deploy", num: true, cell: (e) => el("span", { title: e.deploy_reason || "onnxruntime top-1 on the CPU; int = integer kernels" }, e.deploy) },
   ];
+  if (DATA.papers) {
+    // The suite names a papers file: each paper's top-1 for the same method and bits, and the gaps
+    // (ours minus the paper's, and our drop from our FP minus the paper's drop from its FP).
+    const blank = (f) => (e) => (isNum(e.paper_top1) ? f(e) : "");
+    const at = COLUMNS.findIndex((c) => c.key === "gap") + 1;
+    COLUMNS.splice(at, 0,
+      { key: "paper_top1", label: "paper", num: true, title: "top-1 a paper reports for this method and bits (hover a cell for its source)",
+        cell: (e) => el("span", { title: e.paper_source || null }, isNum(e.paper_top1) ? fmt(e.paper_top1, 2) : "") },
+      { key: "paper_gap", label: "paper Δ FP", num: true, title: "the paper's drop from its own FP model", cell: blank((e) => signed(e.paper_gap, 2)) },
+      { key: "vs_paper", label: "ours − paper", num: true, title: "our top-1 minus the paper's", cell: blank((e) => signed(e.vs_paper, 2)) },
+      { key: "vs_paper_gap", label: "Δ FP − paper Δ FP", num: true, title: "our drop from our FP minus the paper's drop from its FP (FP baselines differ)",
+        cell: blank((e) => signed(e.vs_paper_gap, 2)) });
+  }
   if (DATA.pareto_marks) {
     COLUMNS.push({ key: "pareto", label: "front", sort: (e) => -e.pareto.length, cell: (e) => (e.pareto.length ? "★ " + e.pareto.join("") : ""),
       title: "On the Pareto front of its dataset and model: B = top-1 vs GBitOPs, S = top-1 vs size" });
@@ -277,6 +290,13 @@
       + "; datasets: " + join(meta.dataset_hash) + (meta.command ? "; produced by: " + meta.command : "");
     const files = document.getElementById("files");
     DATA.files.forEach((f, i) => files.append(i ? " · " : "Files: ", el("a", { href: f }, f)));
+    if (DATA.papers) {
+      files.after(el("p", { id: "papers-note", class: "muted" }, "Paper: the top-1 a paper reports for the same method and bits; "
+        + "Δ FP − paper Δ FP compares each side's drop from its own FP model, since the FP baselines differ. Blank where no paper reports the entry."),
+      el("details", { id: "papers-sources" }, el("summary", {}, "Paper numbers and their sources (" + DATA.papers.length + ")"),
+        el("ul", {}, ...DATA.papers.map((p) => el("li", {}, p.dataset + " / " + p.model + " / " + p.method + " / " + p.bits + ": "
+          + fmt(p.top1, 2) + " (FP " + fmt(p.fp_top1, 2) + "): " + p.source + (p.note ? " (" + p.note + ")" : ""))))));
+    }
     const versions = document.getElementById("versions");
     if (DATA.versions.length > 1) {
       versions.append(DATA.suite + " versions: ");

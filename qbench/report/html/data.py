@@ -3,7 +3,8 @@
 The page is static, so everything the browser needs (entries with ranks and intervals, every
 seed's provenance, the diff against the previous publication) is computed here, from the same
 ``results.csv`` and the same :func:`qbench.report.stats.aggregate` as ``leaderboard.md``: the
-HTML can never disagree with the Markdown table.
+HTML can never disagree with the Markdown table. A version whose suite names a papers file also
+carries the papers' numbers (``papers``, and the paper columns on each entry).
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Any
 import pandas as pd
 
 from qbench.report.leaderboard import _bits_cell, check_single_version, load_rows_csv, metadata, published_versions
+from qbench.report.papers import COLUMNS as PAPER_COLUMNS
+from qbench.report.papers import attach_papers, papers_of_version
 from qbench.report.stats import GROUP, aggregate, deploy_cell
 
 #: Entry flags rendered when the aggregate (or, failing that, the rows) carry them. Older
@@ -102,6 +105,9 @@ def page_data(d: Path, suite: str) -> dict[str, Any]:
     version = check_single_version(df)
     command = str(df["command"].dropna().iloc[0]) if "command" in df and df["command"].notna().any() else ""
     agg = aggregate(df)
+    papers = papers_of_version(d)
+    if papers is not None and not agg.empty:
+        agg = attach_papers(agg, papers)
     flags = _flags(df, agg) if not agg.empty else []
     seeds = _seeds(df)
     entries = []
@@ -118,10 +124,12 @@ def page_data(d: Path, suite: str) -> dict[str, Any]:
         for flag in flags:
             e[flag] = bool(r[flag])
         e["seeds"] = [s for s in seeds.get(tuple(r[c] for c in GROUP), []) if s.get("status") == "ok"]
+        if papers is not None:  # only then: a page without a papers file carries the data it always did
+            e.update({k: clean(r.get(k)) for k in PAPER_COLUMNS})
         entries.append(e)
     failed = df[df["status"] != "ok"]
     files = [f for f in ("leaderboard.md", "results.csv", "meta.json", "diff.csv", "pareto.png") if (d / f).exists()]
-    return {
+    out = {
         "suite": suite, "version": version, "versions": published_versions(d.parent.parent, suite),
         "meta": {k: clean(v) if not isinstance(v, list) else [clean(x) for x in v]
                  for k, v in metadata(df, suite, command).items()},
@@ -131,3 +139,7 @@ def page_data(d: Path, suite: str) -> dict[str, Any]:
                                                   "job_key")} for r in failed.to_dict("records")],
         "diff": _diff(d), "files": files,
     }
+    if papers is not None:
+        out["papers"] = [{"dataset": p.dataset, "model": p.model, "method": p.method, "bits": p.bits, "top1": p.top1,
+                          "fp_top1": p.fp_top1, "source": p.source, "note": p.note} for p in papers]
+    return out
