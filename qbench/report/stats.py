@@ -134,8 +134,9 @@ def _diverged(recorded: object, top1: float, deploy_top1: float, reason: object)
         return False
     from qbench.report.budget import DEPLOY_TOP1_TOL
 
+    many = re.search(r"\d+ of \d+ samples beyond the logit tolerance", str(reason)) is not None  # > 1 %
     unexplained = "comparable to the model's own rounding sensitivity" not in str(reason)
-    return abs(deploy_top1 - top1) > DEPLOY_TOP1_TOL and unexplained
+    return abs(deploy_top1 - top1) > DEPLOY_TOP1_TOL and many and unexplained
 
 
 def deploy_cell(top1: float, flagged: int, n: int, integer: bool) -> str:
