@@ -26,34 +26,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
+from qbench.testing.syncs import counted_reads
+
 ROOT = Path(__file__).resolve().parents[1]
-READS = ("__bool__", "item", "tolist", "__float__", "__int__")
-
-
-@contextmanager
-def counted_reads() -> Iterator[list[str]]:
-    calls: list[str] = []
-    originals = {n: getattr(torch.Tensor, n) for n in READS}
-
-    def wrap(name: str) -> Callable:
-        def reader(self: torch.Tensor, *a: object, **k: object) -> object:
-            calls.append(name)
-            return originals[name](self, *a, **k)
-        return reader
-
-    for n in READS:
-        setattr(torch.Tensor, n, wrap(n))
-    try:
-        yield calls
-    finally:
-        for n, fn in originals.items():
-            setattr(torch.Tensor, n, fn)
 
 
 def off_device(modules: dict[str, object], device: torch.device) -> list[str]:
@@ -113,7 +92,8 @@ def rows(ws: Path, suite: str) -> list[dict]:
 
 
 def check_rows(found: list[dict], device: torch.device, expect: int, deploy: bool) -> list[str]:
-    bad = [f"{r['method']}/{r['model']}: {r['status']} {r.get('reason', '')[:200]}" for r in found if r["status"] != "ok"]
+    bad = [f"{r['method']}/{r['model']}: {r['status']} {r.get('reason', '')[:200]}" for r in found
+           if r["status"] != "ok"]
     bad += [f"{r['method']}/{r['model']}: ran on {r.get('device')}" for r in found
             if not str(r.get("device", "")).startswith(device.type)]
     if deploy:
@@ -224,7 +204,7 @@ def main() -> int:
                 ok, detail = False, f"{type(exc).__name__}: {exc}"
         results.append((name, ok, time.perf_counter() - t0, detail))
         print(f"gpu-check: {name}: {'ok' if ok else 'FAILED'} ({results[-1][2]:.0f} s) {detail}", flush=True)
-    print(f"\n| stage | result | seconds | detail |\n|---|---|---|---|")
+    print("\n| stage | result | seconds | detail |\n|---|---|---|---|")
     for name, ok, secs, detail in results:
         print(f"| {name} | {'ok' if ok else 'FAILED'} | {secs:.0f} | {detail.splitlines()[0] if detail else ''} |")
     print(f"\ngpu-check on {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "

@@ -3,9 +3,6 @@ the CPU wait for the GPU. Counted here on the CPU by patching those reads: after
 (the data-dependent init), a quantized model's forward reads nothing back."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 import torch
 from torch import nn
@@ -13,28 +10,8 @@ from torch import nn
 from qbench.contract.bits import LayerBits
 from qbench.contract.quant import ActivationQuantizer, WeightQuantizer
 from qbench.contract.quant.ste import int_range, round_ste
+from qbench.testing.syncs import counted_reads
 from qbench.train.surgery import quantize_model
-
-
-@contextmanager
-def counted_reads() -> Iterator[list[str]]:
-    """Patch the Tensor methods that copy a value to the host; yield the list of calls."""
-    calls: list[str] = []
-    originals = {name: getattr(torch.Tensor, name) for name in ("__bool__", "item", "tolist", "__float__", "__int__")}
-
-    def wrap(name: str):  # noqa: ANN202
-        def reader(self, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
-            calls.append(name)
-            return originals[name](self, *a, **k)
-        return reader
-
-    for name in originals:
-        setattr(torch.Tensor, name, wrap(name))
-    try:
-        yield calls
-    finally:
-        for name, fn in originals.items():
-            setattr(torch.Tensor, name, fn)
 
 
 class W(WeightQuantizer):
