@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import tomllib
 
 from qbench.deploy.parity import diverged, verdict
 from qbench.plugin.catalog import Catalog
 from qbench.report.compare import compare
 from qbench.report.leaderboard import publish
 from qbench.report.stats import UNRANKED, aggregate
-from qbench.testing import tiny_suite
+from qbench.testing import parse_suite, run_suite, tiny_suite
 
 pytest.importorskip("onnxruntime")
 
@@ -25,18 +26,12 @@ def rows(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     import toy_plugin
 
     from qbench.plugin.manager import get_plugin_manager
-    from qbench.run.harness import Harness
-    from qbench.run.plan import plan_jobs
-    from qbench.run.workspace import Workspace
 
     pm = get_plugin_manager(load_entrypoints=False)
     pm.register(toy_plugin, name="toy")
     pm.register(hooked_plugin, name="hooked")
-    cat = Catalog(pm)
-    tmp = tmp_path_factory.mktemp("hooked")
-    (tmp / "hooked.toml").write_text(SUITE)
-    suite, jobs = plan_jobs(cat, str(tmp / "hooked.toml"), None, None, None, None, None)
-    out = Harness(cat, Workspace(tmp / "ws")).run(suite, jobs)
+    suite = parse_suite(tomllib.loads(SUITE))
+    out = run_suite(suite, ["fp32", "toy", "hooked"], tmp_path_factory.mktemp("hooked"), Catalog(pm))
     assert [r["status"] for r in out] == ["ok"] * 3, [r.get("reason") for r in out]
     return out
 
