@@ -1,8 +1,6 @@
 """Test-only methods whose quantizer kills its process or hangs, for the executors' tests."""
 from __future__ import annotations
 
-import os
-import signal
 import time
 from typing import Callable
 
@@ -11,17 +9,7 @@ from torch import Tensor, nn
 from qbench import hookimpl
 from qbench.contract.method import Method
 from qbench.contract.quant import WeightQuantizer
-
-
-class KillWeight(WeightQuantizer):
-    """Kills its own process on first use, as a segfaulting extension or the OOM killer would."""
-
-    def __init__(self, bits: int, layer: nn.Module | None = None) -> None:
-        super().__init__(bits)
-
-    def forward(self, w: Tensor) -> Tensor:
-        os.kill(os.getpid(), signal.SIGKILL)
-        return w  # pragma: no cover
+from qbench.testing.crash import KillWeight
 
 
 class HangWeight(WeightQuantizer):

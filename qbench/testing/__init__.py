@@ -12,10 +12,11 @@
 * The pytest plugin (entry point ``pytest11``) in :mod:`qbench.testing.plugin`.
 """
 from qbench.testing.conformance import FAMILIES, RECIPE, MethodConformance, fp_model, qat, tiny_digits
+from qbench.testing.crash import KillWeight
 from qbench.testing.helpers import *  # noqa: F403  (the re-exports are listed in helpers.__all__)
 from qbench.testing.helpers import __all__ as _helpers
 from qbench.testing.kernels import fake_cpu
 from qbench.testing.threads import one_torch_thread, torch_threads
 
 __all__ = ["MethodConformance", "FAMILIES", "RECIPE", "fp_model", "qat", "tiny_digits", "one_torch_thread",
-           "torch_threads", "fake_cpu", *_helpers]
+           "torch_threads", "fake_cpu", "KillWeight", *_helpers]

@@ -8,19 +8,9 @@ import os
 import signal
 from typing import Any, Callable
 
-from torch import Tensor, nn
-
 from qbench import hookimpl
-from qbench.api import Method, WeightQuantizer
-
-
-class KillWeight(WeightQuantizer):
-    def __init__(self, bits: int, layer: nn.Module | None = None) -> None:
-        super().__init__(bits)
-
-    def forward(self, w: Tensor) -> Tensor:
-        os.kill(os.getpid(), signal.SIGKILL)
-        return w  # pragma: no cover
+from qbench.api import Method
+from qbench.testing import KillWeight
 
 
 def kill_data(data_dir: Any = None, **options: Any) -> Any:

@@ -8,24 +8,13 @@
 from __future__ import annotations
 
 import os
-import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from torch import Tensor, nn
-
 from qbench import hookimpl
-from qbench.api import Method, WeightQuantizer
-
-
-class KillWeight(WeightQuantizer):
-    def __init__(self, bits: int, layer: nn.Module | None = None) -> None:
-        super().__init__(bits)
-
-    def forward(self, w: Tensor) -> Tensor:
-        os.kill(os.getpid(), signal.SIGKILL)
-        return w  # pragma: no cover
+from qbench.api import Method
+from qbench.testing import KillWeight
 
 
 @hookimpl
