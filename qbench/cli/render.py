@@ -5,13 +5,17 @@ one module's business: every command prints through :data:`console`.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from rich.console import Console, JustifyMethod
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from qbench.report.placement import Grid
 
 
 def _plain(cell: Any) -> str:
@@ -86,29 +90,42 @@ def print_summary(rows: list[dict[str, Any]], title: str) -> None:
         err_console.print(f"[red]{r.status}[/red] {r.dataset}/{r.model}/{r.method}/{r.bits}/seed{r.seed}: {r.reason}")
 
 
-def report_comparison(results: pd.DataFrame, against: Path, floor: float) -> bool:
-    """Print what moved; True when nothing regressed."""
-    from qbench.report.compare import compare as do_compare
+def report_comparison(results: pd.DataFrame, against: Path | str, floor: float, fmt: str = "terminal",
+                      output: Path | None = None) -> bool:
+    """Print the gate's verdict and place what it does not judge (qbench.report.compare_view), on
+    the terminal or as Markdown (to stdout, or written atomically to ``output``); True when nothing
+    regressed."""
+    from qbench.report.compare_view import build
 
-    cmp = do_compare(results, against, floor)
-    table = Table(title=f"compare against {against} (suite v{cmp.suite_version})")
-    for col in ("dataset", "model", "method", "bits", "committed", "run", "Δ", "tolerance", "status"):
-        table.add_column(col)
-    style = {"regression": "bold red", "improved": "green", "within": "", "new": "cyan", "not run": "dim"}
-    for r in cmp.table.to_dict("records"):
-        def f(v: Any) -> str:
-            return "" if pd.isna(v) else f"{v:.2f}"
-        table.add_row(r["dataset"], r["model"], r["method"], r["bits"], f(r["top1_ref"]), f(r["top1_run"]),
-                      f(r["delta"]), f(r["tolerance"]), f"[{style[r['status']]}]{r['status']}[/]" if style[r['status']]
-                      else r["status"])
-    console.print(table)
-    for note in cmp.notes:
-        console.print(f"[yellow]Note:[/yellow] {note}")
-    if cmp.ok:
-        console.print("[green]No significant regression.[/green]")
-    else:
-        names = ", ".join(f"{r['method']} {r['bits']} on {r['dataset']}/{r['model']}"
-                          for r in cmp.regressions.to_dict("records"))
-        err_console.print(f"[bold red]Regression:[/bold red] {names} fell below the committed top-1 by more than "
-                          "the tolerance.")
-    return cmp.ok
+    view = build(results, against, floor, _recipe)
+    if fmt == "md":
+        from qbench.atomic import atomic_write_text
+
+        md = view.markdown()
+        if output is None:
+            sys.stdout.write(md)
+        else:
+            atomic_write_text(output, md)
+            err_console.print(f"Wrote {output}", markup=False, highlight=False)
+        return view.ok
+    for obj, to_err in view.rich():
+        (err_console if to_err else console).print(obj, highlight=False)
+    return view.ok
+
+
+def _recipe(ref_dir: Path, suite: str, version: int) -> Grid | None:
+    """The grid of suite ``suite`` v``version`` that publishing fills: the recipe kept beside its
+    leaderboard, else the installed suite file when it is that version; None when neither is."""
+    from qbench.default_plugins.suites import SUITES_DIR
+    from qbench.errors import QbenchError
+    from qbench.report.placement import Grid
+    from qbench.run.suite import load_suite
+
+    for f in (Path(ref_dir) / "suite.toml", SUITES_DIR / f"{suite}.toml"):
+        try:
+            found = load_suite(str(f), {}) if f.is_file() else None
+        except QbenchError:
+            found = None  # a recipe that no longer loads: try the next, or say what publishing needs is unknown
+        if found is not None and (found.name, found.version) == (suite, version):
+            return Grid.of(found)
+    return None

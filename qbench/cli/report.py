@@ -94,16 +94,23 @@ def _print_unranked(rows: list[dict]) -> None:
               help="A published suite shipped with qbench, SUITE or SUITE@vN (e.g. quick, quick@v1), or a "
                    "leaderboard directory (e.g. leaderboards/quick).")
 @click.option("--floor", type=float, default=1.0, show_default=True, help="Minimum tolerance in top-1 points.")
-def compare(results: Path, against: str, floor: float) -> None:
+@click.option("--format", "fmt", type=click.Choice(["terminal", "md"]), default="terminal", show_default=True,
+              help="md: the same view as Markdown, for a pull-request comment.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --format md: write the Markdown to this file (atomically) instead of stdout.")
+def compare(results: Path, against: str, floor: float, fmt: str, output: Path | None) -> None:
     """Compare a run's results.csv (or its directory) against a published leaderboard.
 
-    Only the method versions the leaderboard holds are compared (rows of other versions are named
-    and left out); each row's tolerance comes from the seed variance pooled across methods
-    (qbench.report.compare). Over-budget or collapsed entries are reported. Exits 1 when a method
-    is significantly worse than its committed entry, or newly over budget."""
-    from qbench.report.compare import read_results, tolerance_rule
+    Only the method versions the leaderboard holds are compared; each row's tolerance comes from
+    the seed variance pooled across methods (qbench.report.compare). Over-budget or collapsed
+    entries are reported. Exits 1 when a method is significantly worse than its committed entry,
+    or newly over budget. A method the leaderboard lacks, or another version of one it holds, is
+    placed instead, never failed: its paired gap to each published entry per seed, its would-be
+    rank in each table, the gate's tolerance for it and what publishing it still needs
+    (qbench.report.placement)."""
+    from qbench.report.compare import read_results
 
-    ok = report_comparison(read_results(results), against, floor)
-    console.print(tolerance_rule(floor), highlight=False)
-    if not ok:
+    if output is not None and fmt != "md":
+        raise click.UsageError("--output writes the Markdown view: add --format md.")
+    if not report_comparison(read_results(results), against, floor, fmt, output):
         sys.exit(1)

@@ -2,7 +2,8 @@
 
 **What is compared.** Each (dataset, model, method, bits) entry present on both sides, using only
 the method versions the leaderboard holds: run rows of another version of a method are named (in
-:attr:`Comparison.left_out` and a note) and left out, never averaged with it. A quantized entry is
+:attr:`Comparison.left_out` and a note) and left out, never averaged with it; they and methods the
+leaderboard lacks are placed among the published ones instead (:mod:`qbench.report.placement`). A quantized entry is
 compared on its mean *gap to its own FP checkpoint* (top-1 − the job's ``fp_top1``, paired by seed):
 every method of a seed starts from the same FP checkpoint, so the checkpoint's seed-to-seed
 spread (3.7 points on the quick suite's ViT) cancels, on either machine. The reference (fp32) is
@@ -71,6 +72,7 @@ class Comparison:
     left_out: list[str] = field(default_factory=list)  # run rows of method versions the leaderboard does not hold
     flagged: list[str] = field(default_factory=list)  # run entries over budget, collapsed or diverging on deploy
     reference: Path | None = None  # the leaderboard version directory compared against
+    published: pd.DataFrame | None = None  # its rows, of the method versions compared against
 
     @property
     def regressions(self) -> pd.DataFrame:
@@ -102,7 +104,7 @@ def _stat(df: pd.DataFrame) -> pd.Series:
     return (top1 - fp).where(use_gap, top1)
 
 
-def _entry_spread(df: pd.DataFrame) -> pd.DataFrame:
+def entry_spread(df: pd.DataFrame) -> pd.DataFrame:
     """Per entry: n, sum of squared deviations of the statistic around its mean, and degrees of freedom."""
     d = df.assign(_x=_stat(df))
     g = d.groupby(GROUP, sort=False)["_x"]
@@ -127,7 +129,7 @@ def pooled_spread(ref: pd.DataFrame) -> dict[tuple, tuple[float, int]]:
     flagged = flag_frame(ref[ref["status"] == "ok"])
     bad = flagged[flagged["over_budget"] | flagged["collapsed"]]
     bad_keys = {tuple(r) for r in bad[GROUP].itertuples(index=False)}
-    spread = _entry_spread(flagged)
+    spread = entry_spread(flagged)
     spread["_ref"] = spread["bits"].astype(str) == "fp32"
     pool = spread[[tuple(r) not in bad_keys for r in spread[GROUP].itertuples(index=False)]]
     levels = (["dataset", "model", "bits"], ["dataset", "model"], ["dataset"], [])
@@ -147,6 +149,23 @@ def pooled_spread(ref: pd.DataFrame) -> dict[tuple, tuple[float, int]]:
                 break
         out[tuple(r[k] for k in GROUP)] = best
     return out
+
+
+def entry_tolerance(pool: tuple[float, int], e_ref: pd.Series, e_run: pd.Series,
+                    floor: float = DEFAULT_FLOOR) -> tuple[float, float, int]:
+    """(tolerance, moderated sd, degrees of freedom) of one entry: the pool (s0², d0) combined with
+    the entry's own seed spread on both sides (:func:`entry_spread` rows), as the module says."""
+    s0, d0 = pool
+    d_e = int(e_ref["dof"] + e_run["dof"])
+    ss = float(e_ref["ss"] + e_run["ss"])
+    if d0 > 0 and not math.isnan(s0):
+        var, dof = (d0 * s0 + ss) / (d0 + d_e), d0 + d_e
+    elif d_e > 0:
+        var, dof = ss / d_e, d_e
+    else:
+        var, dof = math.nan, 0
+    sd = math.sqrt(var) if not math.isnan(var) else math.nan
+    return tolerance(sd, dof, int(e_ref["n"]), int(e_run["n"]), floor), sd, dof
 
 
 def tolerance_rule(floor: float = DEFAULT_FLOOR) -> str:
@@ -209,17 +228,17 @@ def compare(run: pd.DataFrame, against: str | Path, floor: float = DEFAULT_FLOOR
         for (m, v), g in out_rows.groupby(["method", "method_version"], sort=True):
             left_out.append(f"{m} v{int(v)} ({len(g)} rows)")
             notes.append(f"Left out {len(g)} rows of {m} v{int(v)}: the leaderboard holds {m} v{held[str(m)]}, and "
-                         "rows of different method versions are never compared or averaged. Publish the new "
-                         "version to compare against it.")
+                         "rows of different method versions are never compared or averaged. They are placed "
+                         "among the published methods instead (qbench.report.placement), never gated.")
     run = run[keep]
 
     a, b = aggregate(ref), aggregate(run)
-    if b.empty:
-        raise QbenchError("The run holds no finished row of a method version the leaderboard holds"
-                          + (f" (left out: {', '.join(left_out)})." if left_out else "."))
+    if b.empty and not left_out:
+        raise QbenchError("The run holds no finished row of a method version the leaderboard holds.")
+    b = b if not b.empty else a.iloc[:0]  # only other versions: nothing to gate, all of it to place
     pools = pooled_spread(ref)
-    sp_ref = _entry_spread(ref[ref["status"] == "ok"]).set_index(GROUP)
-    sp_run = _entry_spread(run[run["status"] == "ok"]).set_index(GROUP)
+    sp_ref = entry_spread(ref[ref["status"] == "ok"]).set_index(GROUP)
+    sp_run = entry_spread(run[run["status"] == "ok"]).set_index(GROUP)
     cols = GROUP + ["n", "top1", "top1_std", "method_version", "over_budget", "collapsed", "deploy_diverged", "flag"]
     m = a[cols].merge(b[cols], on=GROUP, how="outer", suffixes=("_ref", "_run"), indicator=True)
     statuses, tols, sds, dofs, deltas = [], [], [], [], []
@@ -238,18 +257,8 @@ def compare(run: pd.DataFrame, against: str | Path, floor: float = DEFAULT_FLOOR
             statuses.append("new")
             tols.append(math.nan), sds.append(math.nan), dofs.append(math.nan), deltas.append(math.nan)
             continue
-        s0, d0 = pools.get(key, (math.nan, 0))
         e_ref, e_run = sp_ref.loc[key], sp_run.loc[key]
-        d_e = int(e_ref["dof"] + e_run["dof"])
-        ss = float(e_ref["ss"] + e_run["ss"])
-        if d0 > 0 and not math.isnan(s0):
-            var, dof = (d0 * s0 + ss) / (d0 + d_e), d0 + d_e
-        elif d_e > 0:
-            var, dof = ss / d_e, d_e
-        else:
-            var, dof = math.nan, 0
-        sd = math.sqrt(var) if not math.isnan(var) else math.nan
-        tol = tolerance(sd, dof, int(e_ref["n"]), int(e_run["n"]), floor)
+        tol, sd, dof = entry_tolerance(pools.get(key, (math.nan, 0)), e_ref, e_run, floor)
         delta = float(e_run["mean"] - e_ref["mean"])
         newly_flagged = _true(r["over_budget_run"]) and not _true(r["over_budget_ref"])
         if newly_flagged:
@@ -271,4 +280,4 @@ def compare(run: pd.DataFrame, against: str | Path, floor: float = DEFAULT_FLOOR
                      f"{sorted(t_run)}. The thread count changes the order of floating-point reductions, so "
                      "results differ by about a seed's spread even with identical code; rerun with "
                      f"--threads {min(t_ref)} for a like-for-like comparison.")
-    return Comparison(m.drop(columns="_merge"), version, notes, left_out, flagged, ref_dir)
+    return Comparison(m.drop(columns="_merge"), version, notes, left_out, flagged, ref_dir, ref)

@@ -48,9 +48,12 @@ def _pair(a: Seeds, b: Seeds) -> tuple[float, float, int]:
     return mean, var, n - 1
 
 
-def pair_pvalues(entries: dict[str, Seeds]) -> dict[tuple[str, str], tuple[float, float]]:
-    """For each pair (a, b) of ``entries``: (mean of a's gap minus b's, two-sided p-value, NaN when
-    untestable), with the moderated variance described in the module docstring."""
+def pair_tests(entries: dict[str, Seeds]) -> dict[tuple[str, str], tuple[float, float, float, int, float]]:
+    """For each pair (a, b) of ``entries``: (mean of a's gap minus b's, moderated variance of one
+    seed's difference, degrees of freedom of the test, seeds both ran, two-sided p-value), with the
+    variance moderated as the module docstring says; NaN where untestable. :func:`pair_pvalues`
+    and the placement of a new method (:mod:`qbench.report.placement`, which needs the variance
+    for an interval) read the same numbers."""
     names = list(entries)
     pairs = {(a, b): _pair(entries[a], entries[b]) for a, b in combinations(names, 2)}
     variances = [v for _, v, d in pairs.values() if d > 0 and not math.isnan(v)]
@@ -62,15 +65,21 @@ def pair_pvalues(entries: dict[str, Seeds]) -> dict[tuple[str, str], tuple[float
         dd = d0 + (d if not math.isnan(var) else 0)
         n = d + 1
         if dd == 0 or math.isnan(mean):
-            out[key] = (mean, math.nan)
+            out[key] = (mean, math.nan, dd, n if not math.isnan(mean) else 0, math.nan)
             continue
         moderated = (d0 * s0 + (d * var if not math.isnan(var) else 0.0)) / dd
         if moderated <= 0:  # identical differences on every seed: a sure difference, unless none
-            out[key] = (mean, 0.0 if mean != 0 else 1.0)
+            out[key] = (mean, 0.0, dd, n, 0.0 if mean != 0 else 1.0)
             continue
         t = mean / math.sqrt(moderated / n)
-        out[key] = (mean, float(2 * st.t.sf(abs(t), dd)))
+        out[key] = (mean, moderated, dd, n, float(2 * st.t.sf(abs(t), dd)))
     return out
+
+
+def pair_pvalues(entries: dict[str, Seeds]) -> dict[tuple[str, str], tuple[float, float]]:
+    """For each pair (a, b) of ``entries``: (mean of a's gap minus b's, two-sided p-value, NaN when
+    untestable), with the moderated variance described in the module docstring."""
+    return {key: (t[0], t[4]) for key, t in pair_tests(entries).items()}
 
 
 def holm(pvalues: dict[tuple[str, str], float], alpha: float = ALPHA) -> set[tuple[str, str]]:
