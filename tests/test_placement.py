@@ -120,6 +120,9 @@ def test_format_md_writes_the_same_view_as_markdown(capsys: pytest.CaptureFixtur
     assert "would rank **" in out and "| published | rank now | top-1 | seed 0 | seed 1 | seed 2 |" in out
     lsq = [ln for ln in out.splitlines() if ln.startswith("| lsq v")]
     assert len(lsq) == 2 and all("| +3.00 | +3.00 | +3.00 | +3.00 |" in ln for ln in lsq)
+    # the published entries the run lacks are one line, not a row each
+    assert "| not run |" not in out.split("### Placement")[0]
+    assert "Not in this run, so not compared: 24 published entries (" in out
     md = tmp_path / "comment.md"
     code, again, err = run_cli(capsys, "compare", str(csv), "--against", "quick", "--format", "md", "--output", str(md))
     assert code == 0 and again == "" and md.read_text() == out and f"Wrote {md}" in words(err)

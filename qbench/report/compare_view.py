@@ -123,6 +123,7 @@ def build(run: pd.DataFrame, against: str | Path, floor: float,
     grid = recipe(cmp.reference, str(run["suite"].iloc[0]), cmp.suite_version) if recipe and cmp.reference else None
     placements = place(cmp, run, floor, grid)
     blocks: list[Block] = [_gate_table(cmp, against)]
+    blocks += _not_run(cmp)
     blocks += [Line(f"[yellow]Note:[/yellow] {escape(n)}") for n in cmp.notes]
     if cmp.ok:
         blocks.append(Line("[green]No significant regression.[/green]"))
@@ -150,9 +151,22 @@ def _gate_table(cmp: Comparison, against: str | Path) -> Rows:
     g = Rows(f"compare against {against} (suite v{cmp.suite_version})",
               ["dataset", "model", "method", "bits", "committed", "run", "Δ", "tolerance", "status"], style_col=8)
     for r in cmp.table.to_dict("records"):
+        if r["status"] == "not run":
+            continue  # one line below: a one-method run would otherwise list the whole leaderboard
         g.rows.append([str(r["dataset"]), str(r["model"]), str(r["method"]), str(r["bits"]), _f(r["top1_ref"]),
                        _f(r["top1_run"]), _f(r["delta"]), _f(r["tolerance"]), str(r["status"])])
     return g
+
+
+def _not_run(cmp: Comparison) -> list[Block]:
+    """The published entries the run did not cover, as one line: they are not compared, and a
+    pull-request comment for one new method should not repeat the whole leaderboard."""
+    missing = cmp.table[cmp.table["status"] == "not run"]
+    if missing.empty:
+        return []
+    methods = ", ".join(sorted(map(str, missing["method"].unique())))
+    return [Line(f"[dim]Not in this run, so not compared: {len(missing)} published "
+                 f"entr{'y' if len(missing) == 1 else 'ies'} ({escape(methods)}).[/dim]")]
 
 
 def _placement(p: Placement, version: int) -> list[Block]:
