@@ -113,6 +113,20 @@ def test_page_data_carries_ranks_ci_flags_provenance_and_diff(tmp_path: Path) ->
     assert "diff.csv" in data["files"] and "results.csv" in data["files"]
 
 
+def test_page_data_carries_the_learned_state_of_rows_that_have_it(tmp_path: Path) -> None:
+    """``learned`` is JSON text in results.csv; the page gets it back as a dict per seed, and
+    null for rows without it (fp32 and every other sample method)."""
+    from html_sample import learned_sample
+
+    d = publish_sample(tmp_path)
+    assert "learned" in pd.read_csv(d / "results.csv").columns
+    by = {(e["dataset"], e["method"], e["bits"]): e for e in page_data(d, SUITE)["entries"]}
+    lsq = by[("digits", "lsq", "W4A4")]
+    assert [s["learned"] for s in lsq["seeds"]] == [learned_sample(0), learned_sample(1)]
+    assert all(s["learned"] is None for s in by[("digits", "fp32", "fp32")]["seeds"])
+    assert all(s["learned"] is None for s in by[("digits", "beta", "W4A4")]["seeds"])
+
+
 def test_flags_are_optional(tmp_path: Path) -> None:
     """Rows without flag columns (older CSVs) give a page without a flags column, unless the
     aggregate computes them; an aggregate without them takes them from the rows."""

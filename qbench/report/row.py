@@ -93,6 +93,12 @@ class Row(TypedDict, total=False):
     deploy_size_kb: Annotated[float, "bytes of weights.safetensors' tensors: codes packed at their bits, scales, "
                                      "LUTs and the FP rest (compare size_kb)"]
     extra: Annotated[dict, "what the allocator reports (e.g. learned bit-widths); JSON text in CSV"]
+    learned: Annotated[dict, "what the quantizers learned (their optional learned_state(), docs/plugin-contract.md), "
+                             "by '<kind>.<key>' (e.g. 'weight.step', 'activation.alpha'): n (quantizers reporting "
+                             "it), start_mean/start_min/start_max after calibration, end_mean/end_min/end_max after "
+                             "the last step, mean_abs_change (mean |end - start| per value); absent when no "
+                             "quantizer reports; JSON text in CSV"]
+    learned_layers: Annotated[dict, "the same per quantizer (module path): kind, start and end state"]
     layers: Annotated[list, "per-layer audit (JSON rows only)"]
     # -- how it ran ----------------------------------------------------------------------------
     wall_s: Annotated[float, "job wall time (s), FP training included when this job trained it"]
@@ -134,7 +140,10 @@ LEAD_COLUMNS = ("suite", "suite_version", "dataset", "model", "method", "method_
                 "status", "top1", "top5", "fp_top1")
 
 #: Fields kept in JSON rows only (too large or too nested for a CSV cell).
-JSON_ONLY = ("layers", "traceback")
+JSON_ONLY = ("layers", "traceback", "learned_layers")
+
+#: Dict fields a CSV holds as one cell of JSON text (sorted keys).
+JSON_COLUMNS = ("extra", "learned")
 
 
 def unknown_fields(row: dict[str, Any]) -> list[str]:

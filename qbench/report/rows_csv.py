@@ -6,14 +6,15 @@ from typing import Any
 
 import pandas as pd
 
-from qbench.report.row import JSON_ONLY, LEAD_COLUMNS
+from qbench.report.row import JSON_COLUMNS, JSON_ONLY, LEAD_COLUMNS
 
 
 def rows_to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     flat = [{k: v for k, v in r.items() if k not in JSON_ONLY} for r in rows]
     df = pd.DataFrame(flat)
-    if not df.empty and "extra" in df:
-        df["extra"] = df["extra"].map(lambda e: json.dumps(e, sort_keys=True) if isinstance(e, dict) else e)
+    for col in JSON_COLUMNS:  # dict fields become one JSON cell each
+        if not df.empty and col in df:
+            df[col] = df[col].map(lambda e: json.dumps(e, sort_keys=True) if isinstance(e, dict) else e)
     return df
 
 

@@ -15,11 +15,13 @@ optimiser steps) on a few timm families and the embedded digits data, then asser
 forward and backward work, gradients reach the quantizer parameters, every hard-quantized layer
 keeps at most 2^b levels (measured by the bit audit, not declared) and has not collapsed (most
 quantized layers below 2^(b-1) levels: :func:`collapse_reasons`), the export is exact, the
-state dict round-trips through ``torch.load(weights_only=True)``, and a seed fixes the result.
+state dict round-trips through ``torch.load(weights_only=True)``, a seed fixes the result, and
+a quantizer's optional ``learned_state()`` is small, JSON-safe and finite.
 """
 from __future__ import annotations
 
 import io
+import json
 from typing import Any, ClassVar
 
 import pytest
@@ -28,6 +30,7 @@ from torch.utils.data import TensorDataset
 
 from qbench.contract.bits import BitTarget
 from qbench.contract.quant.base import Quantizer
+from qbench.contract.quant.learned import check_learned_state
 from qbench.data.bundle import DataBundle
 from qbench.data.digits import load_digits
 from qbench.models import create_model
@@ -152,6 +155,26 @@ class MethodConformance:
         fresh.eval()
         with torch.no_grad():
             assert torch.allclose(res.model(x), fresh(x), atol=1e-5), f"{self.method}: state dict does not round-trip"
+
+    def test_learned_state_is_json_safe_small_and_finite(self, catalog: Catalog) -> None:
+        """A quantizer's optional ``learned_state()`` (after calibration and after training) keeps
+        the contract's rules (:func:`check_learned_state`) and only reads: the state dict is
+        unchanged by the call. Quantizers without it pass."""
+        method = catalog.methods.get(self.method)
+        built = prepare(method, catalog, fp_model(self.families[0]), tiny_digits(), BitTarget(4, 4), "fp", 0)[0]
+        for when, model in (("after calibration", built), ("after QAT", qat(self.method, self.families[0], 4,
+                                                                                catalog=catalog).model)):
+            for path, q in model.named_modules():
+                hook = getattr(q, "learned_state", None) if isinstance(q, Quantizer) else None
+                if not callable(hook):
+                    continue
+                before = {k: v.clone() for k, v in q.state_dict().items() if isinstance(v, torch.Tensor)}
+                with torch.no_grad():
+                    state = check_learned_state(hook(), f"{self.method}: {type(q).__name__} at {path!r} {when}")
+                json.dumps(state, allow_nan=False)
+                after = q.state_dict()
+                changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
+                assert not changed, f"{self.method}: {type(q).__name__}.learned_state() changed {changed} {when}"
 
     def test_a_seed_fixes_the_result(self, catalog: Catalog) -> None:
         x = tiny_digits().test.tensors[0]

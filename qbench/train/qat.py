@@ -22,6 +22,7 @@ from qbench.contract.wrappers import TrainingWrapper
 from qbench.data.bundle import DataBundle, iterate_batches
 from qbench.errors import PluginError
 from qbench.plugin.catalog import Catalog
+from qbench.train.learned import learned_layers, read_learned, summarize_learned
 from qbench.train.loop import EpochStats, frozen_bn_stats, train
 from qbench.train.resume import Checkpointer
 from qbench.train.surgery import find_layers, quantize_model
@@ -35,6 +36,11 @@ class QatResult:
     layers: list[LayerInfo]
     allocator: BitAllocator
     extra: dict[str, Any] = field(default_factory=dict)
+    #: what the quantizers learned, by ``<kind>.<key>`` (:func:`qbench.train.learned.summarize_learned`);
+    #: empty when no quantizer reports anything
+    learned: dict[str, Any] = field(default_factory=dict)
+    #: the same per quantizer, at QAT start and end (:func:`qbench.train.learned.learned_layers`)
+    learned_layers: dict[str, Any] = field(default_factory=dict)
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:
@@ -140,10 +146,17 @@ def run_qat(method: Method, catalog: Catalog, fp_model: nn.Module, data: DataBun
             suite_qat: Any, first_last: str, seed: int, on_epoch: Callable[[EpochStats], None] | None = None,
             deadline: float | None = None, checkpoint: Checkpointer | None = None,
             device: torch.device | None = None) -> QatResult:
-    """Build the method's quantized model and fine-tune it (resuming from ``checkpoint``)."""
+    """Build the method's quantized model and fine-tune it (resuming from ``checkpoint``).
+
+    The quantizers' learned state is read after calibration and after the last step. The first
+    read is the QAT start even when ``checkpoint`` resumes a killed job: the build is seeded, so
+    it is the state the first run started from (the checkpoint is loaded inside ``train``)."""
     parts = qat_parts(method, catalog, fp_model, data, target, first_last, seed, device)
     qmodel, layers, allocator, wrapper = parts.qmodel, parts.layers, parts.allocator, parts.wrapper
+    start = read_learned(qmodel)
     train(qmodel, parts.loss_fn, data, suite_qat, seed, extra_params=parts.extra, after_step=parts.after_step,
           on_epoch=on_epoch, deadline=deadline, checkpoint=checkpoint, stateful=(allocator, wrapper), device=device)
+    end = read_learned(qmodel)
     return QatResult(model=wrapper.eval_model(qmodel), layers=layers, allocator=allocator,
-                     extra=dict(allocator.report()))
+                     extra=dict(allocator.report()), learned=summarize_learned(start, end),
+                     learned_layers=learned_layers(start, end))

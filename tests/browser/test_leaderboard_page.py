@@ -124,6 +124,31 @@ def test_a_click_shows_provenance_flags_and_the_diff(pages: Path, open_page: Any
     assert opened.errors == []
 
 
+def test_the_provenance_panel_shows_what_the_quantizers_learned(pages: Path, open_page: Any, artifacts: Path) -> None:
+    """lsq's rows carry ``learned``: the panel lists each quantity per seed, start to end; a method
+    whose rows carry none (fp32, beta) shows no such table."""
+    opened = open_page(pages / SUITE / "v2" / "index.html")
+    page = opened.page
+    page.click("#table tbody tr[data-method='lsq'][data-bits='W4A4'][data-id]")
+    table = page.locator("#provenance #learned")
+    assert table.is_visible()
+    rows = page.eval_on_selector_all("#learned tbody tr", "rs => rs.map(r => [r.dataset.key, r.dataset.seed])")
+    assert rows == [["activation.step", "0"], ["activation.step", "1"], ["weight.step", "0"], ["weight.step", "1"]]
+    weight = table.locator("tr[data-key='weight.step'][data-seed='0']")
+    assert weight.locator("td[data-stat='start_mean']").text_content() == "0.2"
+    assert weight.locator("td[data-stat='end_mean']").text_content() == "0.21"
+    assert weight.locator("td[data-stat='end_range']").text_content() == "0.071 … 0.34"
+    assert weight.locator("td[data-stat='mean_abs_change']").text_content() == "0.0125"
+    act = table.locator("tr[data-key='activation.step'][data-seed='1'] td[data-stat='end_mean']")
+    assert act.text_content() == "0.29"
+    page.locator("#provenance").screenshot(path=str(artifacts / "provenance-learned.png"))
+    for method in ("fp32", "beta"):
+        page.click(f"#table tbody tr[data-method='{method}'][data-bits='{'fp32' if method == 'fp32' else 'W4A4'}']"
+                   " >> nth=0")
+        assert page.locator("#provenance").is_visible() and page.locator("#learned").count() == 0
+    assert opened.errors == []
+
+
 def _check_and_shoot(open_page: Any, path: Path, shot: Path) -> None:
     opened = open_page(path)
     page = opened.page

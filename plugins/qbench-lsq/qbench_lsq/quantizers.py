@@ -69,6 +69,15 @@ class LSQWeightQuantizer(WeightQuantizer):
         g = lsq_grad_scale(self._numel_per_step(w), q_p)
         return lsq_quantize(w, self._step_view(w), q_n, q_p, g, self.eps)
 
+    def learned_state(self) -> dict[str, float]:
+        """The learned step s in the weight's units, as the forward uses it (max(s, eps)): per
+        tensor ``{"step": s}``; per channel the channels' mean as ``step``, with ``step_min`` and
+        ``step_max``."""
+        s = self.step.detach().clamp_min(self.eps).double()
+        if not self.per_channel:
+            return {"step": float(s.mean())}
+        return {"step": float(s.mean()), "step_min": float(s.min()), "step_max": float(s.max())}
+
     def export(self, w: Tensor) -> dict[str, Tensor]:
         """Integer codes in [-Q_N, Q_P] and the step: weight = codes * scale."""
         q_n, q_p = self.int_range()
@@ -111,6 +120,10 @@ class LSQActivationQuantizer(ActivationQuantizer):
     def init_from(self, x: Tensor) -> None:
         _, q_p = self.int_range()
         self.step.copy_(lsq_init_step(x, q_p, None, self.eps).reshape(1).to(self.step))
+
+    def learned_state(self) -> dict[str, float]:
+        """The learned step s in the input's units, as the forward uses it (max(s, eps))."""
+        return {"step": float(self.step.detach().clamp_min(self.eps).double().mean())}
 
     def forward(self, x: Tensor) -> Tensor:
         q_n, q_p = self.int_range()

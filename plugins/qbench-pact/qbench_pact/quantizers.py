@@ -161,5 +161,10 @@ class PACTActQuantizer(ActivationQuantizer):
             self.alpha_settled.fill_(True)
         return PACTFunction.apply(x, self.alpha, 2**self.bits - 1, self.signed, self.min_alpha)
 
+    def learned_state(self) -> dict[str, float]:
+        """The clipping level alpha in the input's units, as the forward uses it (max(alpha,
+        min_alpha)): the levels run over [0, alpha], or [-alpha, alpha] when signed."""
+        return {"alpha": float(self.alpha.detach().clamp(min=self.min_alpha))}
+
     def extra_repr(self) -> str:
         return f"bits={self.bits}, alpha={float(self.alpha.detach()):.4g}, signed={self.signed}"

@@ -85,6 +85,17 @@ class Quantizer(nn.Module):
         quantizer's own arguments, so they are in the job key."""
         return {}
 
+    def learned_state(self) -> dict[str, float | list[float]]:
+        """What this quantizer has learned, for the result row: e.g. ``{"step": 0.031}``,
+        ``{"alpha": 0.21}`` or ``{"clip_lo": -1.2, "clip_hi": 0.9}``. The host reads it at QAT start
+        and end and reports, per key, how far it moved (the row's ``learned`` field), so a reader
+        sees a learned clip that stayed at its init. Optional: the default ``{}`` reports nothing
+        and leaves the row as it was. Keys are lower snake case named after the paper's symbol;
+        values finite Python floats in the units of the quantized tensor, or short lists of them
+        (at most 8 keys, 16 numbers a list, 512 bytes of JSON: docs/plugin-contract.md,
+        :mod:`qbench.contract.quant.learned`). Called under no_grad; read values, change nothing."""
+        return {}
+
     def extra_repr(self) -> str:
         return f"bits={self.bits}"
 

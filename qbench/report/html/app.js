@@ -159,7 +159,31 @@
     }
     box.replaceChildren(el("h2", {}, "Provenance: " + e.method + " v" + e.method_version + " " + e.bits + " on " + panelOf(e) + " ", close),
       el("p", { class: "muted" }, e.n + " seed(s); top-1 " + fmt(e.top1, 2) + " ± " + fmt(e.top1_std, 2)),
-      e.flag_reason ? el("p", { class: "warn", id: "flag-reason" }, "Not ranked: " + e.flag_reason) : "", el("div", { class: "scroll" }, seedTable), dl);
+      e.flag_reason ? el("p", { class: "warn", id: "flag-reason" }, "Not ranked: " + e.flag_reason) : "", el("div", { class: "scroll" }, seedTable), dl,
+      learnedTable(e.seeds));
+  }
+
+  // What the quantizers learned (the row's `learned` field): per quantity and seed, the mean over
+  // the quantizers reporting it after calibration and after the last QAT step, and how far each moved.
+  const sig = (v, d) => (isNum(v) ? String(+v.toPrecision(d)) : "n/a");
+  function learnedTable(seeds) {
+    const keys = uniq(seeds.flatMap((s) => Object.keys(s.learned || {}))).sort();
+    if (!keys.length) return "";
+    const head = ["quantity", "seed", "start (mean)", "end (mean)", "end min … max", "mean |end − start|", "quantizers"];
+    const body = [];
+    for (const key of keys) {
+      for (const s of seeds) {
+        const q = (s.learned || {})[key];
+        if (!q) continue;
+        body.push(el("tr", { "data-key": key, "data-seed": s.seed }, el("td", {}, el("code", {}, key)), el("td", {}, String(s.seed)),
+          el("td", { class: "num", "data-stat": "start_mean" }, sig(q.start_mean, 5)), el("td", { class: "num", "data-stat": "end_mean" }, sig(q.end_mean, 5)),
+          el("td", { class: "num", "data-stat": "end_range" }, sig(q.end_min, 4) + " … " + sig(q.end_max, 4)),
+          el("td", { class: "num", "data-stat": "mean_abs_change" }, sig(q.mean_abs_change, 3)), el("td", { class: "num" }, String(q.n))));
+      }
+    }
+    return el("div", { id: "learned-state" }, el("h3", {}, "Learned by the quantizers"),
+      el("p", { class: "muted" }, "start: after calibration; end: after the last QAT step; means over the quantizers (layers) reporting it, in the units of the tensor they quantize."),
+      el("div", { class: "scroll" }, el("table", { id: "learned" }, el("thead", {}, el("tr", {}, ...head.map((h) => el("th", {}, h)))), el("tbody", {}, ...body))));
   }
 
   // ---- Pareto charts ------------------------------------------------------------------------

@@ -8,6 +8,7 @@ carries the papers' numbers (``papers``, and the paper columns on each entry).
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ FLAGS = ("over_budget", "collapsed", "deploy_diverged")
 #: Per-seed fields shown as a row's provenance (only those the rows carry).
 PROVENANCE = ("seed", "status", "top1", "job_key", "fp_key", "command", "date", "wall_s", "git_commit",
               "qbench_version", "plugin", "method_version", "torch_version", "timm_version", "python_version",
-              "machine", "torch_threads", "suite_sha", "dataset_hash", "reason")
+              "machine", "torch_threads", "suite_sha", "dataset_hash", "reason", "learned")
 
 ENTRY_FIELDS = ("dataset", "model", "method", "method_version", "bits", "rank", "top1", "top1_std", "ci95", "gap",
                 "n", "w_bits", "a_bits", "w_sparsity", "gbitops", "size_kb")
@@ -80,11 +81,26 @@ def _rank(v: Any) -> int | None:
     return None if math.isnan(f) else int(f)
 
 
+def learned_cell(v: Any) -> dict[str, dict[str, Any]] | None:
+    """A row's ``learned`` cell (JSON text in results.csv) as ``{"<kind>.<key>": {stat: value}}``
+    with JSON-safe numbers; None for a row without it (a method whose quantizers report nothing,
+    an older CSV) or a cell that is not such JSON."""
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return None
+    if not isinstance(v, dict) or not v:
+        return None
+    return {str(k): {str(s): clean(x) for s, x in stats.items()} for k, stats in v.items() if isinstance(stats, dict)}
+
+
 def _seeds(df: pd.DataFrame) -> dict[tuple, list[dict[str, Any]]]:
     cols = [c for c in PROVENANCE if c in df]
     out: dict[tuple, list[dict[str, Any]]] = {}
     for r in df.sort_values("seed", kind="stable").to_dict("records"):
-        out.setdefault(tuple(r[c] for c in GROUP), []).append({c: clean(r[c]) for c in cols})
+        seed = {c: learned_cell(r[c]) if c == "learned" else clean(r[c]) for c in cols}
+        out.setdefault(tuple(r[c] for c in GROUP), []).append(seed)
     return out
 
 
