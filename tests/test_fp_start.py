@@ -121,6 +121,26 @@ def test_seeds_share_the_file_start_and_keep_their_own_jobs(trained: tuple[Path,
                for j in trained_jobs)
 
 
+def test_a_file_is_hashed_once_per_path_size_and_mtime(tmp_path: Path) -> None:
+    """What "once per run, not once per job" rests on: the hash is kept for the file's path, size
+    and mtime, so planning many jobs (and loading in this process) reads the file once."""
+    import os
+
+    from qbench.run.fpstart import file_sha256
+
+    path = tmp_path / "w.bin"
+    path.write_bytes(bytes(range(256)) * 4096)
+    first, st = file_sha256(path), path.stat()
+    assert first == sha256(path)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1  # same size; the mtime put back: the kept hash is used, the file not read
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert file_sha256(path) == first != sha256(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # a new mtime: hashed again
+    assert file_sha256(path) == sha256(path) != first
+
+
 def test_a_timm_torch_file_given_on_the_command_line(catalog: Catalog, tmp_path: Path) -> None:
     """A torch .pth (read with weights_only=True) through timm's pretrained path, for a timm model."""
     import timm

@@ -66,6 +66,8 @@ def resolve_fp_files(suite: Suite) -> Suite:
     models trained from scratch, are left as they are)."""
     from qbench.models.pretrained import check_readable
 
+    if not any(m.fp_checkpoint and not m.fp_sha256 for m in suite.models):
+        return suite
     models = []
     for m in suite.models:
         if m.fp_checkpoint and not m.fp_sha256:
