@@ -29,6 +29,7 @@ from torch import nn
 from qbench.errors import QbenchError
 from qbench.models import create_model
 
+
 def check_readable(path: Path, fmt: str) -> None:
     """Fail early (when the run is planned) on a file its format cannot read: a safetensors
     file's header is parsed (cheap, no tensor is read); a torch file must be a torch zip archive."""
