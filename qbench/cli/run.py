@@ -90,11 +90,17 @@ def _executor_options(pairs: tuple[str, ...], ray_address: str | None) -> dict[s
               help="After the run, compare with this committed leaderboard (exit 1 on a regression).")
 @click.option("--threads", type=int, envvar="QBENCH_THREADS",
               help="Override the recipe's torch threads per job (a different job key; env QBENCH_THREADS).")
+@click.option("--fp-checkpoint", "fp_checkpoints", multiple=True, metavar="[MODEL=]FILE",
+              help="Start MODEL from this file of FP weights (.safetensors state_dict, or timm's pretrained "
+                   "file) instead of FP training; FILE alone when the run has one model (repeatable). Its "
+                   "sha256 enters the keys.")
 def run(run_all: bool, suite_name: str, methods: str | None, models: str | None, datasets: str | None,
         bits: str | None, seeds: int | None, dry_run: bool, workspace: Path | None, data_dir: Path | None,
         workers: int | None, executor: str | None, executor_options: tuple[str, ...], ray_address: str | None,
-        device: str, progress: bool, compare_against: Path | None, threads: int | None) -> None:
+        device: str, progress: bool, compare_against: Path | None, threads: int | None,
+        fp_checkpoints: tuple[str, ...]) -> None:
     """Run a suite: FP checkpoints, QAT per method, audit, one row per job (resumable)."""
+    from qbench.run.fpstart import describe_fp
     from qbench.run.harness import Harness
     from qbench.run.progress import RunProgress
     from qbench.run.runtime import default_workers, resolve_devices
@@ -105,7 +111,8 @@ def run(run_all: bool, suite_name: str, methods: str | None, models: str | None,
     devices = resolve_devices(device)  # --device cuda:1 keeps every worker on GPU 1
     dev = devices[0]
     suite, jobs = plan_jobs(cat, suite_name, ["*"] if run_all else _csv(methods), _csv(models), _csv(datasets),
-                            _csv(bits), seeds, threads=threads, device_type=dev.type)
+                            _csv(bits), seeds, threads=threads, device_type=dev.type,
+                            fp_checkpoints=list(fp_checkpoints))
     if workers is not None and workers < 1:
         raise QbenchError(f"--workers must be >= 1, got {workers}.")
     n_workers = workers or default_workers(suite.threads, devices)
@@ -128,6 +135,12 @@ def run(run_all: bool, suite_name: str, methods: str | None, models: str | None,
         for j in jobs:
             table.add_row(j.label, j.key, "done" if ws.is_finished(suite.name, j.key) else "todo")
         console.print(table)
+        starts = Table(title="FP checkpoints (dry run)")
+        for col in ("fp key", "dataset/model", "seeds", "start"):
+            starts.add_column(col)
+        for cells in describe_fp(jobs):
+            starts.add_row(*cells)
+        console.print(starts)
         if suite.gpu_recommended:
             console.print("[yellow]This suite is paper-scale: run it on a GPU machine with --data-dir.[/yellow]")
         return

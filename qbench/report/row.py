@@ -52,6 +52,9 @@ class Row(TypedDict, total=False):
     top1: Annotated[float, "top-1 accuracy (%) of the deployed (hard-quantized) model on the full test split"]
     top5: Annotated[float, "top-5 accuracy (%)"]
     fp_top1: Annotated[float, "top-1 of the FP checkpoint the job started from"]
+    fp_checkpoint: Annotated[str, "the file of FP weights the model started from, with no FP training (only in "
+                                  "rows of a file start: `[[models]] fp_checkpoint` or `--fp-checkpoint`)"]
+    fp_checkpoint_sha256: Annotated[str, "sha256 of that file (part of fp_key and job_key)"]
     # -- the audit: measured, not declared ----------------------------------------------------
     w_bits: Annotated[float, f"declared weight bits, {_BITS_RULE}"]
     w_bits_measured: Annotated[float, "measured weight bits: ceil(log2 distinct hard values) per layer (per "

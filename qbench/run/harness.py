@@ -24,6 +24,7 @@ from qbench.models import create_model
 from qbench.plugin.catalog import Catalog
 from qbench.report.budget import flag_row
 from qbench.report.row import SCHEMA_VERSION, Row, unknown_fields
+from qbench.run.fpstart import fp_file_fields, fp_from_file
 from qbench.run.jobs import Job
 from qbench.run.progress import RunProgress
 from qbench.run.provenance import environment, now
@@ -102,7 +103,9 @@ class Harness:
             return model.to(self.device).eval(), fp[1]
         with self.ws.lock(f"fp-{job.fp_key}"):
             meta = self.ws.load_fp(job.fp_key, model)
-            if meta is None:
+            if meta is None and job.model.fp_file:  # a file start: loaded and evaluated, no FP epochs
+                meta = fp_from_file(job, data, model, self.device, self.ws)
+            elif meta is None:
                 meta = self._train_fp(job, data, model)
         return model.to(self.device).eval(), meta
 
@@ -159,6 +162,7 @@ class Harness:
             "w_bits_target": 32 if m.reference else job.bits.w,
             "a_bits_target": 32 if (m.reference or m.weight_only) else job.bits.a,
             "first_last": job.suite.first_last, "attention": job.suite.attention, "seed": job.seed,
+            **fp_file_fields(job.model),  # a file start: the file and its hash
             "command": self.command,
             "torch_threads": job.suite.threads, "deterministic": job.suite.deterministic,
             "executor": self.executor, "date": now(), **environment(),

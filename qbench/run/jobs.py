@@ -17,6 +17,7 @@ from qbench.contract.method import Method
 from qbench.errors import QbenchError, UnknownNameError
 from qbench.models import check_model_name
 from qbench.plugin.catalog import Catalog
+from qbench.run.fpstart import resolve_fp_files
 from qbench.run.suite import DatasetEntry, ModelEntry, Suite, TrainRecipe
 
 FP_BITS = BitTarget(32, 32)
@@ -44,6 +45,9 @@ class Job:
 
     def fp_config(self) -> dict[str, Any]:
         """What defines the FP checkpoint this job starts from (shared by every method)."""
+        if self.model.fp_sha256:  # a file start (run/fpstart.py): the file's content, no recipe or seed
+            return {"dataset": self.dataset.__dict__, "model": self.model.identity(), "runtime": self.runtime(),
+                    "fp_checkpoint": {"sha256": self.model.fp_sha256, "format": self.model.fp_checkpoint_format}}
         return {"dataset": self.dataset.__dict__, "model": self.model.identity(), "seed": self.seed,
                 "fp": self.fp_recipe.__dict__, "runtime": self.runtime()}
 
@@ -66,7 +70,8 @@ class Job:
         return {"fp": self.fp_config(), "method": self.method.config(), "params": json.loads(self.params_json),
                 "bits": self.bits.label,
                 "qat": self.suite.qat.__dict__, "first_last": self.suite.first_last,
-                "suite": [self.suite.name, self.suite.version]}
+                "suite": [self.suite.name, self.suite.version],
+                **({"seed": self.seed} if self.model.fp_sha256 else {})}  # QAT's seed, when fp_config has none
 
     @property
     def key(self) -> str:
@@ -115,6 +120,7 @@ def expand(suite: Suite, catalog: Catalog, methods: list[Method], device_type: s
 
     Every method's parts and parameters are checked here, before anything trains.
     """
+    suite = resolve_fp_files(suite)  # file starts found and hashed (once per file; plan_jobs did it already)
     bound = {}
     for m in methods:
         catalog.check_method(m)

@@ -10,6 +10,7 @@ from pathlib import Path
 from qbench.contract.bits import BitTarget
 from qbench.errors import QbenchError, UnknownNameError
 from qbench.plugin.catalog import Catalog
+from qbench.run.fpstart import resolve_fp_files, with_fp_checkpoints
 from qbench.run.jobs import Job, expand, select_methods, suite_methods
 from qbench.run.suite import DatasetEntry, ModelEntry, Suite, load_suite
 
@@ -95,10 +96,13 @@ def narrow_suite(suite: Suite, cat: Catalog, models: list[str] | None, datasets:
 
 def plan_jobs(cat: Catalog, suite_name: str, methods: list[str] | None = None, models: list[str] | None = None,
               datasets: list[str] | None = None, bits: list[str] | None = None, seeds: int | None = None,
-              threads: int | None = None, device_type: str = "cpu") -> tuple[Suite, list[Job]]:
-    """The suite (narrowed by the filters) and its jobs; ``None`` filters keep the suite's own."""
+              threads: int | None = None, device_type: str = "cpu", fp_checkpoints: list[str] | None = None
+              ) -> tuple[Suite, list[Job]]:
+    """The suite (narrowed by the filters) and its jobs; ``None`` filters keep the suite's own.
+    ``fp_checkpoints`` are ``--fp-checkpoint`` values: files models start from (run/fpstart.py)."""
     suite = resolve_suite(suite_name, cat)
     suite = narrow_suite(suite, cat, models, datasets, bits, seeds)
+    suite = resolve_fp_files(with_fp_checkpoints(suite, fp_checkpoints))
     if threads is not None:
         if threads < 1:
             raise QbenchError(f"--threads must be >= 1, got {threads}.")

@@ -24,6 +24,15 @@ from qbench.train.recipe import OPTIMIZERS, SCHEDULES, TrainRecipe  # re-exporte
 from qbench.report.papers import check_ref, load_papers
 
 ATTENTION = ("fp", "quantized")
+#: how an FP checkpoint file is read (qbench.models.pretrained): the model's own state_dict in
+#: safetensors, or timm's pretrained file through timm's loader
+FP_FORMATS = ("safetensors", "timm")
+
+
+def fp_format(path: str, given: str = "") -> str:
+    """The format a file is read in: as given, else by its suffix (a torch ``.pth``/``.bin`` is
+    timm's: only timm's reader unwraps such checkpoints)."""
+    return given or ("safetensors" if path.endswith(".safetensors") else "timm")
 
 
 @dataclass(frozen=True)
@@ -39,12 +48,21 @@ class ModelEntry:
     ``fp`` overrides fields of the suite's FP recipe for this model only: an architecture's
     reference is trained the way that architecture is trained (a ViT with AdamW, a ResNet with
     SGD), so that no method starts from a checkpoint the suite handicapped. QAT stays one recipe.
+
+    ``fp_checkpoint`` names a file of FP weights the model starts from instead (no FP epochs; see
+    :mod:`qbench.run.fpstart`), read as ``fp_checkpoint_format``. ``fp_file`` and ``fp_sha256`` are
+    filled in when the run is planned (where the file was found, its content hash): they are
+    this machine's facts, not recipe, and only the hash enters the keys.
     """
 
     name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     alias: str = ""
     fp: dict[str, Any] = field(default_factory=dict)
+    fp_checkpoint: str = ""
+    fp_checkpoint_format: str = ""
+    fp_file: str = ""
+    fp_sha256: str = ""
 
     def identity(self) -> dict[str, Any]:
         """What names the model in keys (its recipe override is hashed as the recipe it makes)."""
@@ -99,6 +117,9 @@ class Suite:
         for m in d["models"]:
             if not m["fp"]:
                 m.pop("fp")  # likewise for models without their own FP recipe
+            del m["fp_file"], m["fp_sha256"]  # where this machine found the file: not recipe
+            if not m["fp_checkpoint"]:  # likewise for models trained from scratch
+                del m["fp_checkpoint"], m["fp_checkpoint_format"]
         return json.loads(json.dumps(d, default=str, sort_keys=True))
 
     @property
@@ -156,12 +177,13 @@ def parse_suite(raw: dict[str, Any], path: str = "<memory>") -> Suite:
     models = []
     for m in raw["models"]:
         m = {"name": m} if isinstance(m, str) else m
-        _check_keys(f"{where} models", m, {"name", "kwargs", "alias", "fp"})
+        _check_keys(f"{where} models", m, {"name", "kwargs", "alias", "fp", "fp_checkpoint", "fp_checkpoint_format"})
         fp_over = dict(m.get("fp", {}))
+        start = _fp_start(f"{where} models.{m.get('alias') or m['name']}", m)
         if fp_over:  # validated as the recipe it makes
             _recipe(f"{where} models.{m.get('alias') or m['name']}.fp", {**asdict(_recipe(f"{where} [fp]", raw["fp"])),
                                                                           **fp_over})
-        models.append(ModelEntry(m["name"], dict(m.get("kwargs", {})), m.get("alias", ""), fp_over))
+        models.append(ModelEntry(m["name"], dict(m.get("kwargs", {})), m.get("alias", ""), fp_over, *start))
     compose = {}
     for cname, spec in raw.get("compose", {}).items():
         _check_keys(f"{where} compose.{cname}", spec, _COMPOSE_KEYS)
@@ -185,6 +207,23 @@ def parse_suite(raw: dict[str, Any], path: str = "<memory>") -> Suite:
         gpu_recommended=bool(raw.get("gpu_recommended", False)), threads=_threads(where, raw.get("threads", 1)),
         deterministic=bool(raw.get("deterministic", True)), attention=attention,
         papers=check_ref(where, raw["papers"]) if "papers" in raw else "", path=path)
+
+
+def _fp_start(where: str, m: dict[str, Any]) -> tuple[str, str]:
+    """A model's ``fp_checkpoint`` and its format, checked (the file itself is found at plan time)."""
+    path, fmt = m.get("fp_checkpoint", ""), m.get("fp_checkpoint_format", "")
+    if not path:
+        if fmt:
+            raise QbenchError(f"{where}: fp_checkpoint_format is set without fp_checkpoint; name the file or drop it.")
+        return "", ""
+    if not isinstance(path, str):
+        raise QbenchError(f"{where}: fp_checkpoint must be a file path (a string), got {path!r}.")
+    if m.get("fp"):
+        raise QbenchError(f"{where} has both fp (a recipe to train the FP model) and fp_checkpoint (a file it "
+                          "starts from, with no FP training); keep one.")
+    if fmt and fmt not in FP_FORMATS:
+        raise QbenchError(f"{where}: fp_checkpoint_format {fmt!r} is not a format; use one of {', '.join(FP_FORMATS)}.")
+    return path, fp_format(path, fmt)
 
 
 def _threads(where: str, value: Any) -> int:
