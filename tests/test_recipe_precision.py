@@ -49,7 +49,8 @@ def test_the_default_recipe_plans_the_published_keys() -> None:
 def test_a_field_set_in_qat_changes_the_keys_of_qat_only(catalog: Catalog, field: str, toml: str, value: object
                                                          ) -> None:
     text = tiny_suite(methods=("fp32", "toy"))
-    plain, changed = parse_suite(tomllib.loads(text)), parse_suite(tomllib.loads(_with(text, "qat", f"{field} = {toml}")))
+    plain = parse_suite(tomllib.loads(text))
+    changed = parse_suite(tomllib.loads(_with(text, "qat", f"{field} = {toml}")))
     assert getattr(changed.qat, field) == value and getattr(plain.qat, field) != value
     before, after = _keys(plain, catalog), _keys(changed, catalog)
     assert set(before) == set(after)
@@ -62,7 +63,8 @@ def test_a_field_set_in_qat_changes_the_keys_of_qat_only(catalog: Catalog, field
 @pytest.mark.parametrize("field, toml, value", FIELDS)
 def test_a_field_set_in_fp_changes_the_fp_keys(catalog: Catalog, field: str, toml: str, value: object) -> None:
     text = tiny_suite(methods=("fp32", "toy"))
-    plain, changed = parse_suite(tomllib.loads(text)), parse_suite(tomllib.loads(_with(text, "fp", f"{field} = {toml}")))
+    plain = parse_suite(tomllib.loads(text))
+    changed = parse_suite(tomllib.loads(_with(text, "fp", f"{field} = {toml}")))
     before, after = _keys(plain, catalog), _keys(changed, catalog)
     assert all(after[label][0] != fp and after[label][1] != key for label, (fp, key) in before.items())
 
