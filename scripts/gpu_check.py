@@ -11,7 +11,8 @@ Stages, each printed as it ends and summarised in a table:
 * files: a generated CIFAR-10 (official python format) and a JPEG image folder through the pool
   with DataLoader workers (pinned memory on a GPU): rows ok.
 * resume: a QAT job killed with SIGKILL after its first epoch, rerun: it resumes from that epoch.
-* gpus: with 2+ GPUs, one pool job per GPU (rows on cuda:0 and cuda:1) and Ray's one-GPU tasks.
+* gpus: with 2+ GPUs, one pool job per GPU (rows on cuda:0 and cuda:1) and Ray's one-GPU tasks,
+  including a ``--device cuda:1`` task computing on GPU 1 (its cuda:0 has GPU 1's UUID).
 
 Without a GPU it says so and exits 0; ``--device cpu`` runs every stage that can run on a CPU
 (CI does, so the script cannot rot).
@@ -64,11 +65,11 @@ def placement(device: torch.device) -> tuple[bool, str]:
                                   BitTarget(4, 4), "fp", 0, device)
                 parts.qmodel.train()
                 parts.loss_fn(x, y).backward()  # the first step initialises; the second is counted
-                with counted_reads() as calls:
+                with counted_reads() as calls:  # the loop's own reads are once per window (tests/test_host_syncs.py)
                     loss = parts.loss_fn(x, y)
                     loss.backward()
-                    parts.after_step(x, y, float(loss.detach()), 1, 0)
-                syncs[label] = len(calls) - 1  # the float(loss) above is the loop's own
+                    parts.after_step(x, y, loss.detach(), 1, 0)
+                syncs[label] = len(calls)
                 wrapper = parts.wrapper if isinstance(parts.wrapper, torch.nn.Module) else None
                 problems += [f"{label}: {b}" for b in off_device(
                     {"model": parts.qmodel, "teacher": parts.teacher, "allocator": parts.allocator,

@@ -109,6 +109,12 @@ class Row(TypedDict, total=False):
     peak_rss_mb: Annotated[float, "peak resident memory of the process that ran the job (MiB)"]
     torch_threads: Annotated[int, "torch intra-op threads the job ran with (the recipe's; part of the key)"]
     deterministic: Annotated[bool, "torch.use_deterministic_algorithms was on (the recipe's; part of the key)"]
+    tf32: Annotated[bool, "TF32 in cuBLAS matmuls and cuDNN convolutions (the recipe's: QAT's, the FP recipe's for "
+                          "the FP reference; in the key when true); no effect on a CPU"]
+    amp: Annotated[str, "autocast of forward passes in training and evaluation: off, bf16 or fp16 (the recipe's, as "
+                        "tf32; in the key unless off)"]
+    channels_last: Annotated[bool, "model and image batches in channels-last layout (the recipe's, as tf32; in the "
+                                   "key when true)"]
     device: Annotated[str, "device the job ran on: cpu, or cuda:N and the GPU's name"]
     cuda_version: Annotated[str, "CUDA runtime torch was built with ('' on CPU)"]
     cudnn_version: Annotated[str, "cuDNN version ('' on CPU)"]

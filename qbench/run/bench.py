@@ -139,7 +139,7 @@ def qat_step(method_name: str, catalog: Catalog, fp_model: nn.Module, data: Data
         loss.backward()
         opt.step()
         counter[0] += 1
-        parts.after_step(x, y, loss.item(), counter[0], 1)
+        parts.after_step(x, y, loss.detach(), counter[0], 1)
     return step, (prepare_s, timings.get("weight_init_s", 0.0)), [parts.qmodel, parts.teacher]
 
 

@@ -117,7 +117,7 @@ class Harness:
         ckpt = self.ws.epoch_checkpoint(job.fp_key, "fp")
         train(model, lambda x, y: torch.nn.functional.cross_entropy(model(x), y), data, recipe, job.seed,
               on_epoch=self._epoch_cb(job, "fp", task), checkpoint=ckpt, device=self.device)
-        metrics = evaluate(model, data, device=self.device)
+        metrics = evaluate(model, data, device=self.device, recipe=recipe)
         meta = {"fp_key": job.fp_key, "config": job.fp_config(), "top1": metrics["top1"], "top5": metrics["top5"],
                 "train_s": time.perf_counter() - t0, "torch_threads": torch.get_num_threads(), "date": now(),
                 **environment()}
@@ -140,7 +140,7 @@ class Harness:
         return cb
 
     def _apply_runtime(self, job: Job) -> None:
-        apply_runtime(job.suite.threads, job.suite.deterministic, self.device)
+        apply_runtime(job.suite.threads, job.suite.deterministic, self.device, job.recipe.tf32)
         set_loader_workers(self.loader_workers)
 
     # -- one job -------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ class Harness:
             "first_last": job.suite.first_last, "attention": job.suite.attention, "seed": job.seed,
             **fp_file_fields(job.model),  # a file start: the file and its hash
             "command": self.command,
-            "torch_threads": job.suite.threads, "deterministic": job.suite.deterministic,
+            "torch_threads": job.suite.threads, "deterministic": job.suite.deterministic, **job.recipe.precision(),
             "executor": self.executor, "date": now(), **environment(),
             **device_facts(torch.device(device) if device else self.device),
         }
@@ -234,7 +234,7 @@ class Harness:
         x_audit = first_batch(data.test, AUDIT_BATCH, self.device)[0]
         if job.method.reference:
             layers = find_layers(fp_model, x_audit)
-            out.update(evaluate(fp_model, data, device=self.device))
+            out.update(evaluate(fp_model, data, device=self.device, recipe=job.recipe))
             out.update(summarize(fp_model, audit_model(fp_model, layers, x_audit)))
             out.update({"export_max_abs_diff": 0.0, "extra": {}})
             return out
@@ -254,7 +254,7 @@ class Harness:
         out["resumed_from_epoch"] = ckpt.resumed_from
         self.progress.finish_epochs(task)
         model = result.model
-        out.update(evaluate(model, data, device=self.device))
+        out.update(evaluate(model, data, device=self.device, recipe=suite.qat))
         out.update(summarize(model, audit_model(model, result.layers, x_audit)))
         out["export_max_abs_diff"] = export_parity(model, x_audit)
         out["extra"] = result.extra

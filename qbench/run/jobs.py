@@ -49,12 +49,17 @@ class Job:
             return {"dataset": self.dataset.__dict__, "model": self.model.identity(), "runtime": self.runtime(),
                     "fp_checkpoint": {"sha256": self.model.fp_sha256, "format": self.model.fp_checkpoint_format}}
         return {"dataset": self.dataset.__dict__, "model": self.model.identity(), "seed": self.seed,
-                "fp": self.fp_recipe.__dict__, "runtime": self.runtime()}
+                "fp": self.fp_recipe.hashed(), "runtime": self.runtime()}
 
     @property
     def fp_recipe(self) -> TrainRecipe:
         """The suite's FP recipe with this model's overrides (``[[models]] fp = {...}``)."""
         return self.suite.fp_for(self.model)
+
+    @property
+    def recipe(self) -> TrainRecipe:
+        """The recipe of this job's own training: QAT's, or the FP recipe for the FP reference."""
+        return self.fp_recipe if self.method.reference else self.suite.qat
 
     def runtime(self) -> dict[str, Any]:
         """What the recipe fixes about how a job computes: torch's intra-op threads (the order of
@@ -69,7 +74,7 @@ class Job:
     def config(self) -> dict[str, Any]:
         return {"fp": self.fp_config(), "method": self.method.config(), "params": json.loads(self.params_json),
                 "bits": self.bits.label,
-                "qat": self.suite.qat.__dict__, "first_last": self.suite.first_last,
+                "qat": self.suite.qat.hashed(), "first_last": self.suite.first_last,
                 "suite": [self.suite.name, self.suite.version],
                 **({"seed": self.seed} if self.model.fp_sha256 else {})}  # QAT's seed, when fp_config has none
 
@@ -121,6 +126,7 @@ def expand(suite: Suite, catalog: Catalog, methods: list[Method], device_type: s
     Every method's parts and parameters are checked here, before anything trains.
     """
     suite = resolve_fp_files(suite)  # file starts found and hashed (once per file; plan_jobs did it already)
+    suite.check_device(device_type)
     bound = {}
     for m in methods:
         catalog.check_method(m)

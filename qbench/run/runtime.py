@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from qbench.errors import QbenchError
+from qbench.train.precision import set_tf32
 
 
 def parse_devices(spec: str, cuda_count: int) -> list[torch.device]:
@@ -84,14 +85,17 @@ def worker_device(devices: torch.device | Sequence[torch.device], worker: int) -
     return devs[worker % len(devs)]
 
 
-def apply_runtime(threads: int, deterministic: bool, device: torch.device) -> None:
+def apply_runtime(threads: int, deterministic: bool, device: torch.device, tf32: bool = False) -> None:
     """Fix what the recipe fixes, in this process, before a job trains.
 
     ``CUBLAS_WORKSPACE_CONFIG`` must be set before cuBLAS starts, so a CUDA worker calls this
     before its first job. On the CPU, ``warn_only`` keeps an op without a deterministic kernel
     usable (torch warns instead of raising); every CPU op qbench's methods use is deterministic.
+    ``tf32`` (the job's recipe's) holds for the whole job: calibration, audit and deploy check too;
+    each training phase and evaluation sets its own recipe's (:mod:`qbench.train.precision`).
     """
     torch.set_num_threads(threads)
+    set_tf32(tf32)
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.backends.cudnn.benchmark = not deterministic

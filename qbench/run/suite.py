@@ -20,7 +20,8 @@ except ModuleNotFoundError:  # Python 3.10
 
 from qbench.contract.bits import FIRST_LAST_RULES, BitTarget
 from qbench.errors import QbenchError
-from qbench.train.recipe import OPTIMIZERS, SCHEDULES, TrainRecipe  # re-exported: suites are made of recipes
+from qbench.train.recipe import (  # re-exported: suites are made of recipes
+    AMP, OPTIMIZERS, SCHEDULES, TrainRecipe, check_amp)
 from qbench.report.papers import check_ref, load_papers
 
 ATTENTION = ("fp", "quantized")
@@ -112,6 +113,7 @@ class Suite:
         d.pop("path")
         d.pop("description")
         d.pop("papers")
+        d["fp"], d["qat"] = self.fp.hashed(), self.qat.hashed()  # new recipe fields at their defaults: as before
         if d["attention"] == "fp":
             d.pop("attention")  # the default: suites written before the option keep their keys
         for m in d["models"]:
@@ -125,6 +127,12 @@ class Suite:
     @property
     def sha(self) -> str:
         return hashlib.sha256(json.dumps(self.recipe(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def check_device(self, device_type: str) -> None:
+        """Refuse, before anything trains, a recipe this device type cannot run (fp16 autocast on a CPU)."""
+        check_amp(self.qat.amp, device_type, f"suite {self.name} [qat]")
+        for m in self.models:
+            check_amp(self.fp_for(m).amp, device_type, f"suite {self.name} [fp] (model {m.label})")
 
     def narrowed(self, **changes: Any) -> "Suite":
         """The same suite restricted from the command line (a subset of its jobs)."""
@@ -151,6 +159,13 @@ def _recipe(where: str, raw: dict[str, Any]) -> TrainRecipe:
     if "epochs" not in raw:
         raise QbenchError(f"{where} needs 'epochs'.")
     r = TrainRecipe(**raw)
+    for flag in ("tf32", "channels_last"):
+        if not isinstance(getattr(r, flag), bool):
+            raise QbenchError(f"{where}.{flag} {getattr(r, flag)!r} is not a switch; write {flag} = true or "
+                              f"{flag} = false (no quotes).")
+    if r.amp not in AMP:
+        raise QbenchError(f"{where}.amp {r.amp!r} is not an autocast setting; use one of "
+                          f"{', '.join(repr(a) for a in AMP)} ('fp16' on a GPU only).")
     if r.optimizer not in OPTIMIZERS:
         raise QbenchError(f"{where}.optimizer {r.optimizer!r} is not supported; use one of {', '.join(OPTIMIZERS)}.")
     if r.schedule not in SCHEDULES:

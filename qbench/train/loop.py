@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from qbench.contract.optim import DEFAULT_SPEC, OptimSpec
 from qbench.contract.quant.base import Quantizer
 from qbench.data.bundle import DataBundle, EpochBatches, iterate_batches, num_batches
+from qbench.train.precision import autocast, batch_layout, computing, grad_scaler, model_layout
 from qbench.train.recipe import TrainRecipe
 from qbench.train.resume import Checkpointer, epoch_state, restore_epoch
 
@@ -100,7 +101,51 @@ def build_optimizer(groups: list[dict], recipe: TrainRecipe, total_steps: int
     return opt, sched
 
 
-StepHook = Callable[[Tensor, Tensor, float, int, int], None]
+#: ``after_step(x, y, loss, step, epoch)``: ``loss`` is the step's loss as a detached 0-dim tensor on
+#: the device; reading its value is a host sync, so only a hook that needs it reads it
+StepHook = Callable[[Tensor, Tensor, Tensor, int, int], None]
+
+#: Steps between two reads of the losses' finiteness. Each read makes the CPU wait for the GPU (a
+#: host sync), which drains the device's queue of work; reading every step stalled it. A NaN or inf
+#: loss still fails the job with the same FloatingPointError, naming the step that made it, at most
+#: this many steps late, and always before its epoch ends (an epoch checkpoint never holds a
+#: diverged model) or another error hides it.
+FINITE_CHECK_EVERY = 32
+
+
+class LossWatch:
+    """A phase's losses kept on the device: summed for the epoch's mean, checked for NaN and inf
+    once per :data:`FINITE_CHECK_EVERY` steps. The sum is float64, as the Python float it replaces
+    was, in the same order, so the epoch's mean loss is the same to the bit."""
+
+    def __init__(self) -> None:
+        self.window: list[tuple[Tensor, int]] = []  # (loss, steps done before it), not yet checked
+        self.total: Tensor | None = None
+        self.count = 0
+
+    def add(self, loss: Tensor, n: int, step: int) -> None:
+        loss = loss.detach()
+        self.window.append((loss, step))
+        term = loss.double() * n
+        self.total = term if self.total is None else self.total + term
+        self.count += n
+
+    def check(self, epoch: int) -> None:
+        """Raise :class:`FloatingPointError` for the first non-finite loss since the last check."""
+        if not self.window:
+            return
+        losses = torch.stack([loss.float() for loss, _ in self.window])
+        bad = ~torch.isfinite(losses)
+        if bad.any():  # the window's one host read
+            i = int(bad.nonzero()[0, 0])
+            raise FloatingPointError(f"loss became {losses[i].item()} at epoch {epoch}, step {self.window[i][1]}")
+        self.window.clear()
+
+    def epoch_mean(self) -> float:
+        """The epoch's mean loss (a host read), and a fresh sum for the next epoch."""
+        mean = (float(self.total) if self.total is not None else 0.0) / max(self.count, 1)
+        self.total, self.count = None, 0
+        return mean
 
 
 def _device(device: torch.device | str | None) -> torch.device | None:
@@ -118,11 +163,13 @@ def train(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], data: D
           on_epoch: Callable[[EpochStats], None] | None = None, deadline: float | None = None,
           checkpoint: Checkpointer | None = None, stateful: Sequence[Any] = (),
           device: torch.device | None = None) -> list[EpochStats]:
-    """Train ``model`` for ``recipe.epochs`` epochs with ``loss_fn(x, y)``.
+    """Train ``model`` for ``recipe.epochs`` epochs with ``loss_fn(x, y)``, computing as the
+    recipe's precision fields say (:mod:`qbench.train.precision`: TF32, autocast, layout).
 
     :param extra_params: a method's parameters outside the model (allocator, wrapper) with their
         optimizer settings.
-    :param after_step: called as ``after_step(x, y, loss, step, epoch)`` after each optimiser step.
+    :param after_step: called as ``after_step(x, y, loss, step, epoch)`` after each optimiser step
+        (:data:`StepHook`).
     :param deadline: a ``time.monotonic()`` value; training stops after the epoch that passes it
         and raises :class:`TimeoutError`.
     :param checkpoint: where each finished epoch is saved, and resumed from after a kill.
@@ -130,37 +177,65 @@ def train(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], data: D
         wrapper) saved with each epoch.
     :param device: where batches go (the model is already there).
     """
+    with computing(recipe, device):
+        return _train(model, loss_fn, data, recipe, seed, extra_params, after_step, on_epoch, deadline, checkpoint,
+                      stateful, device)
+
+
+def _train(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], data: DataBundle, recipe: TrainRecipe,
+           seed: int, extra_params: ParamSpecs, after_step: StepHook | None,
+           on_epoch: Callable[[EpochStats], None] | None, deadline: float | None,
+           checkpoint: Checkpointer | None, stateful: Sequence[Any], device: torch.device | None
+           ) -> list[EpochStats]:
     gen = torch.Generator().manual_seed(seed)
     steps_per_epoch = num_batches(data.train, recipe.batch_size)
+    model_layout(model, recipe)
     specs = method_param_specs(model)
     specs.update({id(p): spec for p, spec in extra_params})
     named = list(model.named_parameters()) + [(f"extra{i}", p) for i, (p, _) in enumerate(extra_params)]
     opt, sched = build_optimizer(param_groups(named, specs, recipe), recipe, recipe.epochs * steps_per_epoch)
+    scaler = grad_scaler(recipe)
+    if scaler is not None:  # its loss scale is saved with each epoch, after the method's own state
+        stateful = (*stateful, scaler)
     history: list[EpochStats] = []
     step, start = 0, 1
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None:
         step, start = restore_epoch(saved, model, opt, sched, gen, stateful, _device(device))
         history = [EpochStats(*h) for h in saved["history"]]
+    watch = LossWatch()
     # a file dataset's loader workers start once for the phase, not at every epoch
     with EpochBatches(data.train, recipe.batch_size, device) as batches:
         for epoch in range(start, recipe.epochs + 1):
             model.train()
-            t0, total, count = time.perf_counter(), 0.0, 0
-            for x, y in batches.epoch(gen):
-                loss = loss_fn(x, y)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch}, step {step}")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                step += 1
-                total += loss.item() * len(y)
-                count += len(y)
-                if after_step is not None:
-                    after_step(x, y, loss.item(), step, epoch)
-            stats = EpochStats(epoch, total / max(count, 1), opt.param_groups[0]["lr"], time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            try:
+                for x, y in batches.epoch(gen):
+                    x = batch_layout(x, recipe)
+                    with autocast(recipe, device):
+                        loss = loss_fn(x, y)
+                    watch.add(loss, len(y), step)
+                    opt.zero_grad(set_to_none=True)
+                    if scaler is None:
+                        loss.backward()
+                        opt.step()
+                    else:
+                        scaler.scale(loss).backward()
+                        scaler.step(opt)
+                        scaler.update()
+                    sched.step()
+                    step += 1
+                    if after_step is not None:
+                        after_step(x, y, loss.detach(), step, epoch)
+                    if len(watch.window) >= FINITE_CHECK_EVERY:
+                        watch.check(epoch)
+                watch.check(epoch)
+            except FloatingPointError:
+                raise
+            except Exception:
+                watch.check(epoch)  # a NaN before the error is what failed the job, as it was when checked every step
+                raise
+            stats = EpochStats(epoch, watch.epoch_mean(), opt.param_groups[0]["lr"], time.perf_counter() - t0)
             history.append(stats)
             if checkpoint is not None and epoch < recipe.epochs:
                 checkpoint.save(epoch_state(epoch, step, model, opt, sched, gen, stateful, history,
@@ -173,21 +248,29 @@ def train(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], data: D
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: DataBundle, batch_size: int = 256, device: torch.device | None = None
-             ) -> dict[str, float]:
-    """Top-1 and top-5 accuracy (in %) on the test split, in eval mode (hard-quantized weights)."""
+def evaluate(model: nn.Module, data: DataBundle, batch_size: int = 256, device: torch.device | None = None,
+             recipe: TrainRecipe | None = None) -> dict[str, float]:
+    """Top-1 and top-5 accuracy (in %) on the test split, in eval mode (hard-quantized weights),
+    computed as ``recipe``'s precision fields say (the phase that trained the model; None: float32).
+
+    The counts stay on the device until the end: two host reads in all, not two per batch."""
+    recipe = recipe or TrainRecipe(epochs=0)
     was_training = model.training
     model.eval()
-    correct1 = correct5 = n = 0
+    correct1 = correct5 = torch.zeros((), dtype=torch.long, device=device)
+    n = 0
     try:
-        for x, y in iterate_batches(data.test, batch_size, shuffle=False, device=device):
-            logits = model(x)
-            k = min(5, logits.shape[1])
-            top = logits.topk(k, dim=1).indices
-            correct1 += (top[:, 0] == y).sum().item()
-            correct5 += (top == y[:, None]).any(dim=1).sum().item()
-            n += len(y)
+        with computing(recipe, device):
+            model_layout(model, recipe)
+            for x, y in iterate_batches(data.test, batch_size, shuffle=False, device=device):
+                with autocast(recipe, device):
+                    logits = model(batch_layout(x, recipe))
+                k = min(5, logits.shape[1])
+                top = logits.topk(k, dim=1).indices
+                correct1 = correct1 + (top[:, 0] == y).sum()
+                correct5 = correct5 + (top == y[:, None]).any(dim=1).sum()
+                n += len(y)
     finally:
         model.train(was_training)
-    return {"top1": 100.0 * correct1 / max(n, 1), "top5": 100.0 * correct5 / max(n, 1)}
+    return {"top1": 100.0 * int(correct1) / max(n, 1), "top5": 100.0 * int(correct5) / max(n, 1)}
 

@@ -119,13 +119,18 @@ class QatParts:
     def loss_fn(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.wrapper.loss(self.qmodel, x, y)
 
-    def after_step(self, x: torch.Tensor, y: torch.Tensor, loss: float, step: int, epoch: int) -> None:
+    def after_step(self, x: torch.Tensor, y: torch.Tensor, loss: torch.Tensor | float, step: int,
+                   epoch: int) -> None:
+        """The allocator's step hook; ``loss`` (a detached tensor from the loop) is read only for an
+        allocator that has one: the read is a host sync, and fixed allocators learn nothing."""
+        if type(self.allocator).after_step is BitAllocator.after_step:
+            return
         qmodel = self.qmodel
 
         def task_loss() -> float:
             with torch.no_grad(), frozen_bn_stats(qmodel):
                 return float(torch.nn.functional.cross_entropy(qmodel(x), y))
-        self.allocator.after_step(StepContext(qmodel, x, y, loss, step, epoch, task_loss))
+        self.allocator.after_step(StepContext(qmodel, x, y, float(loss), step, epoch, task_loss))
 
 
 def qat_parts(method: Method, catalog: Catalog, fp_model: nn.Module, data: DataBundle, target: BitTarget,

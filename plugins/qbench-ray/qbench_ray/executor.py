@@ -22,7 +22,9 @@ by the driver. A job that raises becomes a ``failed`` row inside the worker, as 
 
 Resources (:mod:`qbench_ray.resources`): each task asks for ``num_cpus`` = the recipe's threads
 plus ``loader_cpus``, and on a CUDA run one GPU in a fresh worker process (``max_calls=1``): Ray
-then shows the task only its own GPU, which the worker uses as ``cuda:0``. A file dataset's
+then shows the task only its own GPU, which the worker uses as ``cuda:0``. A run that names its
+GPUs (``--device cuda:1``) gives each task those as its ``CUDA_VISIBLE_DEVICES``, so Ray's pick is
+one of them. A file dataset's
 DataLoader in a task starts ``loader_cpus`` loader workers (default: the recipe's threads;
 ``QBENCH_LOADER_WORKERS`` in the workers' environment overrides it).
 """
@@ -37,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from qbench.api import FpCheckpoint, Job, QbenchError, WorkerSpec, Workspace, load_state, locked, save_state
 
-from .resources import remote, task_options
+from .resources import remote, run_gpus, task_options
 
 if TYPE_CHECKING:
     from qbench.api import Harness
@@ -74,12 +76,16 @@ class _State:
 _harnesses: dict[WorkerSpec, "Harness"] = {}
 
 
+def task_device(device: str) -> str:
+    """Where a task computes: ``cuda:0`` on a CUDA run, whichever GPU the driver named, since Ray's
+    ``CUDA_VISIBLE_DEVICES`` shows the task its own GPU only (one of the named ones)."""
+    return "cuda:0" if device.startswith("cuda") else device
+
+
 def worker_harness(spec: WorkerSpec, workspace: str) -> "Harness":
     """The driver's harness in this Ray worker, built once per process, on ``workspace``."""
-    import torch
-
-    if torch.device(spec.device).type == "cuda":
-        spec = spec.on_device("cuda:0")  # Ray's CUDA_VISIBLE_DEVICES shows the task its own GPU only
+    if task_device(spec.device) != spec.device:
+        spec = spec.on_device(task_device(spec.device))
     harness = _harnesses.get(spec)
     if harness is None:
         harness = _harnesses[spec] = replace(spec, workspace=workspace).harness()
@@ -171,7 +177,9 @@ class RayExecutor:
         self._started = False
 
     # -- the cluster -----------------------------------------------------------------------------
-    def _connect(self) -> None:
+    def _connect(self, gpus: str | None = None) -> None:
+        """Join the cluster, or start a local one; with named ``gpus``, a local cluster declares
+        only that many, so Ray runs no more GPU tasks at once than there are named GPUs."""
         import ray
 
         if ray.is_initialized():  # joined already (by an earlier batch, or by the caller)
@@ -180,7 +188,7 @@ class RayExecutor:
             if self.address:
                 ray.init(address=self.address)
             else:
-                ray.init(num_cpus=self.num_cpus)
+                ray.init(num_cpus=self.num_cpus, **({"num_gpus": len(gpus.split(","))} if gpus else {}))
                 self._started = True
         except ConnectionError as exc:
             raise QbenchError(f"Could not join the Ray cluster at {self.address!r}: {exc}. Start it with "
@@ -226,16 +234,17 @@ class RayExecutor:
             return
         import ray
 
-        self._connect()
+        gpu = harness.device.type == "cuda"
+        gpus = run_gpus(harness.devices) if gpu else None
+        self._connect(gpus)
         base = WorkerSpec.of(harness)
         if base.loader_workers is None:  # a task's file-dataset loader workers: the CPUs it asks Ray for them
             base = replace(base, loader_workers=self.loader_cpus or max(1, jobs[0].suite.threads))
         spec = ray.put(base)
-        gpu = harness.device.type == "cuda"
         train_fp, run_job = remote(train_fp_task, gpu), remote(job_task, gpu)
 
         def options(job: Job, name: str) -> dict[str, Any]:
-            return task_options(job.suite.threads, self.loader_cpus, self.retries, name)
+            return task_options(job.suite.threads, self.loader_cpus, self.retries, name, gpus)
 
         fps: dict[str, Any] = {}  # fp_key -> object ref of (bytes, meta)
         unsaved: dict[str, Any] = {}  # FP checkpoints to keep in the driver's workspace when ready

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from qbench_ray.resources import remote, task_options
+from qbench_ray.resources import named_gpus, remote, task_options
 
 
 def probe(hold_s: float) -> dict:
@@ -61,6 +61,36 @@ def test_a_cpu_run_reuses_workers_and_asks_for_no_gpu(two_gpu_cluster: None) -> 
     seen = [ray.get(task.options(**task_options(1, 0, 0, f"job{i}")).remote(0.0)) for i in range(3)]
     assert all(s["gpus"] == [] for s in seen)
     assert len({s["pid"] for s in seen}) < 3, "CPU tasks should reuse warm workers"
+
+
+def test_a_named_gpu_holds_on_a_node_with_more(two_gpu_cluster: None) -> None:
+    """A joined cluster's node declares both GPUs; ``--device cuda:1`` still gets GPU 1 only,
+    whichever of its slots Ray hands the task."""
+    import ray
+
+    task = remote(probe, gpu=True)
+    gpus = named_gpus(("cuda:1",), 2, None)
+    seen = ray.get([task.options(**task_options(1, 0, 0, f"job{i}", gpus)).remote(0.5) for i in range(4)])
+    assert all(s["visible"] == "1" and s["gpus"] == ["1"] for s in seen), seen
+
+
+def uuid_of_cuda0() -> str:
+    import torch
+
+    return str(torch.cuda.get_device_properties(0).uuid)
+
+
+def test_a_cuda1_task_computes_on_gpu_1(two_gpu_cluster: None) -> None:
+    """GPU only (scripts/gpu_check.py's gpus stage): the task's cuda:0 is the driver's cuda:1."""
+    import ray
+    import torch
+
+    if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA GPUs")
+    task = remote(uuid_of_cuda0, gpu=True)
+    options = task_options(1, 0, 0, "uuid", named_gpus(("cuda:1",), torch.cuda.device_count(),
+                                                       os.environ.get("CUDA_VISIBLE_DEVICES")))
+    assert ray.get(task.options(**options).remote()) == str(torch.cuda.get_device_properties(1).uuid)
 
 
 def test_loader_cpus_are_asked_for() -> None:
