@@ -16,7 +16,8 @@ from qbench.testing.crash import KillWeight
 from qbench.testing.helpers import *  # noqa: F403  (the re-exports are listed in helpers.__all__)
 from qbench.testing.helpers import __all__ as _helpers
 from qbench.testing.kernels import fake_cpu
+from qbench.testing.syncs import counted_reads
 from qbench.testing.threads import one_torch_thread, torch_threads
 
 __all__ = ["MethodConformance", "FAMILIES", "RECIPE", "fp_model", "qat", "tiny_digits", "one_torch_thread",
-           "torch_threads", "fake_cpu", "KillWeight", *_helpers]
+           "torch_threads", "fake_cpu", "counted_reads", "KillWeight", *_helpers]

@@ -9,7 +9,7 @@ from qbench_pact import PACTActQuantizer
 from torch import nn
 
 from qbench.api import OptimSpec
-from qbench.testing import TrainRecipe, get_catalog, tiny_digits, train
+from qbench.testing import TrainRecipe, counted_reads, get_catalog, tiny_digits, train
 
 
 def _quantizer(bits: int, alpha: float, **kw: object) -> PACTActQuantizer:
@@ -179,3 +179,22 @@ def test_eval_mode_calibration_is_redone_once_on_the_first_training_batch() -> N
     keep.train()
     keep(train_batch)
     assert keep.alpha.item() == pytest.approx(float(eval_batch.max()))
+
+
+def test_a_settled_alpha_is_not_read_back_at_every_training_step() -> None:
+    """Once alpha has settled, the forward keeps that in Python: reading the flag from a CUDA buffer
+    at every step would wait for the GPU once per layer per step. A loaded state is read afresh."""
+    q = PACTActQuantizer(3, init_alpha="max")
+    q.eval()
+    q.initialize(torch.rand(4, 50) * 50)
+    q.train()
+    x = torch.rand(4, 50)
+    q(x)  # settles alpha on the first training batch
+    with counted_reads() as calls:
+        q(x).sum().backward()
+    assert calls == []
+    fresh = PACTActQuantizer(3, init_alpha="max")
+    fresh.load_state_dict({**q.state_dict(), "alpha_settled": torch.tensor(False)})
+    fresh.train()
+    fresh(x * 3)  # not settled in the loaded state: calibrates on this batch
+    assert fresh.alpha.item() == pytest.approx(float((x * 3).max()))
