@@ -165,7 +165,7 @@ def run_qat(method: Method, catalog: Catalog, fp_model: nn.Module, data: DataBun
     start = read_learned(qmodel)
     counter = PassCounter(qmodel, teacher_modules(qmodel, (wrapper, allocator), parts.teacher))
 
-    def after_step(x: torch.Tensor, y: torch.Tensor, loss: float, step: int, epoch: int) -> None:
+    def after_step(x: torch.Tensor, y: torch.Tensor, loss: torch.Tensor | float, step: int, epoch: int) -> None:
         parts.after_step(x, y, loss, step, epoch)  # an allocator's probe passes belong to this step
         counter.step()
     with counter:
