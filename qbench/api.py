@@ -36,6 +36,7 @@ from qbench.contract.quant.ste import (
 )
 from qbench.contract.wrappers import TrainingWrapper, kd_loss
 from qbench.errors import PluginError, QbenchError
+from qbench.plugin.catalog import registered_quantizer
 from qbench.run.executors import Executor, locked
 from qbench.run.harness import FpCheckpoint, Harness, load_state, save_state
 from qbench.run.jobs import Job
@@ -50,7 +51,7 @@ __all__ = [
     # methods and bits
     "Method", "OptimSpec", "BitTarget", "LayerBits", "LayerInfo", "bind_params",
     # quantizers
-    "Quantizer", "WeightQuantizer", "ActivationQuantizer",
+    "Quantizer", "WeightQuantizer", "ActivationQuantizer", "registered_quantizer",
     "QuantConv2d", "QuantLinear", "QuantLayer", "quant_layers",
     "round_ste", "floor_ste", "grad_scale", "lsq_grad_scale", "int_range", "features_per_sample",
     "calibration_sample", "clip_grid", "mse_search",

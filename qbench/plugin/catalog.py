@@ -214,6 +214,19 @@ def get_catalog(load_entrypoints: bool = True) -> Catalog:
     return _CACHE[load_entrypoints]
 
 
+def registered_quantizer(name: str, kind: str | None = None) -> Callable[..., Any]:
+    """The factory registered as quantizer ``name`` in this process's catalog, called as
+    ``factory(bits=..., layer=..., **params)``: how one plugin's quantizer builds another plugin's
+    by name (a plugin imports no other plugin; declare that plugin as a dependency), as a method
+    names it. ``kind`` ("weight" / "activation") is checked when given. An unknown name raises
+    :class:`~qbench.errors.UnknownNameError` naming the install fix."""
+    entry = get_catalog().quantizers.get(name)
+    if kind is not None and entry.kind != kind:
+        raise QbenchError(f"Quantizer {name!r} is an {entry.kind} quantizer, not a {kind} quantizer; "
+                          f"pick a registered {kind} quantizer (`qbench list quantizers`).")
+    return entry.factory
+
+
 def reset_catalog() -> None:
     """Forget the cached catalog (tests, or after installing a plugin in-process)."""
     _CACHE.clear()

@@ -9,6 +9,8 @@ its target, any of
 * measured BitOPs (``gbitops``) > ``target_gbitops`` x (1 + :data:`BITOPS_RTOL`), where
   ``target_gbitops`` is the same sum over the same layers at the target bits (body layers at the
   job's target, first/last layers at the suite's rule: :func:`qbench.train.audit.target_bitops`).
+  ``gbitops`` includes the FP work a quantizer runs at inference (its ``inference_macs``, at
+  32 x 32 bits: ASQ's adapter MLPs) and the target allows none, so that work counts against it.
 
 **Collapsed** (``collapsed``, ``collapse_reason``): an ``ok`` row that kept far fewer levels than
 its budget, or whose top-1 is near chance:

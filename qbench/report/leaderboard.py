@@ -23,6 +23,7 @@ import pandas as pd
 from qbench.atomic import atomic_write_text
 from qbench.errors import QbenchError
 from qbench.report.budget import BITOPS_RTOL, BITS_TOL, CHANCE_MARGIN, DEPLOY_TOP1_TOL
+from qbench.report.costs import cost_markdown
 from qbench.report.papers import (MD_HEADER, MD_LEGEND, PaperEntry, attach_papers, copy_papers, md_cells,
                                   md_sources, papers_of_version)
 from qbench.report.rows_csv import rows_to_csv
@@ -176,7 +177,7 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "",
             out.write(f"## {dataset} / {model}" + (f" / {bits}{kind}" if bits else "") + "\n\n")
             _table(out, pd.concat([ref, gb]), papers)
     _unranked_sections(out, agg, df, papers)
-    return out.getvalue()
+    return out.getvalue() + cost_markdown(df)  # training cost: only rows that measured their passes
 
 
 def _table(out: io.StringIO, g: pd.DataFrame, papers: object) -> None:
@@ -271,11 +272,10 @@ def render(d: Path, suite: str, plot: bool = False) -> str:
 
 def publish(rows: list[dict[str, Any]], root: Path, suite: str, plot: bool = True,
             recipe_file: Path | None = None) -> Path:
-    """Publish rows as ``root/suite/v<version>/``: a new version keeps older ones. ``diff.csv`` is
-    against the newest older version (what a reader of v2 wants to know: what moved since v1), so
-    republishing a version keeps that diff; only a suite's first version is diffed against its own
-    previous publication. ``recipe_file``, the suite's TOML, is kept as ``suite.toml``: after the
-    suite moves on, ``--suite NAME@vN`` still runs the recipe behind this version."""
+    """Publish rows as ``root/suite/v<version>/``: a new version keeps older ones. ``diff.csv`` is against the newest
+    older version (what a reader of v2 wants to know: what moved since v1), so republishing a version keeps that diff;
+    only a suite's first version is diffed against its own previous publication. ``recipe_file``, the suite's TOML, is
+    kept as ``suite.toml``: after the suite moves on, ``--suite NAME@vN`` still runs the recipe behind this version."""
     if not rows:
         raise QbenchError(f"No result rows for suite {suite!r}: run it first (qbench run --suite {suite}).")
     new = pd.read_csv(io.StringIO(rows_to_csv(rows)))

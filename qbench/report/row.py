@@ -106,6 +106,11 @@ class Row(TypedDict, total=False):
     # -- how it ran ----------------------------------------------------------------------------
     wall_s: Annotated[float, "job wall time (s), FP training included when this job trained it"]
     qat_s: Annotated[float, "QAT wall time (s)"]
+    qat_passes_per_step: Annotated[float, "forward passes per QAT optimizer step, measured: outermost forward calls of "
+                                          "the quantized model and of any teacher (the frozen FP model a KD or BWRF "
+                                          "wrapper runs), allocator probes included, divided by the steps "
+                                          "(qbench/train/passes.py); 1 for plain training"]
+    qat_teacher_passes_per_step: Annotated[float, "the teachers' share of qat_passes_per_step"]
     peak_rss_mb: Annotated[float, "peak resident memory of the process that ran the job (MiB)"]
     torch_threads: Annotated[int, "torch intra-op threads the job ran with (the recipe's; part of the key)"]
     deterministic: Annotated[bool, "torch.use_deterministic_algorithms was on (the recipe's; part of the key)"]

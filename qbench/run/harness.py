@@ -258,6 +258,7 @@ class Harness:
         out.update(summarize(model, audit_model(model, result.layers, x_audit)))
         out["export_max_abs_diff"] = export_parity(model, x_audit)
         out["extra"] = result.extra
+        out.update(result.costs)  # forward passes per optimizer step, measured during QAT
         if result.learned:  # only quantizers that report learned state add the fields
             out["learned"], out["learned_layers"] = result.learned, result.learned_layers
         out.update(keep_and_check(self.ws.root, job, model, data, out))  # the model kept; deploy parity

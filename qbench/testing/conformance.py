@@ -15,8 +15,9 @@ optimiser steps) on a few timm families and the embedded digits data, then asser
 forward and backward work, gradients reach the quantizer parameters, every hard-quantized layer
 keeps at most 2^b levels (measured by the bit audit, not declared) and has not collapsed (most
 quantized layers below 2^(b-1) levels: :func:`collapse_reasons`), the export is exact, the
-state dict round-trips through ``torch.load(weights_only=True)``, a seed fixes the result, and
-a quantizer's optional ``learned_state()`` is small, JSON-safe and finite.
+state dict round-trips through ``torch.load(weights_only=True)``, a seed fixes the result,
+a quantizer's optional ``learned_state()`` is small, JSON-safe and finite, and its optional
+``inference_macs()`` a non-negative int.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from torch.utils.data import TensorDataset
 
 from qbench.contract.bits import BitTarget
 from qbench.contract.quant.base import Quantizer
+from qbench.contract.quant.layers import quant_layers
 from qbench.contract.quant.learned import check_learned_state
 from qbench.data.bundle import DataBundle
 from qbench.data.digits import load_digits
@@ -136,7 +138,6 @@ class MethodConformance:
         res = qat(self.method, self.families[0], 4, catalog=catalog)
         x = tiny_digits().test.tensors[0]
         assert export_parity(res.model, x) < 1e-4
-        from qbench.contract.quant.layers import quant_layers
         for name, layer in quant_layers(res.model):
             if layer.wq is not None:
                 exported = layer.wq.export(layer.weight)
@@ -175,6 +176,31 @@ class MethodConformance:
                 after = q.state_dict()
                 changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
                 assert not changed, f"{self.method}: {type(q).__name__}.learned_state() changed {changed} {when}"
+
+    def test_inference_macs_is_a_non_negative_int(self, catalog: Catalog) -> None:
+        """A quantizer's optional ``inference_macs(input_shape)`` (FP work it runs at inference per
+        sample, counted into the row's BitOPs) returns a non-negative int for the input shapes
+        its layers see. Quantizers without it pass (the base class returns 0)."""
+        method = catalog.methods.get(self.method)
+        for family in self.families:
+            model = prepare(method, catalog, fp_model(family), tiny_digits(), BitTarget(4, 4), "fp", 0)[0].eval()
+            shapes: dict[str, tuple[int, ...]] = {}
+            hooks = [layer.register_forward_pre_hook(
+                lambda m, inp, n=name: shapes.__setitem__(n, tuple(inp[0].shape[1:]))) for name, layer in
+                quant_layers(model)]
+            with torch.no_grad():
+                model(tiny_digits().test.tensors[0][:4])
+            for h in hooks:
+                h.remove()
+            for name, layer in quant_layers(model):
+                for q in (layer.aq, layer.wq):
+                    hook = getattr(q, "inference_macs", None)
+                    if q is None or not callable(hook):
+                        continue
+                    macs = hook(shapes[name])
+                    assert isinstance(macs, int) and not isinstance(macs, bool) and macs >= 0, (
+                        f"{self.method} on {family}: {type(q).__name__}.inference_macs({shapes[name]}) at {name!r} "
+                        f"returned {macs!r}; it must be a non-negative int")
 
     def test_a_seed_fixes_the_result(self, catalog: Catalog) -> None:
         x = tiny_digits().test.tensors[0]

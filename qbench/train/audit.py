@@ -8,6 +8,11 @@
   Conv2d/Linear layers (attention's QK^T and AV, SDPA, functional linear calls) are audited too,
   as entries of role ``matmul`` at the bits their two inputs run at (32 unless the suite's
   ``attention = "quantized"`` quantized them): :func:`qbench.train.matmul.record_sites`.
+* FP work inside quantizers (ASQ's per-sample adapter MLP): each quantizer's optional
+  ``inference_macs(input_shape)`` (:meth:`qbench.contract.quant.base.Quantizer.inference_macs`),
+  as entries of role ``quantizer`` named ``<layer>.aq`` / ``<layer>.wq`` at 32 x 32 bits. They
+  are in ``gbitops`` and never in ``target_gbitops`` (the target allows no FP compute beyond the
+  layers'), so they count against the budget (:mod:`qbench.report.budget`).
 * Export parity: the eval model against a plain copy holding only the hard weights.
 """
 from __future__ import annotations
@@ -22,9 +27,12 @@ from torch import Tensor, nn
 
 from qbench.contract.layer_info import LayerInfo
 from qbench.contract.quant.layers import QuantLayer, quant_layers
+from qbench.errors import PluginError
 from qbench.train.matmul import record_sites
 
 FP_BITS = 32
+#: The role of an audit entry that holds a quantizer's own FP work at inference.
+QUANTIZER_ROLE = "quantizer"
 
 
 @dataclass
@@ -42,7 +50,8 @@ class LayerAudit:
     per_channel: bool
     w_zeros: int = 0  # exact zeros in the deployed weight (pruned by DGMS's zero component, ternary levels, ...)
     #: conv | linear for layers; for role "matmul" entries the op (matmul, sdpa.qk, sdpa.av, linear_fn,
-    #: conv_fn), with w_bits / a_bits the bits of its left / right input
+    #: conv_fn), with w_bits / a_bits the bits of its left / right input; for role "quantizer"
+    #: entries the quantizer's class
     kind: str = ""
 
 
@@ -71,10 +80,13 @@ def target_bitops(layers: list[LayerAudit] | list[dict[str, Any]], w_target: int
     """The BitOPs the job's target allows on the same layers: MACs x target b_w x target b_a, with
     body layers at the job's target bits (``a_target`` is 32 for a weight-only method) and the
     first/last layers at the bits they were declared with (the suite's first/last rule: 32 when FP,
-    8 under ``8bit``). Accepts audits or their dicts (a row's ``layers``)."""
+    8 under ``8bit``). Quantizers' own FP work (role ``quantizer``) is allowed nothing. Accepts
+    audits or their dicts (a row's ``layers``)."""
     total = 0
     for la in layers:
         get = la.get if isinstance(la, dict) else la.__getattribute__
+        if get("role") == QUANTIZER_ROLE:
+            continue
         if get("role") == "body":
             bw, ba = w_target, a_target
         else:
@@ -102,11 +114,17 @@ def packed_size_bits(model: nn.Module, layers: list[LayerAudit]) -> int:
     return total
 
 
-def _activation_levels(model: nn.Module, x: Tensor) -> dict[str, int]:
-    """Per quantized input: the max over samples of distinct values in that sample."""
+def _activation_levels(model: nn.Module, x: Tensor, shapes: dict[str, tuple[int, ...]] | None = None
+                       ) -> dict[str, int]:
+    """Per quantized input: the max over samples of distinct values in that sample. ``shapes``,
+    when given, receives each quantized layer's input shape for one sample (batch removed)."""
     levels: dict[str, int] = {}
     hooks = []
     for name, mod in quant_layers(model):
+        if shapes is not None:
+            def pre(m: nn.Module, inp: tuple[Tensor, ...], _name: str = name) -> None:
+                shapes[_name] = tuple(int(d) for d in inp[0].shape[1:])
+            hooks.append(mod.register_forward_pre_hook(pre))
         if mod.aq is None:
             continue
 
@@ -128,7 +146,8 @@ def _activation_levels(model: nn.Module, x: Tensor) -> dict[str, int]:
 def audit_model(model: nn.Module, layers: list[LayerInfo], x: Tensor) -> list[LayerAudit]:
     """Audit every layer in ``layers`` of a (quantized) model, with test inputs ``x``."""
     modules = dict(model.named_modules())
-    a_levels = _activation_levels(model, x)
+    shapes: dict[str, tuple[int, ...]] = {}
+    a_levels = _activation_levels(model, x, shapes)
     out = []
     for info in layers:
         mod = modules[info.name]
@@ -152,6 +171,41 @@ def audit_model(model: nn.Module, layers: list[LayerInfo], x: Tensor) -> list[La
             name=site.name, role="matmul", weight_numel=0, macs=site.macs, w_bits=site.bits_left,
             a_bits=site.bits_right, w_levels=0, w_bits_measured=site.bits_left, a_levels=0,
             a_bits_measured=site.bits_right, per_channel=False, kind=site.op))
+    out.extend(quantizer_audits(model, [info.name for info in layers], shapes))
+    return out
+
+
+def quantizer_macs(q: nn.Module, input_shape: tuple[int, ...], where: str) -> int:
+    """``q.inference_macs(input_shape)``, checked: a non-negative int (0 without the hook)."""
+    hook = getattr(q, "inference_macs", None)
+    if not callable(hook):
+        return 0
+    with torch.no_grad():
+        macs = hook(tuple(input_shape))
+    if isinstance(macs, bool) or not isinstance(macs, int) or macs < 0:
+        raise PluginError(f"{type(q).__name__} at {where!r}: inference_macs({tuple(input_shape)}) returned "
+                          f"{macs!r}; it must return a non-negative int (FP multiply-accumulates per sample, "
+                          "0 when the quantizer runs none at inference: docs/plugin-contract.md).")
+    return macs
+
+
+def quantizer_audits(model: nn.Module, names: list[str], shapes: dict[str, tuple[int, ...]]) -> list[LayerAudit]:
+    """One entry of role ``quantizer`` per quantizer of the named layers that runs FP work at
+    inference (``inference_macs`` > 0), at 32 x 32 bits, for a layer input of ``shapes[name]``."""
+    modules = dict(model.named_modules())
+    out = []
+    for name in names:
+        mod = modules.get(name)
+        if not isinstance(mod, QuantLayer) or name not in shapes:
+            continue
+        for attr in ("aq", "wq"):
+            q = getattr(mod, attr, None)
+            macs = quantizer_macs(q, shapes[name], f"{name}.{attr}") if q is not None else 0
+            if macs:
+                out.append(LayerAudit(
+                    name=f"{name}.{attr}", role=QUANTIZER_ROLE, weight_numel=0, macs=macs, w_bits=FP_BITS,
+                    a_bits=FP_BITS, w_levels=0, w_bits_measured=FP_BITS, a_levels=0, a_bits_measured=FP_BITS,
+                    per_channel=False, kind=type(q).__name__))
     return out
 
 

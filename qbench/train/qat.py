@@ -24,6 +24,7 @@ from qbench.errors import PluginError
 from qbench.plugin.catalog import Catalog
 from qbench.train.learned import learned_layers, read_learned, summarize_learned
 from qbench.train.loop import EpochStats, frozen_bn_stats, train
+from qbench.train.passes import PassCounter, teacher_modules
 from qbench.train.resume import Checkpointer
 from qbench.train.surgery import find_layers, quantize_model
 
@@ -41,6 +42,8 @@ class QatResult:
     learned: dict[str, Any] = field(default_factory=dict)
     #: the same per quantizer, at QAT start and end (:func:`qbench.train.learned.learned_layers`)
     learned_layers: dict[str, Any] = field(default_factory=dict)
+    #: forward passes per optimizer step, student and teachers (:class:`qbench.train.passes.PassCounter`)
+    costs: dict[str, float] = field(default_factory=dict)
 
 
 def frozen_copy(model: nn.Module) -> nn.Module:
@@ -151,7 +154,8 @@ def run_qat(method: Method, catalog: Catalog, fp_model: nn.Module, data: DataBun
             suite_qat: Any, first_last: str, seed: int, on_epoch: Callable[[EpochStats], None] | None = None,
             deadline: float | None = None, checkpoint: Checkpointer | None = None,
             device: torch.device | None = None) -> QatResult:
-    """Build the method's quantized model and fine-tune it (resuming from ``checkpoint``).
+    """Build the method's quantized model and fine-tune it (resuming from ``checkpoint``), counting
+    the forward passes of the student and its teachers per optimizer step (``costs``).
 
     The quantizers' learned state is read after calibration and after the last step. The first
     read is the QAT start even when ``checkpoint`` resumes a killed job: the build is seeded, so
@@ -159,9 +163,16 @@ def run_qat(method: Method, catalog: Catalog, fp_model: nn.Module, data: DataBun
     parts = qat_parts(method, catalog, fp_model, data, target, first_last, seed, device)
     qmodel, layers, allocator, wrapper = parts.qmodel, parts.layers, parts.allocator, parts.wrapper
     start = read_learned(qmodel)
-    train(qmodel, parts.loss_fn, data, suite_qat, seed, extra_params=parts.extra, after_step=parts.after_step,
-          on_epoch=on_epoch, deadline=deadline, checkpoint=checkpoint, stateful=(allocator, wrapper), device=device)
+    counter = PassCounter(qmodel, teacher_modules(qmodel, (wrapper, allocator), parts.teacher))
+
+    def after_step(x: torch.Tensor, y: torch.Tensor, loss: torch.Tensor | float, step: int, epoch: int) -> None:
+        parts.after_step(x, y, loss, step, epoch)  # an allocator's probe passes belong to this step
+        counter.step()
+    with counter:
+        train(qmodel, parts.loss_fn, data, suite_qat, seed, extra_params=parts.extra, after_step=after_step,
+              on_epoch=on_epoch, deadline=deadline, checkpoint=checkpoint, stateful=(allocator, wrapper),
+              device=device)
     end = read_learned(qmodel)
     return QatResult(model=wrapper.eval_model(qmodel), layers=layers, allocator=allocator,
                      extra=dict(allocator.report()), learned=summarize_learned(start, end),
-                     learned_layers=learned_layers(start, end))
+                     learned_layers=learned_layers(start, end), costs=counter.report())

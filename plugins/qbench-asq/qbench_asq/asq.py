@@ -196,6 +196,16 @@ class ASQActQuantizer(ActivationQuantizer):
     def forward(self, x: Tensor) -> Tensor:
         return asq_quantize(x, self.s, self.beta(x), self.bits, self.signed, self.grad_count)
 
+    def inference_macs(self, input_shape: tuple[int, ...]) -> int:
+        """The adapter's FP multiply-accumulates per sample: its Linear layers, ``C x C/4 + C/4``
+        (``C`` for the single Linear when ``C < 8``), the same for any input size since the input
+        is pooled first. The pooling's additions and the per-sample rescale ``s x beta`` are not
+        counted (additions and rescales are not counted for any layer or quantizer). 0 without an
+        adapter (``adapter=False``: beta = 1)."""
+        if self.adapter is None:
+            return 0
+        return sum(m.in_features * m.out_features for m in self.adapter.modules() if isinstance(m, nn.Linear))
+
     def extra_repr(self) -> str:
         return (f"bits={self.bits}, channels={self.channels}, signed={self.signed}, "
                 f"adapter={self.adapter is not None}")

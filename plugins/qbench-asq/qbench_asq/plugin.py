@@ -1,4 +1,4 @@
-"""qbench hooks: the ``asq-a`` and ``post-w`` quantizers and the ``asq`` method.
+"""qbench hooks: the ``asq-a``, ``post-w`` and ``asq-w`` quantizers and the ``asq`` method.
 
 The two quantizers are registered separately so other methods (e.g. a BWRF wrapper around ASQ,
 or LSQ weights with ASQ activations) can use either one by name.
@@ -12,18 +12,21 @@ from qbench.api import Method
 
 from .asq import ASQActQuantizer
 from .post import POSTWeightQuantizer
+from .weights import asq_weight_quantizer
 
 PAPER = ("Zhou et al., Precision Neural Network Quantization via Learnable Adaptive Modules "
          "(ASQ + POST), arXiv 2504.17263, 2025")
 
 ASQ = Method(
-    name="asq", version=2, weight_quantizer="post-w", activation_quantizer="asq-a",
+    name="asq", version=3, weight_quantizer="asq-w", activation_quantizer="asq-a",
     allocator="fixed", wrapper="plain",
-    params={"weight": {"drop": "negative", "init_quantile": 0.99, "grad_scale": True},
+    params={"weight": {"scheme": "paper", "drop": "negative", "init_quantile": 0.99, "grad_scale": True,
+                       "lsq_per_channel": True},
             "activation": {"reduction": 4, "init_std": 0.01, "beta_min": 1e-8, "adapter": True,
                            "detach_adapter_input": False, "grad_count": "batch"}},
-    description="POST power-of-sqrt(2) weights (LUT, per-channel alpha) + ASQ activations "
-                "(LSQ step times a per-sample adapter factor); CE loss.",
+    description="ASQ activations (LSQ step times a per-sample adapter factor) with POST power-of-sqrt(2) "
+                "weights from 3 bits and per-channel LSQ weights (lsq-w) below, as the authors' code pairs "
+                "them; CE loss.",
     paper=PAPER)
 
 
@@ -33,6 +36,9 @@ def qbench_register_quantizers(register: Callable[..., None]) -> None:
              description="ASQ: LSQ step s times a per-sample adapter factor beta(x) (runs at inference too).")
     register("post-w", POSTWeightQuantizer,
              description="POST: per-channel alpha times power-of-sqrt(2) levels from a LUT (2^b levels).")
+    register("asq-w", asq_weight_quantizer, kind="weight",
+             description="ASQ's weights by bits: POST from 3 bits, LSQ (lsq-w, per channel) below; scheme= "
+                         "post | lsq for one of them at every bit-width.")
 
 
 @hookimpl

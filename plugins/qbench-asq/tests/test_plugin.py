@@ -5,6 +5,7 @@ import timm
 import torch
 import torch.nn.functional as F
 from qbench_asq import ASQActQuantizer, POSTWeightQuantizer
+from qbench_asq.weights import asq_weight_quantizer
 
 from qbench.api import LayerBits, find_layers, quant_layers, quantize_model
 from qbench.testing import get_catalog
@@ -13,9 +14,11 @@ from qbench.testing import get_catalog
 def test_registered_method_and_quantizers() -> None:
     cat = get_catalog()
     method = cat.methods.get("asq")
-    assert (method.weight_quantizer, method.activation_quantizer) == ("post-w", "asq-a")
-    assert (method.allocator, method.wrapper, method.version) == ("fixed", "plain", 2)
+    assert (method.weight_quantizer, method.activation_quantizer) == ("asq-w", "asq-a")
+    assert (method.allocator, method.wrapper, method.version) == ("fixed", "plain", 3)
     assert cat.quantizers.get("post-w").factory is POSTWeightQuantizer
+    assert cat.quantizers.get("asq-w").factory is asq_weight_quantizer
+    assert cat.quantizers.get("asq-w").kind == "weight"
     assert cat.quantizers.get("asq-a").factory is ASQActQuantizer
     assert cat.quantizers.get("asq-a").kind == "activation"
     cat.check_method(method)

@@ -96,6 +96,19 @@ class Quantizer(nn.Module):
         :mod:`qbench.contract.quant.learned`). Called under no_grad; read values, change nothing."""
         return {}
 
+    def inference_macs(self, input_shape: tuple[int, ...]) -> int:
+        """Floating-point multiply-accumulates this quantizer itself runs at inference, per sample,
+        for a layer input of ``input_shape`` (one sample: the batch dimension removed, e.g.
+        ``(C, H, W)`` or ``(tokens, C)``): e.g. ASQ's adapter MLP, which computes each sample's
+        step. The bit audit adds them to the row's BitOPs at 32 x 32 bits, against the budget
+        (the target allows no FP compute beyond the layers'), so a method cannot hide work in
+        its quantizers. Count multiplications (a Linear(i, o) is i x o); additions, pooling and
+        the elementwise rescale every quantizer does are not counted, as they are not for the
+        network's own layers. Optional: the default 0 is right for any quantizer whose deployed
+        form is a fixed grid (a weight quantizer's hard weight is computed once, not per input).
+        A non-negative Python int; read only, change nothing (docs/plugin-contract.md)."""
+        return 0
+
     def extra_repr(self) -> str:
         return f"bits={self.bits}"
 

@@ -348,6 +348,23 @@
         el("td", {}, (r.rank_old ?? "–") + " → " + (r.rank_new ?? "–")), el("td", {}, (r.method_version_old ?? "–") + " → " + (r.method_version_new ?? "–"))))))));
   }
 
+  function renderCosts() {
+    // Training cost: forward passes per optimizer step (measured) and QAT time relative to lsq on the same job
+    if (!DATA.training_cost) return;
+    const box = document.getElementById("costs");
+    box.hidden = false;
+    const head = ["dataset", "model", "bits", "method", "passes/step", "teacher", "QAT s", "QAT time vs lsq"];
+    box.append(el("h2", {}, "Training cost"),
+      el("p", { class: "muted" }, "Forward calls per optimizer step of the quantized model and of any teacher (the frozen FP model a KD or BWRF "
+        + "wrapper runs; teacher: their share), counted during QAT, allocator probes included, mean over seeds. QAT time vs lsq: QAT wall "
+        + "time over that of the lsq row of the same dataset, model, bits and seed, mean over seeds (n/a without one)."),
+      el("div", { class: "scroll" }, el("table", { id: "costs-table" }, el("thead", {}, el("tr", {}, ...head.map((h) => el("th", {}, h)))),
+        el("tbody", {}, ...DATA.training_cost.map((r) => el("tr", {}, el("td", {}, r.dataset), el("td", {}, r.model), el("td", {}, r.bits),
+          el("td", {}, r.method + " v" + r.method_version), el("td", { class: "num" }, fmt(r.passes_per_step, 2)),
+          el("td", { class: "num" }, fmt(r.teacher_passes_per_step, 2)), el("td", { class: "num" }, fmt(r.qat_s, 1)),
+          el("td", { class: "num" }, r.qat_vs_lsq === null ? "n/a" : fmt(r.qat_vs_lsq, 2) + "x")))))));
+  }
+
   function renderFailed() {
     if (!DATA.failed.length) return;
     const box = document.getElementById("failed");
@@ -363,6 +380,7 @@
   buildChartControls();
   syncPanel();
   render();
+  renderCosts();
   renderDiff();
   renderFailed();
   document.body.dataset.ready = "true";

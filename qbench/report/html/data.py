@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from qbench.report.costs import cost_entries
 from qbench.report.leaderboard import _bits_cell, check_single_version, load_rows_csv, metadata, published_versions
 from qbench.report.papers import COLUMNS as PAPER_COLUMNS
 from qbench.report.papers import attach_papers, papers_of_version
@@ -155,6 +156,9 @@ def page_data(d: Path, suite: str) -> dict[str, Any]:
                                                   "job_key")} for r in failed.to_dict("records")],
         "diff": _diff(d), "files": files,
     }
+    costs = cost_entries(df)
+    if costs is not None:  # only rows that measured their passes: older pages carry what they did
+        out["training_cost"] = [{k: clean(v) for k, v in r.items()} for r in costs]
     if papers is not None:
         out["papers"] = [{"dataset": p.dataset, "model": p.model, "method": p.method, "bits": p.bits, "top1": p.top1,
                           "fp_top1": p.fp_top1, "source": p.source, "note": p.note} for p in papers]
