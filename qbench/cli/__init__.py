@@ -27,6 +27,7 @@ def cli() -> None:
     """qbench: compare quantization-aware-training methods on one frozen recipe."""
 
 
+cli.add_command(__import__("qbench.cli.advise", fromlist=["advise"]).advise)  # advise.py: `qbench advise`
 for _command in (run, list_, plugins, leaderboard, publish, compare, new_plugin, export, models, bench):
     cli.add_command(_command)
 

@@ -68,8 +68,11 @@ def _executor_options(pairs: tuple[str, ...], ray_address: str | None) -> dict[s
 @click.option("--all", "run_all", is_flag=True, help="Every installed method (on --suite, default quick).")
 @click.option("--suite", "suite_name", default="quick", show_default=True, help="Suite name or TOML path.")
 @click.option("--method", "methods", help="Comma-separated method names or globs (default: the suite's).")
-@click.option("--model", "models", help="Comma-separated model names (suite entries or any timm model).")
+@click.option("--model", "models", help="Comma-separated model names (suite entries, any timm model, or your "
+                                        "own: pkg.module:factory returning an nn.Module).")
 @click.option("--dataset", "datasets", help="Comma-separated dataset names.")
+@click.option("--data", help="Your data: a folder with train/ and val/ (or test/) class folders, or pkg.module:fn "
+                             "returning (train, val, test) datasets. Runs the suite's recipe as <suite>-custom.")
 @click.option("--bits", help="Comma-separated bit targets: 4,2 or W4A4,W2A8.")
 @click.option("--seeds", type=int, help="Number of seeds (0..N-1) instead of the suite's.")
 @click.option("--dry-run", is_flag=True, help="Validate and print the plan; train nothing.")
@@ -95,7 +98,7 @@ def _executor_options(pairs: tuple[str, ...], ray_address: str | None) -> dict[s
                    "file) instead of FP training; FILE alone when the run has one model (repeatable). Its "
                    "sha256 enters the keys.")
 def run(run_all: bool, suite_name: str, methods: str | None, models: str | None, datasets: str | None,
-        bits: str | None, seeds: int | None, dry_run: bool, workspace: Path | None, data_dir: Path | None,
+        data: str | None, bits: str | None, seeds: int | None, dry_run: bool, workspace: Path | None, data_dir: Path | None,
         workers: int | None, executor: str | None, executor_options: tuple[str, ...], ray_address: str | None,
         device: str, progress: bool, compare_against: Path | None, threads: int | None,
         fp_checkpoints: tuple[str, ...]) -> None:
@@ -104,6 +107,7 @@ def run(run_all: bool, suite_name: str, methods: str | None, models: str | None,
     from qbench.run.harness import Harness
     from qbench.run.progress import RunProgress
     from qbench.run.runtime import default_workers, resolve_devices
+    from qbench.run.user import check_custom
 
     cat = get_catalog()
     if run_all and methods:
@@ -112,7 +116,7 @@ def run(run_all: bool, suite_name: str, methods: str | None, models: str | None,
     dev = devices[0]
     suite, jobs = plan_jobs(cat, suite_name, ["*"] if run_all else _csv(methods), _csv(models), _csv(datasets),
                             _csv(bits), seeds, threads=threads, device_type=dev.type,
-                            fp_checkpoints=list(fp_checkpoints))
+                            fp_checkpoints=list(fp_checkpoints), data=data)
     if workers is not None and workers < 1:
         raise QbenchError(f"--workers must be >= 1, got {workers}.")
     n_workers = workers or default_workers(suite.threads, devices)
@@ -122,6 +126,7 @@ def run(run_all: bool, suite_name: str, methods: str | None, models: str | None,
         options.setdefault("workers", n_workers)
     cat.executors.get(executor)
     ws = Workspace(workspace)
+    check_custom(cat, suite, ws.root / "cache", data_dir)  # your model and data: one forward, before training
     done = sum(ws.is_finished(suite.name, j.key) for j in jobs)
     fp = len({j.fp_key for j in jobs})
     console.print(f"Suite [bold]{suite.name}[/bold] v{suite.version}: {len(jobs)} jobs ({done} finished), "

@@ -8,6 +8,7 @@ from qbench import hookimpl
 from qbench.data.digits import load_digits
 from qbench.data.fashion_mnist import load_fashion_mnist
 from qbench.data.image_datasets import load_cifar, load_image_folder
+from qbench.data.user import load_user_factory, load_user_folder
 
 
 @hookimpl
@@ -20,3 +21,6 @@ def qbench_register_datasets(register: Callable[..., None]) -> None:
     register("imagenet", partial(load_image_folder, name="imagenet"),
              description="ImageNet train/val folders via timm (needs --data-dir)")
     register("image-folder", load_image_folder, description="Any train/val class-folder tree via timm")
+    register("folder", load_user_folder, description="--data DIR: your train/ and val/ (or test/) class folders, "
+                                                     "at their own image size")
+    register("python", load_user_factory, description="--data pkg.module:fn: your (train, val, test) datasets")

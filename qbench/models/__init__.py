@@ -14,19 +14,29 @@ def check_model_name(name: str) -> None:
     """Raise the "Unknown model ... Did you mean" error for names timm does not know."""
     import timm
 
+    if ":" in name:  # the user's own factory, pkg.module:fn (qbench.models.user)
+        from qbench.models.user import load_ref
+
+        load_ref(name, "--model")
+        return
     if not timm.is_model(name):
         raise UnknownNameError("model", name, model_names(),
                                "Any timm model name works; `qbench list models` shows qbench's own.")
 
 
 def create_model(name: str, num_classes: int, in_chans: int, **kwargs: Any) -> nn.Module:
-    """``timm.create_model`` adapted to a dataset's channels and classes, never pretrained.
+    """``timm.create_model`` adapted to a dataset's channels and classes, never pretrained; a
+    ``pkg.module:factory`` name is the user's own code (:mod:`qbench.models.user`).
 
     Raises a :class:`QbenchError` naming the model when timm does not know it or rejects the
     keyword arguments.
     """
     import timm
 
+    if ":" in name:
+        from qbench.models.user import build_user_model
+
+        return clear_caches_after_forward(build_user_model(name, num_classes, in_chans, **kwargs))
     check_model_name(name)
     try:
         model = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)

@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from qbench.data.bundle import DataBundle, first_batch
-from qbench.data.fingerprint import CACHE_DIR as FINGERPRINT_CACHE
 from qbench.data.loader import set_loader_workers
 from qbench.deploy import keep_and_check
 from qbench.models import create_model
@@ -30,6 +29,7 @@ from qbench.run.progress import RunProgress
 from qbench.run.provenance import environment, now
 from qbench.run.runtime import apply_runtime, device_facts
 from qbench.run.suite import DatasetEntry, Suite
+from qbench.run.user import load_data
 from qbench.run.workspace import Workspace
 from qbench.train.audit import audit_model, export_parity, summarize
 from qbench.train.loop import EpochStats, evaluate, train
@@ -78,16 +78,9 @@ class Harness:
 
     # -- data and FP checkpoints -------------------------------------------------------------
     def data(self, entry: DatasetEntry) -> DataBundle:
-        key = f"{entry.name}:{sorted(entry.options.items())}"
-        if key not in self._data:
-            factory = self.catalog.datasets.get(entry.name).factory
-            options = dict(entry.options)
-            data_dir = options.pop("data_dir", None) or self.data_dir
-            token = FINGERPRINT_CACHE.set(self.ws.root / "cache")  # a large tree is walked once per run
-            try:
-                self._data[key] = factory(Path(data_dir) if data_dir else None, **options)
-            finally:
-                FINGERPRINT_CACHE.reset(token)
+        key = f"{entry.name}:{entry.location}:{sorted(entry.options.items())}"
+        if key not in self._data:  # the user's folder, a carved validation split: run/user.py
+            self._data[key] = load_data(self.catalog, entry, self.data_dir, self.ws.root / "cache")
         return self._data[key]
 
     def new_model(self, job: Job, data: DataBundle) -> nn.Module:

@@ -46,9 +46,9 @@ class Job:
     def fp_config(self) -> dict[str, Any]:
         """What defines the FP checkpoint this job starts from (shared by every method)."""
         if self.model.fp_sha256:  # a file start (run/fpstart.py): the file's content, no recipe or seed
-            return {"dataset": self.dataset.__dict__, "model": self.model.identity(), "runtime": self.runtime(),
+            return {"dataset": self.dataset.identity(), "model": self.model.identity(), "runtime": self.runtime(),
                     "fp_checkpoint": {"sha256": self.model.fp_sha256, "format": self.model.fp_checkpoint_format}}
-        return {"dataset": self.dataset.__dict__, "model": self.model.identity(), "seed": self.seed,
+        return {"dataset": self.dataset.identity(), "model": self.model.identity(), "seed": self.seed,
                 "fp": self.fp_recipe.hashed(), "runtime": self.runtime()}
 
     @property

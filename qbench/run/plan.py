@@ -96,11 +96,20 @@ def narrow_suite(suite: Suite, cat: Catalog, models: list[str] | None, datasets:
 
 def plan_jobs(cat: Catalog, suite_name: str, methods: list[str] | None = None, models: list[str] | None = None,
               datasets: list[str] | None = None, bits: list[str] | None = None, seeds: int | None = None,
-              threads: int | None = None, device_type: str = "cpu", fp_checkpoints: list[str] | None = None
-              ) -> tuple[Suite, list[Job]]:
+              threads: int | None = None, device_type: str = "cpu", fp_checkpoints: list[str] | None = None,
+              data: str | None = None) -> tuple[Suite, list[Job]]:
     """The suite (narrowed by the filters) and its jobs; ``None`` filters keep the suite's own.
-    ``fp_checkpoints`` are ``--fp-checkpoint`` values: files models start from (run/fpstart.py)."""
+    ``fp_checkpoints`` are ``--fp-checkpoint`` values: files models start from (run/fpstart.py).
+    ``data`` (a folder or ``pkg.module:fn``) and models given as ``pkg.module:factory`` make a
+    one-off ``<suite>-custom`` suite from the suite's recipe (run/user.py)."""
+    from qbench.models.user import is_ref
+    from qbench.run.user import custom_suite
+
     suite = resolve_suite(suite_name, cat)
+    if data and datasets:
+        raise QbenchError("Give either --data (your own data) or --dataset (a registered one), not both.")
+    if data or any(is_ref(m) for m in models or []):
+        suite, models = custom_suite(suite, models, data), None
     suite = narrow_suite(suite, cat, models, datasets, bits, seeds)
     suite = resolve_fp_files(with_fp_checkpoints(suite, fp_checkpoints))
     if threads is not None:

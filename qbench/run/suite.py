@@ -38,8 +38,18 @@ def fp_format(path: str, given: str = "") -> str:
 
 @dataclass(frozen=True)
 class DatasetEntry:
+    """A registered dataset with options. The user's own data (:mod:`qbench.run.user`) also has a
+    ``location`` (the folder it was found in: this machine's fact, not in keys) and a ``source``
+    (the folder's fingerprint, or the factory's source hash: in keys, so other data is other jobs)."""
+
     name: str
     options: dict[str, Any] = field(default_factory=dict)
+    location: str = ""
+    source: str = ""
+
+    def identity(self) -> dict[str, Any]:
+        """What names the data in keys (registered datasets: name and options, as always)."""
+        return {"name": self.name, "options": self.options, **({"source": self.source} if self.source else {})}
 
 
 @dataclass(frozen=True)
@@ -64,10 +74,13 @@ class ModelEntry:
     fp_checkpoint_format: str = ""
     fp_file: str = ""
     fp_sha256: str = ""
+    #: a user's model (``pkg.module:factory``): its source hash (qbench.models.user.source_sha)
+    source: str = ""
 
     def identity(self) -> dict[str, Any]:
         """What names the model in keys (its recipe override is hashed as the recipe it makes)."""
-        return {"name": self.name, "kwargs": self.kwargs, "alias": self.alias}
+        return {"name": self.name, "kwargs": self.kwargs, "alias": self.alias,
+                **({"source": self.source} if self.source else {})}
 
     @property
     def label(self) -> str:
@@ -116,7 +129,13 @@ class Suite:
         d["fp"], d["qat"] = self.fp.hashed(), self.qat.hashed()  # new recipe fields at their defaults: as before
         if d["attention"] == "fp":
             d.pop("attention")  # the default: suites written before the option keep their keys
+        for ds in d["datasets"]:
+            del ds["location"]  # where this machine found the user's data: not recipe
+            if not ds["source"]:
+                del ds["source"]
         for m in d["models"]:
+            if not m["source"]:
+                del m["source"]
             if not m["fp"]:
                 m.pop("fp")  # likewise for models without their own FP recipe
             del m["fp_file"], m["fp_sha256"]  # where this machine found the file: not recipe
