@@ -92,6 +92,10 @@ def test_bound_names_the_cost_that_left_no_room_for_one_more_weight_bit() -> Non
     assert not b.fits(layers, over) and b.excess(layers, over)["bitops"] == pytest.approx(20800 / 17600 - 1)
     assert b.bound(layers, over) == "bitops"  # exceeded counts as bound (over_budget says the rest)
     assert b.only("w_bits").fits(layers, over) and b.scaled(2.0).bitops == b.bitops / 2
+    # within a tolerance of the cap: bound (a layer could take one bit, but the allocator stopped there)
+    assert b.bound(layers, plan(3, 3, ab=5)) == "none"  # BitOPs 1200 + 15000 of 17600
+    assert b.bound(layers, plan(3, 3, ab=5), bitops_rtol=0.1) == "bitops"
+    assert b.bound(layers, plan(3, 4), bits_tol=0.1) == "none"  # 3.09 bits per weight: 0.91 left
 
 
 def test_the_host_hands_every_allocator_the_budget(budget_catalog: Catalog) -> None:

@@ -92,19 +92,21 @@ class Budget:
         """``plan`` meets every cap."""
         return not any(self.excess(layers, plan).values())
 
-    def bound(self, layers: Sequence[LayerInfo], plan: Plan) -> str:
+    def bound(self, layers: Sequence[LayerInfo], plan: Plan, bits_tol: float = 0.0, bitops_rtol: float = 0.0) -> str:
         """Which budgeted cost ``plan`` leaves no room on: "bits" (per weight), "bitops", "both"
-        or "none". A cost binds when one more weight bit on any single layer would exceed its cap
-        (an allocation already over the cap included): what is left of it is less than the
-        cheapest layer's one-bit step (its parameters for bits, MACs x its activation bits for
-        BitOPs). Activation bits are capped too but are not a choice of most allocators, so they
-        are not part of this answer."""
+        or "none". A cost binds when what is left of it is less than one more weight bit on any
+        single layer (the cheapest layer's parameters for bits, its MACs x activation bits for
+        BitOPs), or less than ``bits_tol`` bits per weight / ``bitops_rtol`` of the BitOPs cap (an
+        allocator whose bit-widths move in steps of two, or one that stopped just short); an
+        allocation over a cap binds too. Activation bits are capped as well but are not a choice
+        of most allocators, so they are not part of this answer."""
         if not layers:
             return "none"
         use = self.usage(layers, plan)
         numel = sum(la.weight_numel for la in layers)
-        bits = self.w_bits is not None and (
-            (self.w_bits - use.w_bits) * numel < min(la.weight_numel for la in layers) * (1 - _EPS))
+        step_w = min(la.weight_numel for la in layers) / numel
+        step_ops = min(la.macs * _side(plan[la.name].a) for la in layers)
+        bits = self.w_bits is not None and self.w_bits - use.w_bits < max(step_w * (1 - _EPS), bits_tol)
         ops = self.bitops is not None and (
-            self.bitops - use.bitops < min(la.macs * _side(plan[la.name].a) for la in layers) * (1 - _EPS))
+            self.bitops - use.bitops < max(step_ops * (1 - _EPS), bitops_rtol * self.bitops))
         return "both" if bits and ops else "bits" if bits else "bitops" if ops else "none"

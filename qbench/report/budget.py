@@ -22,8 +22,9 @@ its budget, or whose top-1 is near chance:
 
 **Which cost bound** (``budget_bound``): from the final allocation (the body layers' declared
 bits in the row's per-layer audit), whether bits per weight, BitOPs, both or none left no room for
-one more weight bit on any body layer (:meth:`qbench.contract.budget.Budget.bound`, against the
-budget the allocator was given: :meth:`~qbench.contract.budget.Budget.from_target`).
+one more weight bit on any body layer, or left less than the tolerances above
+(:meth:`qbench.contract.budget.Budget.bound`, against the budget the allocator was given:
+:meth:`~qbench.contract.budget.Budget.from_target`).
 
 The reference (``bits == "fp32"``) and rows that did not finish are never flagged. The harness
 calls :func:`flag_row` on each finished row; :func:`flag_frame` recomputes the flags from a CSV's
@@ -146,7 +147,8 @@ def budget_bound(row: dict[str, Any]) -> str:
     infos = [LayerInfo(la["name"], str(la.get("kind", "")), "body", int(la["weight_numel"]), 0, 0, int(la["macs"]))
              for la in body]
     plan = {la["name"]: LayerBits(int(la["w_bits"]), int(la["a_bits"])) for la in body}
-    return Budget.from_target(infos, BitTarget(int(w), int(a))).bound(infos, plan) if body else ""
+    budget = Budget.from_target(infos, BitTarget(int(w), int(a)))
+    return budget.bound(infos, plan, bits_tol=BITS_TOL, bitops_rtol=BITOPS_RTOL) if body else ""
 
 
 def flag_row(row: dict[str, Any], num_classes: int) -> dict[str, Any]:
