@@ -177,6 +177,7 @@ class ADQSensitivityAllocator(BitAllocator):
         self.budget = None if budget is None else float(budget)
         self.max_batches = max_batches
         self.enforce = enforce
+        self.problem: tuple | None = None
         self._report: dict[str, Any] = {}
 
     def job_budget(self, layers: list[LayerInfo], target: BitTarget, ctx: AllocationContext) -> Budget:
@@ -198,7 +199,9 @@ class ADQSensitivityAllocator(BitAllocator):
         sens = {n: {b: fisher[n] * quant_error(ctx, modules[n], b) for b in self.candidates} for n in names}
         numel = {layer.name: layer.weight_numel for layer in layers}
         ops = {layer.name: float(layer.macs * target.a) for layer in layers}  # BitOPs per weight bit
-        bits = greedy_allocate(numel, sens, self.candidates, caps.w_bits, ops, caps.bitops)
+        # the solver's inputs, kept for analysis (compare_solvers.py)
+        self.problem = (numel, sens, self.candidates, caps.w_bits, ops, caps.bitops)
+        bits = greedy_allocate(*self.problem)
         plan = {n: LayerBits(bits[n], target.a) for n in names}
         use = Budget.usage(layers, plan)
         self._report = {"adq_budget": caps.w_bits, "adq_bitops_budget": caps.bitops, "adq_enforce": self.enforce,
