@@ -2,11 +2,11 @@
 row says which budgeted cost its final allocation left no room on (``budget_bound``)."""
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import tomllib
 import torch
 
 from qbench import hookimpl

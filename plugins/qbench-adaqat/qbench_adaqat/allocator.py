@@ -252,7 +252,8 @@ class AdaQATAllocator(BitAllocator):
 
         return {
             "calls": self._calls, "updates": self.updates, "extra_forwards": self.extra_forwards,
-            "projections": self.projections, "pairs": [{"name": p.name, "w": width(p.w), "a": width(p.a), "trace": [list(t) for t in p.trace]}
+            "projections": self.projections,
+            "pairs": [{"name": p.name, "w": width(p.w), "a": width(p.a), "trace": [list(t) for t in p.trace]}
                       for p in self.pairs],
         }
 

@@ -19,7 +19,8 @@ def _allocate(model_name: str, target: BitTarget, **allocator: object) -> tuple[
     method = dataclasses.replace(method, params={**method.params,
                                                  "allocator": {**method.params["allocator"], **allocator}})
     torch.manual_seed(0)
-    kwargs = {"img_size": 8, "patch_size": 2, "depth": 4, "embed_dim": 64, "num_heads": 4} if "vit" in model_name else {}
+    vit = {"img_size": 8, "patch_size": 2, "depth": 4, "embed_dim": 64, "num_heads": 4}  # quick's micro ViT
+    kwargs = vit if "vit" in model_name else {}
     fp = create_model(model_name, 10, 1, **kwargs).eval()
     _, layers, alloc = prepare(method, cat, fp, load_digits(), target, "fp", 0)
     body = [la for la in layers if la.role == "body"]
