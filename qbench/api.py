@@ -10,6 +10,7 @@ from __future__ import annotations
 from qbench import __version__, hookimpl
 from qbench.contract.allocation import AllocationContext, BitAllocator, StepContext
 from qbench.contract.bits import BitTarget, LayerBits
+from qbench.contract.budget import Budget
 from qbench.contract.ckernel import (
     KernelFallbackWarning,
     KernelUnavailable,
@@ -59,7 +60,7 @@ __all__ = [
     # a plugin's compiled C kernel (ctypes)
     "load_kernel", "optional_kernel", "KernelUnavailable", "KernelFallbackWarning", "kernel_threads", "tracing",
     # allocators and wrappers
-    "BitAllocator", "AllocationContext", "StepContext", "TrainingWrapper", "kd_loss",
+    "BitAllocator", "AllocationContext", "StepContext", "Budget", "TrainingWrapper", "kd_loss",
     # helpers for allocators and wrappers that probe the model
     "frozen_bn_stats", "find_layers", "quantize_model", "count_levels",
     # executors (qbench_register_executors): what they receive and call

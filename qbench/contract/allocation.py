@@ -14,6 +14,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from qbench.contract.bits import BitTarget, LayerBits
+from qbench.contract.budget import Budget
 from qbench.contract.layer_info import LayerInfo
 from qbench.contract.optim import TrainedPart
 from qbench.contract.quant.base import WeightQuantizer
@@ -28,6 +29,11 @@ class AllocationContext:
     :param make_weight_quantizer: builds the method's weight quantizer at given bits for a layer,
         so an allocator can measure quantisation error with the method's own quantizer.
     :param seed: the job's seed.
+    :param modules: name -> module of ``fp_model``.
+    :param budget: what the leaderboard judges the job's allocation by, on the body layers it is
+        given (:class:`~qbench.contract.budget.Budget`: bits per weight, activation bits, BitOPs;
+        the host derives it from the bit target with ``Budget.from_target``). ``None`` when the
+        caller states none; an allocator then derives it from the target itself, or ignores it.
     """
 
     fp_model: nn.Module
@@ -35,6 +41,7 @@ class AllocationContext:
     make_weight_quantizer: Callable[[int, nn.Module], WeightQuantizer] | None
     seed: int
     modules: dict[str, nn.Module] = field(default_factory=dict)
+    budget: Budget | None = None
 
 
 @dataclass

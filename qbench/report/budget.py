@@ -20,6 +20,12 @@ its budget, or whose top-1 is near chance:
   measured W (or A) bits more than 1 bit below the target;
 * top-1 < 100 / num_classes + :data:`CHANCE_MARGIN` points.
 
+**Which cost bound** (``budget_bound``): from the final allocation (the body layers' declared
+bits in the row's per-layer audit), whether bits per weight, BitOPs, both or none left no room for
+one more weight bit on any body layer, or left less than the tolerances above
+(:meth:`qbench.contract.budget.Budget.bound`, against the budget the allocator was given:
+:meth:`~qbench.contract.budget.Budget.from_target`).
+
 The reference (``bits == "fp32"``) and rows that did not finish are never flagged. The harness
 calls :func:`flag_row` on each finished row; :func:`flag_frame` recomputes the flags from a CSV's
 columns (so leaderboards written before the flags existed are judged by the same rule), and
@@ -31,6 +37,10 @@ import math
 from typing import Any, Iterable
 
 import pandas as pd
+
+from qbench.contract.bits import BitTarget, LayerBits
+from qbench.contract.budget import Budget
+from qbench.contract.layer_info import LayerInfo
 
 #: Measured average bits may exceed the target by this much (rounding of a mixed-precision allocation).
 BITS_TOL = 0.05
@@ -125,11 +135,28 @@ def fill_target_gbitops(row: dict[str, Any]) -> None:
         row["target_gbitops"] = target_bitops(row["layers"], int(w), int(a)) / 1e9
 
 
+def budget_bound(row: dict[str, Any]) -> str:
+    """Which budgeted cost the row's final allocation left no room on ("bits", "bitops", "both",
+    "none"), from its per-layer audit; '' for the reference, rows that did not finish and rows
+    without an audit."""
+    layers = row.get("layers")
+    w, a = _num(row.get("w_bits_target")), _num(row.get("a_bits_target"))
+    if row.get("status") != "ok" or _is_reference(row) or not isinstance(layers, list) or math.isnan(w + a):
+        return ""
+    body = [la for la in layers if la.get("role") == "body"]
+    infos = [LayerInfo(la["name"], str(la.get("kind", "")), "body", int(la["weight_numel"]), 0, 0, int(la["macs"]))
+             for la in body]
+    plan = {la["name"]: LayerBits(int(la["w_bits"]), int(la["a_bits"])) for la in body}
+    budget = Budget.from_target(infos, BitTarget(int(w), int(a)))
+    return budget.bound(infos, plan, bits_tol=BITS_TOL, bitops_rtol=BITOPS_RTOL) if body else ""
+
+
 def flag_row(row: dict[str, Any], num_classes: int) -> dict[str, Any]:
-    """Fill a finished row's ``target_gbitops``, ``over_budget``/``budget_reason`` and
-    ``collapsed``/``collapse_reason`` in place; returns the row. Called by the harness once per
-    job, on every status (rows that did not finish get False / '')."""
+    """Fill a finished row's ``target_gbitops``, ``over_budget``/``budget_reason``,
+    ``collapsed``/``collapse_reason`` and ``budget_bound`` in place; returns the row. Called by the
+    harness once per job, on every status (rows that did not finish get False / '')."""
     fill_target_gbitops(row)
+    row["budget_bound"] = budget_bound(row)
     over, collapsed = budget_reasons(row), collapse_reasons(row, num_classes)
     row["over_budget"], row["budget_reason"] = bool(over), "; ".join(over)
     row["collapsed"], row["collapse_reason"] = bool(collapsed), "; ".join(collapsed)

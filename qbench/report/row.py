@@ -72,6 +72,10 @@ class Row(TypedDict, total=False):
     over_budget: Annotated[bool, "measured W bits, A bits or BitOPs above the target beyond the tolerance: "
                                  "shown, never ranked with rows that kept the budget"]
     budget_reason: Annotated[str, "what exceeded the budget, measured against target"]
+    budget_bound: Annotated[str, "which budgeted cost the final allocation (the body layers' declared bits) left no "
+                                 "room on: 'bits' (per weight), 'bitops', 'both' or 'none'; a cost binds when one "
+                                 "more weight bit on any body layer would exceed it, or less than the over-budget "
+                                 "tolerance of it is left ('' for fp32 and unfinished rows)"]
     collapsed: Annotated[bool, "far fewer levels than the budget, or top-1 near chance"]
     collapse_reason: Annotated[str, "why the row counts as collapsed"]
     export_max_abs_diff: Annotated[float, "max |logit difference| between the eval model and a copy holding only "

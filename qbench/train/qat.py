@@ -15,6 +15,7 @@ from torch import nn
 
 from qbench.contract.allocation import AllocationContext, BitAllocator, StepContext
 from qbench.contract.bits import BitTarget, LayerBits, first_last_bits
+from qbench.contract.budget import Budget
 from qbench.contract.layer_info import LayerInfo
 from qbench.contract.method import Method
 from qbench.contract.quant.layers import quant_layers
@@ -75,7 +76,7 @@ def prepare(method: Method, catalog: Catalog, fp_model: nn.Module, data: DataBun
     allocator: BitAllocator = catalog.allocators.get(method.allocator).factory(**method.part_params("allocator"))
     body = [l for l in layers if l.role == "body"]
     ctx = AllocationContext(fp_model=fp_model, calib_batches=calib, make_weight_quantizer=make_wq, seed=seed,
-                            modules=dict(fp_model.named_modules()))
+                            modules=dict(fp_model.named_modules()), budget=Budget.from_target(body, target))
     plan = dict(allocator.allocate(body, target, ctx))
     missing = {l.name for l in body} - set(plan)
     if missing:

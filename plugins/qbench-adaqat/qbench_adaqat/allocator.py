@@ -12,20 +12,18 @@ The losses are evaluated by ``StepContext.loss_fn()`` (no grad) after the optimi
 quantizers' bits lowered by one temporarily. A bit-width whose integer value has gone back up more
 than ``freeze_after`` times is frozen (it stops oscillating and costs no more forwards).
 
-Choices where the paper is silent (also in the README):
+Budget (qbench's, not the paper's): ``budget="hold"`` (the method's default) projects every step
+back onto the job's budget (bits per weight, activation bits, BitOPs: :mod:`qbench_adaqat.budget`);
+``budget="free"`` is the paper's rule alone, lambda the only price on bits.
 
-* granularity: "network" (one (N_w, N_a) pair for all body layers, the paper's CNN setting) or
-  "layer" (one pair per body layer; each lowered alone, so 2 forwards per layer per update; the
-  cost term uses the layer's own partner bits, unweighted by MACs). First/last layers keep the
-  suite's rule and are never learned.
-* base loss: not specified by the paper; qbench recomputes L(ceil N_w, ceil N_a) with loss_fn()
-  after the step (``base_loss="recompute"``), so both sides of the difference see the same
-  weights; ``base_loss="step"`` reuses the step's training loss (one forward fewer, but taken
-  before the optimiser step).
-* a side that is not quantized (A32) counts 32 bits in the cost term, as qbench's BitOPs do.
-* initial bits: the suite's target (``init_w``/``init_a`` override, e.g. the paper's W3/A4);
-  lambda = 0.02, eta = 0.1, min_bits = 1.5 and freeze_after = 10 follow the authors' later
-  public code (a BERT extension); they are not given in the CNN paper.
+Choices where the paper is silent (the README gives the reasons): granularity "network" (one
+(N_w, N_a) pair for all body layers, the paper's CNN setting) or "layer" (one pair per body layer,
+each lowered alone; its cost term uses its own partner bits); first/last layers keep the suite's
+rule; ``base_loss="recompute"`` recomputes L(ceil N_w, ceil N_a) after the step, so both sides of
+the difference see the same weights ("step" reuses the step's loss, taken before the step); an
+unquantized side counts 32 bits in the cost term; the initial bits are the target's (``init_w``,
+``init_a``); lambda = 0.02, eta = 0.1, min_bits = 1.5 and freeze_after = 10 follow the authors'
+later public code (a BERT extension), not the CNN paper.
 """
 from __future__ import annotations
 
@@ -41,6 +39,7 @@ from qbench.api import (
     AllocationContext,
     BitAllocator,
     BitTarget,
+    Budget,
     LayerBits,
     LayerInfo,
     Quantizer,
@@ -48,8 +47,13 @@ from qbench.api import (
     quant_layers,
 )
 
+from .budget import hold, hold_uniform
+
 GRANULARITIES = ("network", "layer")
 BASE_LOSSES = ("recompute", "step")
+#: "hold": every step is projected back onto the job's budget (qbench_adaqat.budget); "free": the
+#: paper's rule alone, lambda the only price on bits
+BUDGET_MODES = ("hold", "free")
 #: bits counted for an unquantized side in the cost term (qbench's BitOPs convention)
 FP_BITS = 32
 #: at most this many integer bit changes are kept in the report's trace
@@ -87,6 +91,7 @@ class BitPair:
     w: BitWidth | None
     a: BitWidth | None
     trace: list[tuple[int, str, int]] = field(default_factory=list)
+    layers: list[str] = field(default_factory=list)  # the body layers that run at this pair's bits
 
     @staticmethod
     def partner_bits(bw: BitWidth | None) -> int:
@@ -117,17 +122,22 @@ class AdaQATAllocator(BitAllocator):
     :param freeze_after: freeze a bit-width once its integer value went up more than this often.
     :param min_bits: floor on N (1.5: at least 2 bits); must be > 1 so ceil(N) - 1 >= 1.
     :param base_loss: "recompute" (L at current bits via loss_fn, after the step) or "step".
+    :param budget: "hold" (each step projected back onto the job's budget: ``ctx.budget``, or the
+        target's) or "free" (the paper's rule alone: bits end where loss and lambda balance).
     """
 
     def __init__(self, lam: float = 0.02, eta: float = 0.1, granularity: str = "network",
                  update_every: int = 1, init_w: float | None = None, init_a: float | None = None,
-                 freeze_after: int = 10, min_bits: float = 1.5, base_loss: str = "recompute") -> None:
+                 freeze_after: int = 10, min_bits: float = 1.5, base_loss: str = "recompute",
+                 budget: str = "hold") -> None:
         if granularity not in GRANULARITIES:
             raise ValueError(f"adaqat: granularity must be one of {GRANULARITIES}, got {granularity!r}")
         if base_loss not in BASE_LOSSES:
             raise ValueError(f"adaqat: base_loss must be one of {BASE_LOSSES}, got {base_loss!r}")
         if int(update_every) < 1:
             raise ValueError(f"adaqat: update_every must be >= 1, got {update_every!r}")
+        if budget not in BUDGET_MODES:
+            raise ValueError(f"adaqat: budget must be one of {BUDGET_MODES}, got {budget!r}")
         if min_bits <= 1:
             raise ValueError(f"adaqat: min_bits must be > 1 (ceil(N) - 1 must stay >= 1), got {min_bits!r}")
         self.lam, self.eta = float(lam), float(eta)
@@ -135,6 +145,10 @@ class AdaQATAllocator(BitAllocator):
         self.update_every, self.freeze_after = int(update_every), int(freeze_after)
         self.min_bits = float(min_bits)
         self.init_w, self.init_a = init_w, init_a
+        self.budget = budget
+        self._caps: Budget | None = None
+        self._infos: dict[str, LayerInfo] = {}
+        self.projections = 0  # updates whose step the projection changed
         self.pairs: list[BitPair] = []
         self._body: set[str] | None = None
         self._start: tuple[float | None, float | None] = (None, None)
@@ -144,10 +158,15 @@ class AdaQATAllocator(BitAllocator):
 
     # -- before training ---------------------------------------------------------------------
     def allocate(self, layers: list[LayerInfo], target: BitTarget, ctx: AllocationContext) -> dict[str, LayerBits]:
-        """The initial bits: ceil(init_w), ceil(init_a), or the target when not given."""
+        """The initial bits: ceil(init_w), ceil(init_a), or the target when not given; under
+        ``budget="hold"`` projected onto the budget (an init above the target comes down to it)."""
         n_w = float(self.init_w) if self.init_w is not None else float(target.w)
         n_a = float(self.init_a) if (self.init_a is not None and target.a < FP_BITS) else float(target.a)
         self._body = {layer.name for layer in layers}
+        self._infos = {layer.name: layer for layer in layers}
+        if self.budget == "hold" and layers:
+            self._caps = ctx.budget if ctx.budget is not None else Budget.from_target(layers, target)
+            n_w, n_a = hold_uniform(n_w, n_a, layers, self._caps, target, self.min_bits)
         self._start = (n_w, n_a)
         return {layer.name: LayerBits(ceil_bits(n_w), ceil_bits(n_a)) for layer in layers}
 
@@ -159,7 +178,9 @@ class AdaQATAllocator(BitAllocator):
         for name, members in groups:
             wqs = [l.wq for _, l in members if l.wq is not None]
             aqs = [l.aq for _, l in members if l.aq is not None]
-            self.pairs.append(BitPair(name, self._width(wqs, self._start[0]), self._width(aqs, self._start[1])))
+            self.pairs.append(BitPair(name, self._width(wqs, self._start[0]), self._width(aqs, self._start[1]),
+                                      layers=[n for n, _ in members]))
+        self._hold(self._sides())
         for pair in self.pairs:
             for bw in (pair.w, pair.a):
                 if bw is not None:
@@ -180,8 +201,7 @@ class AdaQATAllocator(BitAllocator):
         self._calls += 1
         if self._calls % self.update_every:
             return
-        active = [(pair, side, bw) for pair in self.pairs for side, bw in (("w", pair.w), ("a", pair.a))
-                  if bw is not None and not bw.frozen]
+        active = [(pair, side, bw) for pair, side, bw in self._sides() if not bw.frozen]
         if not active:
             return
         with torch.no_grad():
@@ -192,17 +212,27 @@ class AdaQATAllocator(BitAllocator):
                 base = float(ctx.loss)
             lowered = [_loss_at(bw.quantizers, bw.bits - 1, ctx.loss_fn) for _, _, bw in active]
             self.extra_forwards += len(active)
-        grads = []
-        for (pair, side, _), low in zip(active, lowered):
-            partner = pair.a if side == "w" else pair.w
-            grads.append((base - low) + self.lam * BitPair.partner_bits(partner))
-        for (pair, side, bw), g in zip(active, grads):  # simultaneous update: all g use the old bits
-            self._move(pair, side, bw, g, ctx.step)
+        old = [bw.bits for _, _, bw in active]
+        grads = [(base - low) + self.lam * BitPair.partner_bits(pair.a if side == "w" else pair.w)
+                 for (pair, side, _), low in zip(active, lowered)]
+        for (_, _, bw), g in zip(active, grads):  # simultaneous update: all g use the old bits
+            bw.value = max(bw.value - self.eta * g, self.min_bits)
+        stepped = [bw.value for _, _, bw in active]
+        self._hold(active)
+        self.projections += any(bw.value != v for (_, _, bw), v in zip(active, stepped))
+        for (pair, side, bw), was in zip(active, old):
+            self._commit(pair, side, bw, was, ctx.step)
         self.updates += 1
 
-    def _move(self, pair: BitPair, side: str, bw: BitWidth, g: float, step: int) -> None:
-        old = bw.bits
-        bw.value = max(bw.value - self.eta * g, self.min_bits)
+    def _sides(self) -> list[tuple[BitPair, str, BitWidth]]:
+        return [(p, s, bw) for p in self.pairs for s, bw in (("w", p.w), ("a", p.a)) if bw is not None]
+
+    def _hold(self, movable: list[tuple[BitPair, str, BitWidth]]) -> None:
+        """Under ``budget="hold"``: project the bit-widths onto the budget, lowering only ``movable``."""
+        if self._caps is not None:
+            hold(self._sides(), self.pairs, self._infos, self._caps, [bw for _, _, bw in movable], self.min_bits)
+
+    def _commit(self, pair: BitPair, side: str, bw: BitWidth, old: int, step: int) -> None:
         if bw.bits != old:
             if bw.bits > old:
                 bw.ups += 1
@@ -222,6 +252,7 @@ class AdaQATAllocator(BitAllocator):
 
         return {
             "calls": self._calls, "updates": self.updates, "extra_forwards": self.extra_forwards,
+            "projections": self.projections,
             "pairs": [{"name": p.name, "w": width(p.w), "a": width(p.a), "trace": [list(t) for t in p.trace]}
                       for p in self.pairs],
         }
@@ -246,6 +277,7 @@ class AdaQATAllocator(BitAllocator):
         self._calls = int(state["calls"])
         self.updates = int(state["updates"])
         self.extra_forwards = int(state["extra_forwards"])
+        self.projections = int(state.get("projections", 0))
 
     # -- after training ----------------------------------------------------------------------
     def report(self) -> dict[str, Any]:
@@ -256,8 +288,8 @@ class AdaQATAllocator(BitAllocator):
 
         facts: dict[str, Any] = {
             "granularity": self.granularity, "lam": self.lam, "eta": self.eta,
-            "update_every": self.update_every, "updates": self.updates,
-            "extra_forwards": self.extra_forwards,
+            "update_every": self.update_every, "updates": self.updates, "extra_forwards": self.extra_forwards,
+            "budget": self.budget, "projections": self.projections,
         }
         for s in ("w", "a"):
             facts[f"N_{s}"] = side(s, lambda bw: round(bw.value, 4))

@@ -16,14 +16,14 @@ PAPER = ("Gernigon, Filip, Sentieys, Coggiola, Bruno, AdaQAT: Adaptive Bit-Width
          "Training, IEEE AICAS 2024, arXiv 2404.16876")
 
 ADAQAT = Method(
-    name="adaqat", version=3, weight_quantizer="dorefa-w", activation_quantizer="pact-a",
+    name="adaqat", version=4, weight_quantizer="dorefa-w", activation_quantizer="pact-a",
     allocator="adaqat", wrapper="plain",
     # DoReFa weights at the layer's FP scale (qbench-dorefa README: "Weight scale")
     params={"weight": {"binary": "mean", "scale": "max_abs"},
             "activation": {"init_alpha": "mse", "alpha_decay": 5e-4, "signed": None},
             "allocator": {"lam": 0.02, "eta": 0.1, "granularity": "network", "update_every": 1,
                           "init_w": None, "init_a": None, "freeze_after": 10, "min_bits": 1.5,
-                          "base_loss": "recompute"}},
+                          "base_loss": "recompute", "budget": "hold"}},
     description="Learned bit-widths N_w, N_a (ceil for every op) by finite differences plus a "
                 "lambda * BitOPs term; DoReFa weights, PACT activations.",
     paper=PAPER)

@@ -171,7 +171,7 @@ def test_floor_keeps_at_least_two_bits() -> None:
 
 
 def test_frozen_bit_widths_stop_moving() -> None:
-    alloc = AdaQATAllocator(lam=0.02, eta=0.5, freeze_after=2)
+    alloc = AdaQATAllocator(lam=0.02, eta=0.5, freeze_after=2, budget="free")  # the paper's rule: N may rise
     model = build(alloc)
     all_sides = {f"{n}.{s}": 0.5 for n in BODY for s in "wa"}  # lower bits cost a lot: N rises
     calls = []
@@ -228,9 +228,11 @@ def test_update_every_skips_steps() -> None:
 
 
 def test_allocate_uses_target_or_init_and_method_is_registered() -> None:
-    alloc = AdaQATAllocator(init_w=3, init_a=4)
+    alloc = AdaQATAllocator(init_w=3, init_a=4, budget="free")
     model = build(alloc, target=BitTarget(2, 2))
     assert bits_of(model)["conv2"] == (3, 4)  # the paper's W3/A4 start
+    model = build(AdaQATAllocator(init_w=3, init_a=4), target=BitTarget(2, 2))
+    assert bits_of(model)["conv2"] == (2, 2)  # held: a start above the budget comes down to it
     model = build(AdaQATAllocator(), target=BitTarget(2, 2))
     assert bits_of(model)["conv3"] == (2, 2)
     cat = get_catalog()
@@ -239,8 +241,10 @@ def test_allocate_uses_target_or_init_and_method_is_registered() -> None:
         ("dorefa-w", "pact-a", "adaqat", "plain")
     cat.check_method(m)
     assert isinstance(cat.allocators.get("adaqat").factory(**m.part_params("allocator")), AdaQATAllocator)
-    # v3: DoReFa weights at the layer's FP scale (max|w_FP|), not the paper's bare [-1, 1] grid
-    assert m.version == 3 and m.part_params("weight")["scale"] == "max_abs"
+    # v3: DoReFa weights at the layer's FP scale (max|w_FP|), not the paper's bare [-1, 1] grid;
+    # v4: the bits held to the job's budget
+    assert m.version == 4 and m.part_params("weight")["scale"] == "max_abs"
+    assert m.part_params("allocator")["budget"] == "hold"
     layer = nn.Linear(64, 64)
     wq = cat.quantizers.get("dorefa-w").factory(bits=3, layer=layer, **m.part_params("weight"))
     wq.initialize(layer.weight)

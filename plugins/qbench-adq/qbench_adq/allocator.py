@@ -11,12 +11,20 @@ metric and the solver are not specified by the paper. qbench uses:
   initialised on w with ``.initialize(w)``; its hard weight). F_l * ||dw||^2 is the second-order
   loss increase under a diagonal Fisher approximated by its layer mean. Without a weight
   quantizer factory qbench falls back to uniform symmetric round-to-nearest on max|w|.
-* Greedy solver: every layer starts at the smallest candidate; repeatedly take the single-layer
-  upgrade to the next candidate with the largest sensitivity decrease per added weight-bit
-  (S_l(b) - S_l(b')) / (numel_l (b' - b)) among the upgrades that keep the parameter-weighted
-  average sum_l numel_l b_l / sum_l numel_l <= budget; stop when none fits. So the average is
-  <= budget, and no further single upgrade fits (it is within one upgrade step of the budget).
-* Budget: ``budget`` (default: the suite's target weight bits; the paper reports 2.81).
+* Greedy solver (adq v4: the budget the leaderboard judges, bits per weight and BitOPs): every
+  layer starts at the smallest candidate; repeatedly take the single-layer upgrade to the next
+  candidate with the largest sensitivity decrease per unit of budget,
+  (S_l(b) - S_l(b')) / ((b' - b) (numel_l / (B_w sum_l numel_l) + MACs_l a / B_ops)), among the
+  upgrades that keep both the parameter-weighted average sum_l numel_l b_l / sum_l numel_l <= B_w
+  and the body's BitOPs sum_l MACs_l b_l a <= B_ops; stop when none fits. So both costs are within
+  budget, and no further single upgrade fits. The price of an upgrade is the share of each cap it
+  uses, summed: a layer with many MACs per weight (early convolutions) pays for its BitOPs, one
+  with many weights per MAC (late convolutions, the classifier side) for its bits. adq v3 capped
+  the average bits only and gave early layers 6-8 bits, over the BitOPs budget (+45 % on quick
+  ResNet-20). ``enforce="bits"`` reproduces it, ``"bitops"`` caps BitOPs alone.
+* Budget: ``ctx.budget`` (the suite's: the target's bits, and the BitOPs of the body at the
+  target; :class:`qbench.api.Budget`), or the target's when the host gives none. ``budget``
+  overrides the average bits (e.g. the paper's 2.81), the BitOPs cap scaled with it.
   Candidates: ``candidates`` (default 1, 2, 3, 4, 5, 6, 8 since adq v3): they must straddle the
   budget for the allocation to be mixed: with 2..8 a 2-bit budget equals the smallest candidate
   and every layer got 2 bits. Activation bits: the target's.
@@ -24,6 +32,7 @@ metric and the solver are not specified by the paper. qbench uses:
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from qbench.api import AllocationContext, BitAllocator, BitTarget, LayerBits, LayerInfo, QbenchError
+from qbench.api import AllocationContext, BitAllocator, BitTarget, Budget, LayerBits, LayerInfo, QbenchError
+
+#: which of the budget's caps the solver enforces: the leaderboard's two, or one of them
+ENFORCE = {"both": ("w_bits", "bitops"), "bits": ("w_bits",), "bitops": ("bitops",)}
 
 
 def empirical_fisher(fp_model: nn.Module, names: Sequence[str], batches: Sequence[tuple[Tensor, Tensor]],
@@ -72,69 +84,130 @@ def quant_error(ctx: AllocationContext, module: nn.Module, bits: int) -> float:
     return float(((q.hard(w) - w).double() ** 2).sum())
 
 
-def greedy_allocate(numel: dict[str, int], sens: dict[str, dict[int, float]], candidates: Sequence[int],
-                    budget: float) -> dict[str, int]:
-    """Greedy upgrades by sensitivity decrease per weight-bit under a parameter-weighted budget."""
-    cands = sorted(set(int(c) for c in candidates))
-    total = sum(numel.values())
-    cap = budget * total * (1 + 1e-12)
-    level = {n: 0 for n in numel}
-    used = cands[0] * total
-    if used > cap:
-        raise QbenchError(f"adq-sensitivity: budget {budget} is below the smallest candidate bit-width "
-                          f"{cands[0]}; lower the candidates or raise the budget.")
+#: price weights tried by :func:`greedy_allocate` when two caps hold: the share of an upgrade's
+#: price put on its bits (the rest on its BitOPs)
+PRICE_WEIGHTS = tuple(i / 20 for i in range(21))
+
+
+def _greedy(sens: dict[str, dict[int, float]], cands: list[int], caps: list[tuple[dict[str, float], float]],
+            price: list[float]) -> dict[str, int]:
+    """Upgrade the layer with the largest sensitivity decrease per price while every cap holds.
+    ``caps``: (cost per bit of each layer, cap); ``price``: the weight of each cap's share."""
+    level = {n: 0 for n in sens}
+    used = [sum(per[n] * cands[0] for n in sens) for per, _ in caps]
     while True:
         best: tuple[float, str] | None = None
-        for name in numel:  # ties go to the earlier layer
+        for name in sens:  # ties go to the earlier layer
             i = level[name]
             if i + 1 >= len(cands):
                 continue
-            cost = numel[name] * (cands[i + 1] - cands[i])
-            if used + cost > cap:
+            step = cands[i + 1] - cands[i]
+            if any(u + per[name] * step > cap * (1 + 1e-12) for u, (per, cap) in zip(used, caps)):
                 continue
-            ratio = (sens[name][cands[i]] - sens[name][cands[i + 1]]) / cost
+            cost = sum(k * per[name] * step / cap for k, (per, cap) in zip(price, caps) if cap > 0)
+            gain = sens[name][cands[i]] - sens[name][cands[i + 1]]
+            ratio = gain / cost if cost > 0 else math.inf
             if best is None or ratio > best[0]:
                 best = (ratio, name)
         if best is None:
-            break
+            return {n: cands[i] for n, i in level.items()}
         name = best[1]
-        used += numel[name] * (cands[level[name] + 1] - cands[level[name]])
+        step = cands[level[name] + 1] - cands[level[name]]
+        used = [u + per[name] * step for u, (per, _) in zip(used, caps)]
         level[name] += 1
-    return {n: cands[i] for n, i in level.items()}
+
+
+def greedy_allocate(numel: dict[str, int], sens: dict[str, dict[int, float]], candidates: Sequence[int],
+                    budget: float | None, ops: dict[str, float] | None = None,
+                    ops_cap: float | None = None) -> dict[str, int]:
+    """Greedy upgrades by sensitivity decrease per unit of budget, under every cap given.
+
+    ``budget``: cap on the parameter-weighted average bits sum_l numel_l b_l / sum_l numel_l.
+    ``ops_cap``: cap on the BitOPs sum_l ops_l b_l, where ``ops[l]`` is layer l's BitOPs per weight
+    bit (its MACs x its activation bits). Either may be None (not capped). With one cap an
+    upgrade's price is the share of the cap it uses (adq v3's rule for the bits). With both, it
+    is t x its share of the bits + (1 - t) x its share of the BitOPs: the greedy runs for each t of
+    :data:`PRICE_WEIGHTS` (every run holds both caps) and the allocation with the smallest total
+    sensitivity sum_l S_l(b_l) is kept (the earliest t on a tie). A fixed t would price a cap with
+    room to spare as if it were scarce, and give away what the binding one could have bought.
+    """
+    cands = sorted(set(int(c) for c in candidates))
+    total = sum(numel.values())
+    caps: list[tuple[dict[str, float], float]] = []
+    named: list[str] = []
+    if budget is not None:
+        caps.append(({n: float(v) for n, v in numel.items()}, budget * total))
+        named.append(f"average-bit budget {budget}")
+    if ops_cap is not None:
+        if ops is None:
+            raise QbenchError("adq-sensitivity: a BitOPs cap needs each layer's BitOPs per weight bit (ops).")
+        caps.append((ops, ops_cap))
+        named.append(f"BitOPs budget {ops_cap:.4g}")
+    if not caps:
+        return {n: cands[-1] for n in numel}
+    for (per, cap), what in zip(caps, named):
+        if sum(per[n] * cands[0] for n in numel) > cap * (1 + 1e-12):
+            raise QbenchError(f"adq-sensitivity: the {what} is below what the smallest candidate bit-width "
+                              f"{cands[0]} costs; lower the candidates or raise the budget.")
+    sens = {n: sens[n] for n in numel}
+    if len(caps) == 1:
+        return _greedy(sens, cands, caps, [1.0])
+    runs = [_greedy(sens, cands, caps, [t, 1.0 - t]) for t in PRICE_WEIGHTS]
+    return min(runs, key=lambda bits: sum(sens[n][b] for n, b in bits.items()))
 
 
 class ADQSensitivityAllocator(BitAllocator):
-    """Fisher x quantisation-error sensitivity, greedy allocation under an average-bit budget.
+    """Fisher x quantisation-error sensitivity, greedy allocation under the job's bit budget.
 
     :param candidates: the bit-widths a layer may get.
-    :param budget: parameter-weighted average weight bits (default: the target's weight bits).
+    :param budget: parameter-weighted average weight bits (default: the suite's, ``ctx.budget``,
+        or the target's weight bits); when given, the BitOPs cap scales with it.
     :param max_batches: use at most this many calibration batches for the Fisher (default all).
+    :param enforce: "both" (bits per weight and BitOPs, what the leaderboard budgets), "bits"
+        (the parameter-weighted average only, adq v1-v3) or "bitops".
     """
 
     def __init__(self, candidates: Sequence[int] = (1, 2, 3, 4, 5, 6, 8), budget: float | None = None,
-                 max_batches: int | None = None) -> None:
+                 max_batches: int | None = None, enforce: str = "both") -> None:
         if not candidates:
             raise QbenchError("adq-sensitivity: candidates must not be empty.")
+        if enforce not in ENFORCE:
+            raise QbenchError(f"adq-sensitivity: enforce must be one of {sorted(ENFORCE)}, got {enforce!r}.")
         self.candidates = tuple(sorted(set(int(c) for c in candidates)))
         self.budget = None if budget is None else float(budget)
         self.max_batches = max_batches
+        self.enforce = enforce
+        self.problem: tuple | None = None
         self._report: dict[str, Any] = {}
+
+    def job_budget(self, layers: list[LayerInfo], target: BitTarget, ctx: AllocationContext) -> Budget:
+        """The caps this allocator holds: the suite's budget (or the target's), at ``budget`` bits
+        when that is set, restricted to what ``enforce`` names."""
+        full = ctx.budget if ctx.budget is not None else Budget.from_target(layers, target)
+        if self.budget is not None:
+            full = full.scaled(self.budget)
+        return full.only(*ENFORCE[self.enforce])
 
     def allocate(self, layers: list[LayerInfo], target: BitTarget, ctx: AllocationContext) -> dict[str, LayerBits]:
         if not layers:
             return {}
-        budget = float(target.w) if self.budget is None else self.budget
+        caps = self.job_budget(layers, target, ctx)
         names = [layer.name for layer in layers]
         modules = ctx.modules or dict(ctx.fp_model.named_modules())
         fisher = (empirical_fisher(ctx.fp_model, names, ctx.calib_batches, self.max_batches)
                   if ctx.calib_batches else {n: 1.0 for n in names})
         sens = {n: {b: fisher[n] * quant_error(ctx, modules[n], b) for b in self.candidates} for n in names}
         numel = {layer.name: layer.weight_numel for layer in layers}
-        bits = greedy_allocate(numel, sens, self.candidates, budget)
-        avg = sum(numel[n] * bits[n] for n in names) / sum(numel.values())
-        self._report = {"adq_budget": budget, "adq_avg_weight_bits": avg, "adq_fisher": fisher,
+        ops = {layer.name: float(layer.macs * target.a) for layer in layers}  # BitOPs per weight bit
+        # the solver's inputs, kept for analysis (compare_solvers.py)
+        self.problem = (numel, sens, self.candidates, caps.w_bits, ops, caps.bitops)
+        bits = greedy_allocate(*self.problem)
+        plan = {n: LayerBits(bits[n], target.a) for n in names}
+        use = Budget.usage(layers, plan)
+        self._report = {"adq_budget": caps.w_bits, "adq_bitops_budget": caps.bitops, "adq_enforce": self.enforce,
+                        "adq_avg_weight_bits": use.w_bits, "adq_bitops": use.bitops, "adq_fisher": fisher,
                         "adq_weight_bits": dict(bits)}
-        return {n: LayerBits(bits[n], target.a) for n in names}
+        return plan
 
     def report(self) -> dict[str, Any]:
         return dict(self._report)
