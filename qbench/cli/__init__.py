@@ -11,6 +11,7 @@ import click
 
 from qbench import __version__
 from qbench.cli.bench import bench
+from qbench.cli.deploy_bench import deploy_bench
 from qbench.cli.export import export
 from qbench.cli.info import list_, plugins
 from qbench.cli.models import models
@@ -27,7 +28,7 @@ def cli() -> None:
     """qbench: compare quantization-aware-training methods on one frozen recipe."""
 
 
-for _command in (run, list_, plugins, leaderboard, publish, compare, new_plugin, export, models, bench):
+for _command in (run, list_, plugins, leaderboard, publish, compare, new_plugin, export, models, bench, deploy_bench):
     cli.add_command(_command)
 
 
