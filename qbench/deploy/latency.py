@@ -12,20 +12,22 @@ in one process, interleaved:
    each other) and run once on the largest batch inside a memory window
    (:mod:`qbench.deploy.memory`): its peak resident addition, i.e. the model's own memory (its
    initializers as optimised, transient copies while loading, the arena for that batch).
-   Quantized first, then FP32. These ``load`` runs are not timed.
-3. Per batch size (1, then the eval batch): ``warmup`` untimed runs of each model, alternating
-   (FP32, quantized); then timed runs in pairs whose order alternates (FP32 then quantized, then
-   quantized then FP32, ...), so neither model always runs just after the other's cache traffic
-   and a slow spell (another job, a frequency step) lands on both. At least ``min_runs`` and at
-   most ``max_runs`` pairs; no pair starts after ``time_cap_s``.
+   Quantized first, then FP32. A ``load`` run is not timed: it is the largest batch's first
+   warm-up run.
+3. Per batch size (1, then the eval batch): ``warmup`` untimed runs of each model (the load run
+   among them for the largest batch), alternating (FP32, quantized); then timed runs in pairs
+   whose order alternates (FP32 then quantized, then quantized then FP32, ...), so neither model
+   always runs just after the other's cache traffic and a slow spell (another job, a frequency
+   step) lands on both. At least ``min_runs`` and at most ``max_runs`` pairs; no pair starts after
+   ``time_cap_s``.
 4. Per model and batch: the median and the interquartile range of its timed runs (ms); the speedup
    is FP32 median / quantized median.
 
 The milliseconds belong to the machine (the row's ``machine`` and ``cpu_isa``) and are never
 compared across machines; the speedup, taken between two models timed side by side on the same
-cores, is what carries over. The defaults keep the cost to a fraction of a second per job
-(`qbench run --all` stays in its time budget): a first look, not a benchmark; ``qbench
-deploy-bench`` times longer on the user's own CPU. :class:`Result` keeps every call it made, in
+cores, is what carries over. The defaults keep the cost small (`qbench run --all` has a time
+budget): a slow model at the eval batch gets its load run and ``min_runs`` timed runs, no more.
+They are a first look, not a benchmark; ``qbench deploy-bench`` times longer on the user's CPU. :class:`Result` keeps every call it made, in
 order (:attr:`Result.calls`, written by the wrapper around each real session run), so a test pins
 the protocol without asserting any time.
 """
@@ -46,7 +48,7 @@ class Protocol:
     threads: int = 1
     batches: tuple[int, ...] = (1, 256)
     warmup: int = 1
-    min_runs: int = 3
+    min_runs: int = 2
     max_runs: int = 25
     time_cap_s: float = 0.25
 
@@ -179,7 +181,7 @@ def measure(quantized: bytes, fp32: bytes, sample: Any, protocol: Protocol | Non
         res.threads[name] = int(runners[name].sess.get_session_options().intra_op_num_threads)
     for b in batches:
         xb = np.ascontiguousarray(x[:b])
-        for _ in range(p.warmup):
+        for _ in range(max(0, p.warmup - (b == batches[-1]))):  # the load runs warmed the largest batch up
             for name in MODELS:
                 runners[name].run(xb, "warmup")
         times: dict[str, list[float]] = {name: [] for name in MODELS}
