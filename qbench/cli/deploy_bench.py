@@ -85,7 +85,7 @@ def deploy_bench(suite: str, method: str | None, model: str | None, bits: str | 
     table = Table(title=f"Deployed model vs FP32 in onnxruntime, {environment()['machine']}, {threads} intra-op "
                         f"thread(s), batch 1 and {batch}: median ± IQR (ms) of up to {runs} interleaved runs")
     for col in COLUMNS:
-        table.add_column(col, justify="left" if col in ("method", "model", "bits") else "right")
+        table.add_column(col, justify="left" if col in ("method", "model", "bits", "integer kernels") else "right")
     records, failed, fp_cache = [], [], {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as progress:

@@ -343,6 +343,13 @@
         el("ul", {}, ...DATA.papers.map((p) => el("li", {}, p.dataset + " / " + p.model + " / " + p.method + " / " + p.bits + ": "
           + fmt(p.top1, 2) + " (FP " + fmt(p.fp_top1, 2) + "): " + p.source + (p.note ? " (" + p.note + ")" : ""))))));
     }
+    if (DATA.cost) {
+      files.after(el("p", { id: "cost-note", class: "muted" }, "ORT ms: median latency of model.onnx in onnxruntime on the CPU, on the "
+        + "machine each seed's provenance names (never compare milliseconds across machines). Speedup: the FP32 model's median over the "
+        + "quantized model's, timed interleaved in one process at batch 1 and at the eval batch; above 1 the deployed model is faster. "
+        + "ORT MB: the session's peak resident memory loading the model and running the eval batch. Means over seeds; the fp32 line "
+        + "shows the FP32 models the quantized rows were timed against."));
+    }
     const versions = document.getElementById("versions");
     if (DATA.versions.length > 1) {
       versions.append(DATA.suite + " versions: ");
