@@ -131,8 +131,8 @@ def test_tables_show_the_cost_only_when_rows_carry_it(tmp_path: Path) -> None:
     d = publish(cost_rows(True), tmp_path, "s", plot=False)
     data = page_data(d, "s")
     entry = next(e for e in data["entries"] if e["method"] == "a")
-    assert data["cost"] and entry["speedup"] == pytest.approx(4 / 3) and entry["batch_latency_ms"] == 10.0
-    assert "cost" not in page_data(publish(cost_rows(False), tmp_path / "old", "s", plot=False), "s")
+    assert data["deploy_cost"] and entry["speedup"] == pytest.approx(4 / 3) and entry["batch_latency_ms"] == 10.0
+    assert "deploy_cost" not in page_data(publish(cost_rows(False), tmp_path / "old", "s", plot=False), "s")
 
 
 def test_the_gate_compares_rows_with_the_cost_against_a_leaderboard_without_it() -> None:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from qbench.atomic import atomic_write_text
 from qbench.errors import QbenchError
-from qbench.report import cost
+from qbench.report import deploy_cost
 from qbench.report.budget import BITOPS_RTOL, BITS_TOL, CHANCE_MARGIN, DEPLOY_TOP1_TOL
 from qbench.report.costs import cost_markdown
 from qbench.report.papers import (MD_HEADER, MD_LEGEND, PaperEntry, attach_papers, copy_papers, md_cells,
@@ -160,8 +160,8 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "",
               f"first/last layers: `{df['first_last'].iloc[0] if 'first_last' in df else ''}`.\n\n")
     if papers is not None:
         out.write(MD_LEGEND + "\n\n")
-    if cost.present(agg):  # rows that timed the deployed model; older tables render as they did
-        out.write(cost.MD_LEGEND + "\n\n")
+    if deploy_cost.present(agg):  # rows that timed the deployed model; older tables render as they did
+        out.write(deploy_cost.MD_LEGEND + "\n\n")
     out.write(f"qbench {', '.join(meta['qbench_version'])}; torch {', '.join(meta['torch_version'])}; "
               f"timm {', '.join(meta['timm_version'])}; commit {', '.join(meta['git_commit'])}; "
               f"machine: {', '.join(meta['machine'])}; torch threads: "
@@ -172,14 +172,14 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "",
         for bits, gb in budgets:  # one table per budget: a weight-only row never shares a rank table
             kind = " (weight-only)" if bits.endswith("A32") else ""
             out.write(f"## {dataset} / {model}" + (f" / {bits}{kind}" if bits else "") + "\n\n")
-            _table(out, pd.concat([ref, gb]), papers, cost.present(agg))
+            _table(out, pd.concat([ref, gb]), papers, deploy_cost.present(agg))
     _unranked_sections(out, agg, df, papers)
     return out.getvalue() + cost_markdown(df)  # training cost: only rows that measured their passes
 
 
 def _table(out: io.StringIO, g: pd.DataFrame, papers: object, costs: bool = False) -> None:
     out.write("| rank | method | bits | top-1 | ±95% CI | Δ FP | seeds | W bits | A bits | W zeros | GBitOPs | "
-              "size (KB) | Pareto | deploy |" + (cost.MD_HEADER if costs else "") + (MD_HEADER if papers is not None
+              "size (KB) | Pareto | deploy |" + (deploy_cost.MD_HEADER if costs else "") + (MD_HEADER if papers is not None
                                                                                 else "") + "\n")
     out.write("|---" * 14 + "|" + "---|" * (4 * costs + (4 if papers is not None else 0)) + "\n")
     for r in g.itertuples():
@@ -191,7 +191,7 @@ def _table(out: io.StringIO, g: pd.DataFrame, papers: object, costs: bool = Fals
                   f"{_fmt(r.ci95)} | {r.gap:+.2f} | {r.n} | {r.w_bits:.2f} | {r.a_bits:.2f} | "
                   f"{_pct(r.w_sparsity)} | {r.gbitops:.5f} | {r.size_kb:.1f} | {pareto_cell(r)} | "
                   f"{deploy_cell(r.deploy_top1, r.deploy_flagged, r.n, r.deploy_integer)} |"
-                  + (cost.md_cells(r) if costs else "") + (md_cells(r) if papers is not None else "") + "\n")
+                  + (deploy_cost.md_cells(r) if costs else "") + (md_cells(r) if papers is not None else "") + "\n")
     out.write("\n")
 
 

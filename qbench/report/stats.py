@@ -49,12 +49,12 @@ def aggregate(df: pd.DataFrame, num_classes: int | dict[str, int] | None = None)
     (``over_budget``, ``collapsed``, their reasons, ``flag``: any seed flagged flags the entry),
     ``rank`` within (dataset, model, bits) among the entries that kept the budget (:data:`UNRANKED`
     for the others), the Pareto marks ``pareto_bitops`` / ``pareto_size``, and the deployed cost
-    (:data:`qbench.report.cost.COLUMNS`: NaN for rows that predate it).
+    (:data:`qbench.report.deploy_cost.COLUMNS`: NaN for rows that predate it).
 
     The flags are recomputed from the columns (:func:`qbench.report.budget.flag_frame`, with
     ``num_classes`` for the chance level), so CSVs written before they existed are judged alike."""
     from qbench.report.budget import flag_frame
-    from qbench.report.cost import attach as attach_cost
+    from qbench.report.deploy_cost import attach as attach_cost
     from qbench.report.plot import pareto_front
 
     ok = df[df["status"] == "ok"].copy()

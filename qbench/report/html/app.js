@@ -59,7 +59,7 @@
       { key: "vs_paper_gap", label: "Δ FP − paper Δ FP", num: true, title: "our drop from our FP minus the paper's drop from its FP (FP baselines differ)",
         cell: blank((e) => signed(e.vs_paper_gap, 2)) });
   }
-  if (DATA.cost) {
+  if (DATA.deploy_cost) {
     // The deployed model timed in onnxruntime beside its FP32 model (rows that measured it): the
     // milliseconds are the machine's (see each seed's provenance), the speedups carry across machines.
     const speed = (v) => (isNum(v) ? v.toFixed(2) + "×" : "n/a");
@@ -162,8 +162,8 @@
     const close = el("button", { type: "button", id: "close-provenance" }, "close");
     close.addEventListener("click", () => { state.selected = null; render(); });
     // with the deployed cost: each seed's own timing (ms on the machine named below, and the speedups)
-    const costHead = DATA.cost ? ["ORT ms b1", "FP32 ms b1", "speedup b1", "speedup batch"] : [];
-    const costCells = (s) => (DATA.cost ? [fmt(s.deploy_latency_ms, 3), fmt(s.deploy_fp32_latency_ms, 3), fmt(s.deploy_speedup, 2),
+    const costHead = DATA.deploy_cost ? ["ORT ms b1", "FP32 ms b1", "speedup b1", "speedup batch"] : [];
+    const costCells = (s) => (DATA.deploy_cost ? [fmt(s.deploy_latency_ms, 3), fmt(s.deploy_fp32_latency_ms, 3), fmt(s.deploy_speedup, 2),
       fmt(s.deploy_batch_speedup, 2)].map((v) => el("td", { class: "num" }, v)) : []);
     const seedTable = el("table", { id: "seeds" }, el("thead", {}, el("tr", {}, ...["seed", "top-1", "job key", "FP key", "date", "wall (s)", ...costHead].map((h) => el("th", {}, h)))),
       el("tbody", {}, ...e.seeds.map((s) => el("tr", {}, el("td", {}, String(s.seed)), el("td", { class: "num" }, fmt(s.top1, 2)),
@@ -343,8 +343,8 @@
         el("ul", {}, ...DATA.papers.map((p) => el("li", {}, p.dataset + " / " + p.model + " / " + p.method + " / " + p.bits + ": "
           + fmt(p.top1, 2) + " (FP " + fmt(p.fp_top1, 2) + "): " + p.source + (p.note ? " (" + p.note + ")" : ""))))));
     }
-    if (DATA.cost) {
-      files.after(el("p", { id: "cost-note", class: "muted" }, "ORT ms: median latency of model.onnx in onnxruntime on the CPU, on the "
+    if (DATA.deploy_cost) {
+      files.after(el("p", { id: "deploy-cost-note", class: "muted" }, "ORT ms: median latency of model.onnx in onnxruntime on the CPU, on the "
         + "machine each seed's provenance names (never compare milliseconds across machines). Speedup: the FP32 model's median over the "
         + "quantized model's, timed interleaved in one process at batch 1 and at the eval batch; above 1 the deployed model is faster. "
         + "ORT MB: the session's peak resident memory loading the model and running the eval batch. Means over seeds; the fp32 line "

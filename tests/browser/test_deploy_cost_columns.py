@@ -48,12 +48,12 @@ def test_the_page_shows_the_cost_and_each_seeds_timing(tmp_path: Path, open_page
     assert "speedup b1" in box.locator("#seeds thead").text_content()
     assert box.locator("#seeds tbody tr").first.locator("td").nth(8).text_content() == "2.00"
     assert "1.32.0" in box.locator("dd[data-field='onnxruntime_version']").text_content()
-    assert "never compare milliseconds across machines" in page.text_content("#cost-note")
+    assert "never compare milliseconds across machines" in page.text_content("#deploy-cost-note")
     assert opened.errors == []
 
 
 def test_a_page_of_older_rows_has_no_cost_column(pages: Path, open_page: Any) -> None:
     opened = open_page(pages / "quick" / "v1" / "index.html")
     assert opened.page.query_selector("th button[data-sort='speedup']") is None
-    assert opened.page.query_selector("#cost-note") is None
+    assert opened.page.query_selector("#deploy-cost-note") is None
     assert opened.errors == []
