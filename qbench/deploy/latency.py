@@ -53,7 +53,7 @@ class Protocol:
     time_cap_s: float = 0.25
 
     def describe(self, runs: dict[int, int]) -> str:
-        """One line for the row: what ran, e.g. ``1 thread; batch 1: 1 warm-up + 25 timed ...``."""
+        """One line for the row: what ran, e.g. ``1 intra-op thread; batch 1: 1 warm-up + 25 timed; ...``."""
         per = "; ".join(f"batch {b}: {self.warmup} warm-up + {n} timed" for b, n in runs.items())
         return (f"{self.threads} intra-op thread{'s' if self.threads != 1 else ''}; {per} runs per model; "
                 "FP32 and quantized alternating, pair order alternating; median, IQR")
