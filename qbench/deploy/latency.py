@@ -27,9 +27,9 @@ The milliseconds belong to the machine (the row's ``machine`` and ``cpu_isa``) a
 compared across machines; the speedup, taken between two models timed side by side on the same
 cores, is what carries over. The defaults keep the cost small (`qbench run --all` has a time
 budget): a slow model at the eval batch gets its load run and ``min_runs`` timed runs, no more.
-They are a first look, not a benchmark; ``qbench deploy-bench`` times longer on the user's CPU. :class:`Result` keeps every call it made, in
-order (:attr:`Result.calls`, written by the wrapper around each real session run), so a test pins
-the protocol without asserting any time.
+They are a first look, not a benchmark; ``qbench deploy-bench`` times longer on the user's CPU.
+:class:`Result` keeps every call it made, in order (:attr:`Result.calls`, written by the wrapper
+around each real session run), so a test pins the protocol without asserting any time.
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ class Protocol:
     time_cap_s: float = 0.25
 
     def describe(self, runs: dict[int, int]) -> str:
-        """One line for the row: what ran, e.g. ``1 intra-op thread; batch 1: 1 warm-up + 25 timed; ...``."""
+        """One line for the row: what ran (``1 intra-op thread; batch 1: 1 warm-up + 25 timed; ...``)."""
         per = "; ".join(f"batch {b}: {self.warmup} warm-up + {n} timed" for b, n in runs.items())
         return (f"{self.threads} intra-op thread{'s' if self.threads != 1 else ''}; {per} runs per model; "
                 "FP32 and quantized alternating, pair order alternating; median, IQR")
