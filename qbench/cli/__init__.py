@@ -10,7 +10,9 @@ import sys
 import click
 
 from qbench import __version__
+from qbench.cli.advise import advise
 from qbench.cli.bench import bench
+from qbench.cli.deploy_bench import deploy_bench
 from qbench.cli.export import export
 from qbench.cli.info import list_, plugins
 from qbench.cli.models import models
@@ -27,8 +29,8 @@ def cli() -> None:
     """qbench: compare quantization-aware-training methods on one frozen recipe."""
 
 
-cli.add_command(__import__("qbench.cli.advise", fromlist=["advise"]).advise)  # advise.py: `qbench advise`
-for _command in (run, list_, plugins, leaderboard, publish, compare, new_plugin, export, models, bench):
+for _command in (run, advise, list_, plugins, leaderboard, publish, compare, new_plugin, export, models, bench,
+                 deploy_bench):
     cli.add_command(_command)
 
 

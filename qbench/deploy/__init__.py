@@ -3,6 +3,8 @@
 * :func:`keep_and_check` is the harness's hook: it keeps the job's trained model in the workspace
   (:mod:`qbench.deploy.store`) and, when the ``deploy`` extra (onnx, onnxruntime) is installed,
   exports it and adds the parity fields to the row; without the extra the fields are absent.
+  Then what the deployed model costs: it is timed in onnxruntime beside the job's FP32 model
+  (:func:`fp32_onnx`), with its memory and file size (:mod:`~.latency`).
 * :func:`export_model` builds the three deployables (:mod:`~.analyze`, :mod:`~.graph`,
   :mod:`~.pack`); :func:`write` puts them in a directory: model.onnx, weights.safetensors,
   manifest.json.
@@ -111,10 +113,47 @@ def parity_fields(exp: Exported, model: nn.Module, data: DataBundle, top1: float
     return out
 
 
+#: FP32 model.onnx bytes by FP key: the jobs of one FP checkpoint in a process export it once
+_FP_ONNX: dict[str, bytes] = {}
+_FP_ONNX_KEPT = 8
+
+
+def fp32_onnx(model: nn.Module, probe: Tensor, key: str | None = None) -> bytes:
+    """An FP model (the job's FP checkpoint) exported as the quantized one is (:func:`export_model`'s
+    graph with no quantized layer): the reference the deployed model is timed against."""
+    from qbench.deploy.graph import deploy_model, to_onnx
+
+    if key is not None and key in _FP_ONNX:
+        return _FP_ONNX[key]
+    blob = to_onnx(deploy_model(copy.deepcopy(model).cpu().eval(), []), probe[:2].cpu())
+    if key is not None:
+        while len(_FP_ONNX) >= _FP_ONNX_KEPT:
+            _FP_ONNX.pop(next(iter(_FP_ONNX)))
+        _FP_ONNX[key] = blob
+    return blob
+
+
+def latency_fields(exp: Exported, fp_model: nn.Module, probe: Tensor, threads: int,
+                   fp_key: str | None = None, protocol: Any = None) -> dict[str, Any]:
+    """The row's deployed-cost fields: ``exp`` timed against ``fp_model`` on ``probe`` (see
+    :mod:`qbench.deploy.latency`), the FP32 export included in ``deploy_latency_s``."""
+    import time
+
+    from qbench.deploy.latency import Protocol, measure
+
+    t0 = time.perf_counter()
+    fp = fp32_onnx(fp_model, probe, fp_key)
+    res = measure(exp.onnx, fp, probe, protocol or Protocol(threads=threads, batches=(1, PROBE_BATCH)))
+    res.seconds = time.perf_counter() - t0
+    return res.fields()
+
+
 def keep_and_check(root: Path | str, job: Any, model: nn.Module, data: DataBundle,
-                   metrics: dict[str, Any]) -> dict[str, Any]:
+                   metrics: dict[str, Any], fp_model: nn.Module | None = None) -> dict[str, Any]:
     """The harness's hook after a job's evaluation: keep the model; the deploy fields when the
-    extra is installed. Never fails the job: a failed export is a flagged row."""
+    extra is installed, and with ``fp_model`` (the job's FP checkpoint) the deployed cost, timed
+    at the recipe's threads. Never fails the job: a failed export is a flagged row, a failed
+    timing a row without the cost fields."""
     from qbench.deploy.store import save_trained
 
     try:
@@ -129,6 +168,13 @@ def keep_and_check(root: Path | str, job: Any, model: nn.Module, data: DataBundl
         probe = first_batch(data.test, PROBE_BATCH)[0]
         exp = export_model(model, probe, {"job_key": job.key},
                            threads=session_threads(next(model.parameters()).device))
-        return parity_fields(exp, model, data, metrics.get("top1"))
+        out = parity_fields(exp, model, data, metrics.get("top1"))
     except Exception as exc:
         return {"deploy_ok": False, "deploy_reason": f"export failed: {type(exc).__name__}: {str(exc)[:300]}"}
+    if fp_model is not None:
+        try:
+            out.update(latency_fields(exp, fp_model, probe, job.suite.threads, job.fp_key))
+        except Exception as exc:  # the parity fields stand; the cost is left unmeasured
+            warnings.warn(f"qbench: could not time the deployed model of {job.label}: {type(exc).__name__}: {exc}",
+                          stacklevel=2)
+    return out

@@ -22,13 +22,14 @@ import pandas as pd
 
 from qbench.atomic import atomic_write_text
 from qbench.errors import QbenchError
+from qbench.report import deploy_cost
 from qbench.report.budget import BITOPS_RTOL, BITS_TOL, CHANCE_MARGIN, DEPLOY_TOP1_TOL
 from qbench.report.costs import cost_markdown
 from qbench.report.papers import (MD_HEADER, MD_LEGEND, PaperEntry, attach_papers, copy_papers, md_cells,
                                   md_sources, papers_of_version)
 from qbench.report.rows_csv import rows_to_csv
 from qbench.report.ranks import RANK_RULE
-from qbench.report.stats import GROUP, aggregate, deploy_cell, is_ranked, torch_threads
+from qbench.report.stats import GROUP, aggregate, deploy_cell, is_ranked, pareto_cell, torch_threads
 
 SCHEMA_VERSION = 1
 
@@ -97,12 +98,6 @@ def _bits_cell(bits: str, w_bits: float, a_bits: float, always: bool = False) ->
     return f"{bits} → W{w_bits:.3g}A{a_bits:.3g}"
 
 
-def _pareto_cell(r: Any) -> str:
-    """★ marks on the Pareto front: B = top-1 vs measured GBitOPs, S = top-1 vs packed size."""
-    marks = [m for m, on in (("B", r.pareto_bitops), ("S", r.pareto_size)) if on]
-    return "★ " + "".join(marks) if marks else ""
-
-
 def _pct(v: Any) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}%"
 
@@ -165,6 +160,8 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "",
               f"first/last layers: `{df['first_last'].iloc[0] if 'first_last' in df else ''}`.\n\n")
     if papers is not None:
         out.write(MD_LEGEND + "\n\n")
+    if deploy_cost.present(agg):  # rows that timed the deployed model; older tables render as they did
+        out.write(deploy_cost.MD_LEGEND + "\n\n")
     out.write(f"qbench {', '.join(meta['qbench_version'])}; torch {', '.join(meta['torch_version'])}; "
               f"timm {', '.join(meta['timm_version'])}; commit {', '.join(meta['git_commit'])}; "
               f"machine: {', '.join(meta['machine'])}; torch threads: "
@@ -175,15 +172,16 @@ def render_markdown(df: pd.DataFrame, suite: str, command: str = "",
         for bits, gb in budgets:  # one table per budget: a weight-only row never shares a rank table
             kind = " (weight-only)" if bits.endswith("A32") else ""
             out.write(f"## {dataset} / {model}" + (f" / {bits}{kind}" if bits else "") + "\n\n")
-            _table(out, pd.concat([ref, gb]), papers)
+            _table(out, pd.concat([ref, gb]), papers, deploy_cost.present(agg))
     _unranked_sections(out, agg, df, papers)
     return out.getvalue() + cost_markdown(df)  # training cost: only rows that measured their passes
 
 
-def _table(out: io.StringIO, g: pd.DataFrame, papers: object) -> None:
+def _table(out: io.StringIO, g: pd.DataFrame, papers: object, costs: bool = False) -> None:
     out.write("| rank | method | bits | top-1 | ±95% CI | Δ FP | seeds | W bits | A bits | W zeros | GBitOPs | "
-              "size (KB) | Pareto | deploy |" + (MD_HEADER if papers is not None else "") + "\n")
-    out.write("|---" * 14 + "|" + ("---|" * 4 if papers is not None else "") + "\n")
+              "size (KB) | Pareto | deploy |" + (deploy_cost.MD_HEADER if costs else "") + (MD_HEADER if papers is not None
+                                                                                else "") + "\n")
+    out.write("|---" * 14 + "|" + "---|" * (4 * costs + (4 if papers is not None else 0)) + "\n")
     for r in g.itertuples():
         if r.bits != "fp32" and not is_ranked(r.rank):
             continue
@@ -191,9 +189,9 @@ def _table(out: io.StringIO, g: pd.DataFrame, papers: object) -> None:
         out.write(f"| {rank} | {r.method} v{r.method_version} | {_bits_cell(r.bits, r.w_bits, r.a_bits)} | "
                   f"{r.top1:.2f} ± {_fmt(r.top1_std)} | "
                   f"{_fmt(r.ci95)} | {r.gap:+.2f} | {r.n} | {r.w_bits:.2f} | {r.a_bits:.2f} | "
-                  f"{_pct(r.w_sparsity)} | {r.gbitops:.5f} | {r.size_kb:.1f} | {_pareto_cell(r)} | "
+                  f"{_pct(r.w_sparsity)} | {r.gbitops:.5f} | {r.size_kb:.1f} | {pareto_cell(r)} | "
                   f"{deploy_cell(r.deploy_top1, r.deploy_flagged, r.n, r.deploy_integer)} |"
-                  + (md_cells(r) if papers is not None else "") + "\n")
+                  + (deploy_cost.md_cells(r) if costs else "") + (md_cells(r) if papers is not None else "") + "\n")
     out.write("\n")
 
 
@@ -217,7 +215,7 @@ def _unranked_sections(out: io.StringIO, agg: pd.DataFrame, df: pd.DataFrame,
             out.write(f"| {r.dataset} / {r.model} | {r.method} v{r.method_version} | "
                       f"{_bits_cell(r.bits, r.w_bits, r.a_bits, always=bool(r.over_budget))} | "
                       f"{r.top1:.2f} ± {_fmt(r.top1_std)} | {r.n} | {r.w_bits:.2f} | {r.a_bits:.2f} | "
-                      f"{r.gbitops:.5f} | {_fmt(r.target_gbitops, 5)} | {r.size_kb:.1f} | {_pareto_cell(r)} | "
+                      f"{r.gbitops:.5f} | {_fmt(r.target_gbitops, 5)} | {r.size_kb:.1f} | {pareto_cell(r)} | "
                       f"{r.flag} |\n")
         out.write("\n")
     diverged = agg[agg["deploy_flagged"] > 0]

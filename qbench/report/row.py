@@ -99,6 +99,38 @@ class Row(TypedDict, total=False):
                                   "(uniform / traced / fp32) schemes, and how many run as integer ops"]
     deploy_size_kb: Annotated[float, "bytes of weights.safetensors' tensors: codes packed at their bits, scales, "
                                      "LUTs and the FP rest (compare size_kb)"]
+    # -- deployed cost: model.onnx timed beside the job's FP32 model in onnxruntime (CPU, one process) --
+    deploy_latency_ms: Annotated[float, "median wall time (ms) of model.onnx at batch 1 in onnxruntime on the CPU, "
+                                        "timed interleaved with the FP32 model (qbench/deploy/latency.py); this "
+                                        "machine's number (machine, cpu_isa): never compared across machines"]
+    deploy_latency_iqr_ms: Annotated[float, "interquartile range (ms) of those timed runs"]
+    deploy_fp32_latency_ms: Annotated[float, "median wall time (ms) at batch 1 of the job's FP checkpoint, exported "
+                                             "the same way and timed in the same process, runs alternating with the "
+                                             "quantized model's"]
+    deploy_fp32_latency_iqr_ms: Annotated[float, "interquartile range (ms) of the FP32 model's runs at batch 1"]
+    deploy_speedup: Annotated[float, "deploy_fp32_latency_ms / deploy_latency_ms: above 1, the deployed model is "
+                                     "faster at batch 1; a ratio of models timed side by side, comparable across "
+                                     "machines where the milliseconds are not"]
+    deploy_batch_latency_ms: Annotated[float, "median wall time (ms) of model.onnx on deploy_latency_batch samples"]
+    deploy_batch_latency_iqr_ms: Annotated[float, "interquartile range (ms) of those runs"]
+    deploy_fp32_batch_latency_ms: Annotated[float, "median wall time (ms) of the FP32 model on deploy_latency_batch "
+                                                   "samples"]
+    deploy_fp32_batch_latency_iqr_ms: Annotated[float, "interquartile range (ms) of those runs"]
+    deploy_batch_speedup: Annotated[float, "deploy_fp32_batch_latency_ms / deploy_batch_latency_ms"]
+    deploy_latency_batch: Annotated[int, "the eval batch timed: qbench's evaluation batch (256), or the whole test "
+                                         "split when smaller"]
+    deploy_latency_threads: Annotated[int, "onnxruntime intra-op threads of both timed sessions (the recipe's torch "
+                                           "threads: the cores the job was given), read back from the session"]
+    deploy_latency_protocol: Annotated[str, "what was timed: threads, warm-up and timed runs per model and batch, "
+                                            "the interleaving"]
+    deploy_peak_mb: Annotated[float, "peak resident memory (MiB) creating model.onnx's session and running it on "
+                                     "deploy_latency_batch samples: the kernel's high-water mark reset before, "
+                                     "minus the resident set then (qbench/deploy/memory.py; Linux only)"]
+    deploy_fp32_peak_mb: Annotated[float, "the same for the FP32 model"]
+    deploy_onnx_kb: Annotated[float, "size of model.onnx (KiB): the file a user ships"]
+    deploy_fp32_onnx_kb: Annotated[float, "size of the FP32 model's ONNX file (KiB), exported the same way"]
+    deploy_latency_s: Annotated[float, "wall time (s) the cost measurement took, the FP32 export included"]
+    onnxruntime_version: Annotated[str, "onnxruntime version that ran the timed sessions"]
     extra: Annotated[dict, "what the allocator reports (e.g. learned bit-widths); JSON text in CSV"]
     learned: Annotated[dict, "what the quantizers learned (their optional learned_state(), docs/plugin-contract.md), "
                              "by '<kind>.<key>' (e.g. 'weight.step', 'activation.alpha'): n (quantizers reporting "

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 import pandas as pd
 from scipy import stats as st
@@ -47,11 +48,13 @@ def aggregate(df: pd.DataFrame, num_classes: int | dict[str, int] | None = None)
     measured bits, weight sparsity, BitOPs (and the target's, when known), size, the budget flags
     (``over_budget``, ``collapsed``, their reasons, ``flag``: any seed flagged flags the entry),
     ``rank`` within (dataset, model, bits) among the entries that kept the budget (:data:`UNRANKED`
-    for the others), and the Pareto marks ``pareto_bitops`` / ``pareto_size``.
+    for the others), the Pareto marks ``pareto_bitops`` / ``pareto_size``, and the deployed cost
+    (:data:`qbench.report.deploy_cost.COLUMNS`: NaN for rows that predate it).
 
     The flags are recomputed from the columns (:func:`qbench.report.budget.flag_frame`, with
     ``num_classes`` for the chance level), so CSVs written before they existed are judged alike."""
     from qbench.report.budget import flag_frame
+    from qbench.report.deploy_cost import attach as attach_cost
     from qbench.report.plot import pareto_front
 
     ok = df[df["status"] == "ok"].copy()
@@ -97,6 +100,7 @@ def aggregate(df: pd.DataFrame, num_classes: int | dict[str, int] | None = None)
             agg.loc[g.index, col] = pareto_front(g[cost].tolist(), g["top1"].tolist())
     agg["pareto_bitops"] = agg["pareto_bitops"].astype(bool)
     agg["pareto_size"] = agg["pareto_size"].astype(bool)
+    agg = attach_cost(agg, ok, GROUP)
     agg["_ref"] = agg["bits"] != "fp32"
     agg["_rank"] = pd.to_numeric(agg["rank"], errors="coerce").fillna(math.inf)
     agg = agg.sort_values(["dataset", "model", "_ref", "bits", "_rank", "top1"],
@@ -145,6 +149,12 @@ def deploy_cell(top1: float, flagged: int, n: int, integer: bool) -> str:
     if isinstance(top1, float) and math.isnan(top1):
         return "n/a"
     return f"{top1:.2f}" + (f" ⚠ {int(flagged)}/{n}" if flagged else "") + (" int" if integer else "")
+
+
+def pareto_cell(r: Any) -> str:
+    """★ marks on the Pareto front: B = top-1 vs measured GBitOPs, S = top-1 vs packed size."""
+    marks = [m for m, on in (("B", r.pareto_bitops), ("S", r.pareto_size)) if on]
+    return "★ " + "".join(marks) if marks else ""
 
 
 def is_ranked(rank: object) -> bool:

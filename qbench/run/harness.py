@@ -6,7 +6,6 @@ run goes on.
 """
 from __future__ import annotations
 
-import resource
 import time
 import traceback
 import warnings
@@ -19,6 +18,7 @@ from torch import nn
 from qbench.data.bundle import DataBundle, first_batch
 from qbench.data.loader import set_loader_workers
 from qbench.deploy import keep_and_check
+from qbench.deploy.memory import process_peak_kb
 from qbench.models import create_model
 from qbench.plugin.catalog import Catalog
 from qbench.report.budget import flag_row
@@ -185,8 +185,8 @@ class Harness:
             self._notify("qbench_on_training_error", job=job, error=exc)
         flag_row(row, self._num_classes(job))
         row["wall_s"] = round(time.perf_counter() - t0, 3)
-        # the process's peak so far: per job under the subprocess executor, a running max otherwise
-        row["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        # peak so far (per job under the subprocess executor, else a running max); deploy's HWM resets undone
+        row["peak_rss_mb"] = round(process_peak_kb() / 1024, 1)
         return row
 
     def _num_classes(self, job: Job) -> int:
@@ -254,7 +254,7 @@ class Harness:
         out.update(result.costs)  # forward passes per optimizer step, measured during QAT
         if result.learned:  # only quantizers that report learned state add the fields
             out["learned"], out["learned_layers"] = result.learned, result.learned_layers
-        out.update(keep_and_check(self.ws.root, job, model, data, out))  # the model kept; deploy parity
+        out.update(keep_and_check(self.ws.root, job, model, data, out, fp_model=fp_model))  # kept; parity; cost
         return out
 
     # -- a whole run -------------------------------------------------------------------------

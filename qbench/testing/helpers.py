@@ -55,9 +55,14 @@ def run_suite(suite: Suite, methods: list[str], workspace: Path, catalog: Catalo
 
 
 #: row fields that say when, where and how fast a job ran, not what it computed: they differ
-#: between two runs of the same job (the executor and the loader workers are provenance)
+#: between two runs of the same job (the executor and the loader workers are provenance; the
+#: deployed model's timings and memory are measurements of the machine at that moment)
 VOLATILE_ROW_FIELDS = frozenset({"wall_s", "qat_s", "peak_rss_mb", "date", "command", "executor", "loader_workers",
-                                 "traceback"})
+                                 "traceback", "deploy_latency_ms", "deploy_latency_iqr_ms", "deploy_fp32_latency_ms",
+                                 "deploy_fp32_latency_iqr_ms", "deploy_speedup", "deploy_batch_latency_ms",
+                                 "deploy_batch_latency_iqr_ms", "deploy_fp32_batch_latency_ms",
+                                 "deploy_fp32_batch_latency_iqr_ms", "deploy_batch_speedup", "deploy_latency_protocol",
+                                 "deploy_peak_mb", "deploy_fp32_peak_mb", "deploy_latency_s"})
 
 
 def comparable(row: dict[str, Any]) -> dict[str, Any]:

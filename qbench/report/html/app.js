@@ -59,6 +59,22 @@
       { key: "vs_paper_gap", label: "Δ FP − paper Δ FP", num: true, title: "our drop from our FP minus the paper's drop from its FP (FP baselines differ)",
         cell: blank((e) => signed(e.vs_paper_gap, 2)) });
   }
+  if (DATA.deploy_cost) {
+    // The deployed model timed in onnxruntime beside its FP32 model (rows that measured it): the
+    // milliseconds are the machine's (see each seed's provenance), the speedups carry across machines.
+    const speed = (v) => (isNum(v) ? v.toFixed(2) + "×" : "n/a");
+    const ref = (e, f) => (e.bits === "fp32" ? "—" : f(e));
+    COLUMNS.push(
+      { key: "latency_ms", label: "ORT ms b1", num: true, title: "median latency (ms) of model.onnx at batch 1 in onnxruntime on the CPU, on this machine (the fp32 line: the FP32 models timed beside)",
+        cell: (e) => (isNum(e.latency_ms) ? e.latency_ms.toPrecision(3) : "n/a") },
+      { key: "batch_latency_ms", label: "ORT ms batch", num: true, title: "median latency (ms) at the eval batch (256, or the whole test split when smaller)",
+        cell: (e) => (isNum(e.batch_latency_ms) ? e.batch_latency_ms.toPrecision(3) : "n/a") },
+      { key: "speedup", label: "speedup b1", num: true, title: "FP32 median latency / quantized median latency at batch 1, timed interleaved in one process (above 1: faster)",
+        cell: (e) => ref(e, (x) => speed(x.speedup)) },
+      { key: "batch_speedup", label: "speedup batch", num: true, title: "the same at the eval batch", cell: (e) => ref(e, (x) => speed(x.batch_speedup)) },
+      { key: "peak_mb", label: "ORT MB", num: true, title: "peak resident memory (MiB) of the session loading model.onnx and running the eval batch", cell: (e) => fmt(e.peak_mb, 1) },
+      { key: "onnx_kb", label: "ONNX KB", num: true, title: "size of model.onnx", cell: (e) => fmt(e.onnx_kb, 0) });
+  }
   if (DATA.pareto_marks) {
     COLUMNS.push({ key: "pareto", label: "front", sort: (e) => -e.pareto.length, cell: (e) => (e.pareto.length ? "★ " + e.pareto.join("") : ""),
       title: "On the Pareto front of its dataset and model: B = top-1 vs GBitOPs, S = top-1 vs size" });
@@ -145,13 +161,19 @@
     if (!e) return box.replaceChildren();
     const close = el("button", { type: "button", id: "close-provenance" }, "close");
     close.addEventListener("click", () => { state.selected = null; render(); });
-    const seedTable = el("table", { id: "seeds" }, el("thead", {}, el("tr", {}, ...["seed", "top-1", "job key", "FP key", "date", "wall (s)"].map((h) => el("th", {}, h)))),
+    // with the deployed cost: each seed's own timing (ms on the machine named below, and the speedups)
+    const costHead = DATA.deploy_cost ? ["ORT ms b1", "FP32 ms b1", "speedup b1", "speedup batch"] : [];
+    const costCells = (s) => (DATA.deploy_cost ? [fmt(s.deploy_latency_ms, 3), fmt(s.deploy_fp32_latency_ms, 3), fmt(s.deploy_speedup, 2),
+      fmt(s.deploy_batch_speedup, 2)].map((v) => el("td", { class: "num" }, v)) : []);
+    const seedTable = el("table", { id: "seeds" }, el("thead", {}, el("tr", {}, ...["seed", "top-1", "job key", "FP key", "date", "wall (s)", ...costHead].map((h) => el("th", {}, h)))),
       el("tbody", {}, ...e.seeds.map((s) => el("tr", {}, el("td", {}, String(s.seed)), el("td", { class: "num" }, fmt(s.top1, 2)),
-        el("td", {}, el("code", {}, s.job_key || "")), el("td", {}, el("code", {}, s.fp_key || "")), el("td", {}, s.date || ""), el("td", { class: "num" }, fmt(s.wall_s, 1))))));
+        el("td", {}, el("code", {}, s.job_key || "")), el("td", {}, el("code", {}, s.fp_key || "")), el("td", {}, s.date || ""), el("td", { class: "num" }, fmt(s.wall_s, 1)),
+        ...costCells(s)))));
     const dl = el("dl");
     const fields = [["command", "command"], ["plugin", "plugin"], ["method_version", "method version"], ["qbench_version", "qbench"],
       ["torch_version", "torch"], ["timm_version", "timm"], ["python_version", "python"], ["git_commit", "git commit"],
-      ["machine", "machine"], ["torch_threads", "torch threads"], ["suite_sha", "suite sha"], ["dataset_hash", "dataset hash"]];
+      ["machine", "machine"], ["torch_threads", "torch threads"], ["suite_sha", "suite sha"], ["dataset_hash", "dataset hash"],
+      ["onnxruntime_version", "onnxruntime"], ["deploy_latency_threads", "onnxruntime threads (timed)"]];
     for (const [key, label] of fields) {
       const values = uniq(e.seeds.map((s) => s[key]).filter((v) => v !== null && v !== undefined)).map(String);
       if (!values.length) continue;
@@ -320,6 +342,13 @@
       el("details", { id: "papers-sources" }, el("summary", {}, "Paper numbers and their sources (" + DATA.papers.length + ")"),
         el("ul", {}, ...DATA.papers.map((p) => el("li", {}, p.dataset + " / " + p.model + " / " + p.method + " / " + p.bits + ": "
           + fmt(p.top1, 2) + " (FP " + fmt(p.fp_top1, 2) + "): " + p.source + (p.note ? " (" + p.note + ")" : ""))))));
+    }
+    if (DATA.deploy_cost) {
+      files.after(el("p", { id: "deploy-cost-note", class: "muted" }, "ORT ms: median latency of model.onnx in onnxruntime on the CPU, on the "
+        + "machine each seed's provenance names (never compare milliseconds across machines). Speedup: the FP32 model's median over the "
+        + "quantized model's, timed interleaved in one process at batch 1 and at the eval batch; above 1 the deployed model is faster. "
+        + "ORT MB: the session's peak resident memory loading the model and running the eval batch. Means over seeds; the fp32 line "
+        + "shows the FP32 models the quantized rows were timed against."));
     }
     const versions = document.getElementById("versions");
     if (DATA.versions.length > 1) {

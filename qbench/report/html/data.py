@@ -4,7 +4,8 @@ The page is static, so everything the browser needs (entries with ranks and inte
 seed's provenance, the diff against the previous publication) is computed here, from the same
 ``results.csv`` and the same :func:`qbench.report.stats.aggregate` as ``leaderboard.md``: the
 HTML can never disagree with the Markdown table. A version whose suite names a papers file also
-carries the papers' numbers (``papers``, and the paper columns on each entry).
+carries the papers' numbers (``papers``, and the paper columns on each entry); one whose rows timed
+the deployed model carries its cost (``deploy_cost``, and :data:`qbench.report.deploy_cost.COLUMNS` on each entry).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from qbench.report import deploy_cost
 from qbench.report.costs import cost_entries
 from qbench.report.leaderboard import _bits_cell, check_single_version, load_rows_csv, metadata, published_versions
 from qbench.report.papers import COLUMNS as PAPER_COLUMNS
@@ -28,7 +30,9 @@ FLAGS = ("over_budget", "collapsed", "deploy_diverged")
 #: Per-seed fields shown as a row's provenance (only those the rows carry).
 PROVENANCE = ("seed", "status", "top1", "job_key", "fp_key", "command", "date", "wall_s", "git_commit",
               "qbench_version", "plugin", "method_version", "torch_version", "timm_version", "python_version",
-              "machine", "torch_threads", "suite_sha", "dataset_hash", "reason", "learned")
+              "machine", "torch_threads", "suite_sha", "dataset_hash", "reason", "learned", "deploy_latency_ms",
+              "deploy_fp32_latency_ms", "deploy_speedup", "deploy_batch_speedup", "deploy_latency_threads",
+              "onnxruntime_version")
 
 ENTRY_FIELDS = ("dataset", "model", "method", "method_version", "bits", "rank", "top1", "top1_std", "ci95", "gap",
                 "n", "w_bits", "a_bits", "w_sparsity", "gbitops", "size_kb")
@@ -126,6 +130,7 @@ def page_data(d: Path, suite: str) -> dict[str, Any]:
     if papers is not None and not agg.empty:
         agg = attach_papers(agg, papers)
     flags = _flags(df, agg) if not agg.empty else []
+    deployed = not agg.empty and deploy_cost.present(agg)  # only then: older pages carry the data they always did
     seeds = _seeds(df)
     entries = []
     for i, r in enumerate(agg.to_dict("records")):
@@ -143,6 +148,8 @@ def page_data(d: Path, suite: str) -> dict[str, Any]:
         e["seeds"] = [s for s in seeds.get(tuple(r[c] for c in GROUP), []) if s.get("status") == "ok"]
         if papers is not None:  # only then: a page without a papers file carries the data it always did
             e.update({k: clean(r.get(k)) for k in PAPER_COLUMNS})
+        if deployed:
+            e.update({k: clean(r.get(k)) for k in deploy_cost.COLUMNS})
         entries.append(e)
     failed = df[df["status"] != "ok"]
     files = [f for f in ("leaderboard.md", "results.csv", "meta.json", "diff.csv", "pareto.png") if (d / f).exists()]
@@ -159,6 +166,8 @@ def page_data(d: Path, suite: str) -> dict[str, Any]:
     costs = cost_entries(df)
     if costs is not None:  # only rows that measured their passes: older pages carry what they did
         out["training_cost"] = [{k: clean(v) for k, v in r.items()} for r in costs]
+    if deployed:
+        out["deploy_cost"] = True
     if papers is not None:
         out["papers"] = [{"dataset": p.dataset, "model": p.model, "method": p.method, "bits": p.bits, "top1": p.top1,
                           "fp_top1": p.fp_top1, "source": p.source, "note": p.note} for p in papers]
