@@ -21,7 +21,7 @@ LAYERS = {
     "train": 3,
     "report": 4,
     "run": 5, "deploy": 5,
-    "api": 6, "testing": 6, "default_plugins": 6,
+    "api": 6, "apidoc": 6, "testing": 6, "default_plugins": 6,
     "cli": 7,
 }
 MAX_LINES = 300

@@ -288,6 +288,8 @@ def save_state(model: nn.Module) -> bytes:
 
 
 def load_state(blob: bytes) -> dict[str, torch.Tensor]:
+    """The state dict :func:`save_state` made (CPU tensors), for ``model.load_state_dict``: how an
+    executor restores an FP checkpoint it was sent. safetensors, so loading runs no pickled code."""
     from safetensors.torch import load
 
     return load(blob)
