@@ -86,3 +86,15 @@ def test_old_homes_of_the_built_in_parts_still_resolve() -> None:
 
     assert allocators.FixedAllocator is parts.FixedAllocator  # type: ignore[attr-defined]
     assert wrappers.DistillWrapper is parts.DistillWrapper  # type: ignore[attr-defined]
+
+
+def test_the_light_api_names_import_no_torch() -> None:
+    """The names docs/plugin-contract.md tells a plugin's entry module it may import for free."""
+    code = ("import json, sys\n"
+            "from qbench import hookimpl\n"
+            "from qbench.api import (BitTarget, LayerBits, LayerInfo, Method, OptimSpec, PluginError, QbenchError,\n"
+            "                        bind_params, lazy_exports)\n"
+            f"print(json.dumps(sorted(m for m in {HEAVY} if m in sys.modules)))\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == []

@@ -21,7 +21,8 @@ LIST_KINDS = ("methods", "quantizers", "allocators", "wrappers", "datasets", "mo
 def list_(kind: str) -> None:
     """List what the installed plugins provide.
 
-    Calls only KIND's registration hook: methods, models and suites need no plugin's torch code;
+    Calls only KIND's registration hook. Methods, models and suites need no torch (but a methods
+    hook may import what it needs: qbench-dgms loads its compiled kernel to choose its params);
     quantizers, allocators, wrappers, datasets and executors import the classes the plugins
     register (each entry is the class itself, its description and kind read from it).
     """
