@@ -10,6 +10,7 @@ Method`` costs milliseconds, ``from qbench.api import WeightQuantizer`` imports 
 whose entry module imports only light names, and its torch code inside its hook implementations,
 is listed by ``qbench list methods`` and ``qbench plugins`` without torch (docs/plugin-contract.md).
 """
+# ruff: noqa: F401  (the TYPE_CHECKING imports below re-export, through __all__, names ruff cannot see used)
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -59,7 +60,7 @@ EXPORTS: dict[str, list[str]] = {
 __getattr__, __dir__, _names = lazy_exports(__name__, EXPORTS)
 __all__ = ["__version__", "hookimpl", *_names]
 
-if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly
+if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported eagerly (re-exported: __all__)
     from qbench.contract.allocation import AllocationContext, BitAllocator, StepContext
     from qbench.contract.bits import BitTarget, LayerBits
     from qbench.contract.budget import Budget

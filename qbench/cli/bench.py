@@ -75,7 +75,8 @@ def bench(methods: tuple[str, ...], models: tuple[str, ...], rounds: int, thread
             for _ in range(retries if baseline is not None else 0):
                 if not regressions([row], baseline, max_regression):
                     break
-                err_console.print(f"{escape(name)} on {model}: ratio {row.ratio:.2f} above the baseline; measuring again")
+                err_console.print(f"{escape(name)} on {model}: ratio {row.ratio:.2f} above the baseline; "
+                                  "measuring again")
                 row = measure(name, model, cat, rounds=2 * rounds, bits=bits, device=device)
             rows.append(row)
             err_console.print(f"{escape(name)} on {model}: {row.ratio:.2f}x ({row.passes:g} passes)")

@@ -109,7 +109,7 @@ def _export_one(ws: Workspace, cat: Any, row: dict[str, Any], out_dir: Path, dat
     if check:
         state = "ok" if fields["deploy_ok"] else f"DIVERGES: {fields['deploy_reason']}"
         console.print(escape(f"  onnxruntime top-1 {fields['deploy_top1']:.2f} vs qbench "
-                             f"{row.get('top1', float('nan')):.2f}; max logit diff {fields['deploy_max_logit_diff']:.3g} "
-                             f"(tolerance {fields['deploy_logit_tol']:.3g}, {fields['deploy_logit_outliers']} samples "
-                             f"beyond); {state}"), highlight=False)
+                             f"{row.get('top1', float('nan')):.2f}; max logit diff "
+                             f"{fields['deploy_max_logit_diff']:.3g} (tolerance {fields['deploy_logit_tol']:.3g}, "
+                             f"{fields['deploy_logit_outliers']} samples beyond); {state}"), highlight=False)
     return fields if check else {}

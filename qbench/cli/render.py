@@ -85,7 +85,8 @@ def print_summary(rows: list[dict[str, Any]], title: str) -> None:
         table.add_column(col, justify="right" if col not in ("dataset", "model", "method") else "left")
     for r in agg.itertuples():
         std = "n/a" if pd.isna(r.top1_std) else f"{r.top1_std:.2f}"
-        table.add_row(escape(r.dataset), escape(r.model), escape(r.method), r.bits, "ref" if r.bits == "fp32" else str(r.rank),
+        table.add_row(escape(str(r.dataset)), escape(str(r.model)), escape(str(r.method)), r.bits,
+                      "ref" if r.bits == "fp32" else str(r.rank),
                       f"{r.top1:.2f} ± {std}", f"{r.gap:+.2f}",
                       str(r.n), f"{r.w_bits:.2f}", f"{r.a_bits:.2f}", f"{r.gbitops:.4f}")
     console.print(table)
