@@ -288,8 +288,7 @@ def save_state(model: nn.Module) -> bytes:
 
 
 def load_state(blob: bytes) -> dict[str, torch.Tensor]:
-    """The state dict :func:`save_state` made (CPU tensors), for ``model.load_state_dict``: how an
-    executor restores an FP checkpoint it was sent. safetensors, so loading runs no pickled code."""
+    """:func:`save_state`'s bytes as a state dict for ``model.load_state_dict`` (safetensors: runs no code)."""
     from safetensors.torch import load
 
     return load(blob)
