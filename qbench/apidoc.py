@@ -23,6 +23,7 @@ END = "<!-- end of the generated helpers -->"
 #: The module a helper is defined in -> the heading it is listed under (in qbench.api's order).
 GROUPS = {
     "qbench.contract.params": "Parameters",
+    "qbench.plugin.catalog": "Another plugin's quantizer",
     "qbench.contract.quant.layers": "Quantized layers",
     "qbench.contract.quant.ste": "Straight-through estimators",
     "qbench.contract.quant.calibration": "Calibration",
