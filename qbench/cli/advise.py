@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+from rich.markup import escape
 
 from qbench.cli.render import console
 from qbench.errors import QbenchError
@@ -79,15 +80,15 @@ def advise(model: str, data: str | None, bits: str | None, methods: str | None, 
     with RunProgress(enabled=progress, job_log=job_log) as prog:
         harness = Harness(cat, ws, progress=prog, command=command)
         advice = run_advice(cat, harness, suite, names, schedule, budget, command, executor, options,
-                            say=lambda line: console.print(line, highlight=False))
+                            say=lambda line: console.print(line, markup=False, highlight=False))
     s = summary(advice)
     md, page = write_report(s, out or ws.root / suite.name / "advice")
     best = next((f for f in s["finals"] if f["method"] != "fp32"), None)
     if best:
-        console.print(f"[bold]Use {best['method']}[/bold]: test top-1 {best['top1']:.2f} "
+        console.print(f"[bold]Use {escape(best['method'])}[/bold]: test top-1 {best['top1']:.2f} "
                       f"(± {best['ci95']:.2f}, {best['seeds']} seed(s)); {s['steps']['total']} QAT steps, "
                       f"{s['steps']['share']:.0%} of the full sweep.", highlight=False)
-    console.print(f"Report: {md} and {page}", highlight=False)
+    console.print(f"Report: {md} and {page}", markup=False, highlight=False)
 
 
 def _command(model: str, data: str | None, bits: str | None, methods: str | None, budget: float, suite: str,

@@ -3,13 +3,16 @@ manifest.json, checked in onnxruntime against qbench's own evaluation."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+from rich.markup import escape
 
 from qbench.cli.render import console
 from qbench.errors import QbenchError
-from qbench.run.workspace import Workspace
+
+if TYPE_CHECKING:
+    from qbench.run.workspace import Workspace
 
 
 def select_row(ws: Workspace, key: str | None, suite: str, method: str | None, model: str | None,
@@ -47,6 +50,7 @@ def export(key: str | None, suite: str, method: str | None, model: str | None, b
     """Export a finished job's trained model (by job KEY or by --method/--model/--bits/--seed)."""
     from qbench import deploy
     from qbench.plugin.catalog import get_catalog
+    from qbench.run.workspace import Workspace
 
     if not deploy.available():
         raise QbenchError("qbench export needs the deploy extra: pip install 'qbench[deploy]' (onnx, onnxruntime).")
@@ -97,13 +101,15 @@ def _export_one(ws: Workspace, cat: Any, row: dict[str, Any], out_dir: Path, dat
     if check:
         fields = deploy.parity_fields(exp, qmodel, data, row.get("top1"))
     out = deploy.write(exp, out_dir)
-    console.print(f"{row['model']}/{row['method']}/{row['bits']}/seed{row['seed']} ({row['job_key']}) -> {out}: "
-                  f"model.onnx, weights.safetensors ({exp.packed_bytes / 1024:.1f} KB of tensors; audit size "
-                  f"{row.get('size_kb', float('nan')):.1f} KB), manifest.json")
-    console.print(f"  {deploy.scheme_summary(exp.plans)}; onnxruntime integer ops: {exp.integer_ops or 'none'}")
+    # method names, paths and reasons are printed as they are (escaped: rich would read "[x]" as markup)
+    console.print(escape(f"{row['model']}/{row['method']}/{row['bits']}/seed{row['seed']} ({row['job_key']}) -> "
+                         f"{out}: model.onnx, weights.safetensors ({exp.packed_bytes / 1024:.1f} KB of tensors; "
+                         f"audit size {row.get('size_kb', float('nan')):.1f} KB), manifest.json"))
+    console.print(escape(f"  {deploy.scheme_summary(exp.plans)}; onnxruntime integer ops: {exp.integer_ops or 'none'}"))
     if check:
         state = "ok" if fields["deploy_ok"] else f"DIVERGES: {fields['deploy_reason']}"
-        console.print(f"  onnxruntime top-1 {fields['deploy_top1']:.2f} vs qbench {row.get('top1', float('nan')):.2f}; "
-                      f"max logit diff {fields['deploy_max_logit_diff']:.3g} (tolerance {fields['deploy_logit_tol']:.3g}, "
-                      f"{fields['deploy_logit_outliers']} samples beyond); {state}", highlight=False)
+        console.print(escape(f"  onnxruntime top-1 {fields['deploy_top1']:.2f} vs qbench "
+                             f"{row.get('top1', float('nan')):.2f}; max logit diff "
+                             f"{fields['deploy_max_logit_diff']:.3g} (tolerance {fields['deploy_logit_tol']:.3g}, "
+                             f"{fields['deploy_logit_outliers']} samples beyond); {state}"), highlight=False)
     return fields if check else {}

@@ -9,7 +9,6 @@ import click
 
 from qbench.atomic import atomic_write_text
 from qbench.errors import QbenchError
-from qbench.models.coverage import MATRIX_HEADING, REGISTRY, registry_markdown, xfail_reason
 from qbench.plugin.catalog import get_catalog
 
 STAGE_LETTERS = {"forward": "F", "backward": "B", "eval": "E", "audit": "A"}
@@ -42,6 +41,7 @@ def check_model(name: str, methods: list[str], attention: str, verbose: bool = F
     so worker processes can run it."""
     import torch
 
+    from qbench.models.coverage import REGISTRY, xfail_reason
     from qbench.train.coverage import identity_check, method_check
 
     torch.set_num_threads(1)  # as the suites: results and timings do not depend on the core count
@@ -78,6 +78,8 @@ def check_matrix(models: list[str], methods: list[str], attention: str, verbose:
     ``jobs`` > 1 checks that many models at once in worker processes (one torch thread each):
     the full matrix is hundreds of model x method checks, an hour in one process.
     """
+    from qbench.models.coverage import REGISTRY
+
     header = ["model", f"identity ({attention})", *methods]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     order = [m.name for m in REGISTRY if m.name in models]
@@ -124,6 +126,8 @@ def check_matrix(models: list[str], methods: list[str], attention: str, verbose:
 def models(check: bool, method_opt: str | None, model_opt: str | None, attention: str, doc: Path | None,
            verbose: bool, jobs: int) -> None:
     """The timm architectures qbench is verified on (qbench/models/coverage.py)."""
+    from qbench.models.coverage import MATRIX_HEADING, REGISTRY, registry_markdown  # timm: not for --help
+
     names = [m.name for m in REGISTRY]
     chosen = names if not model_opt else [s.strip() for s in model_opt.split(",")]
     unknown = [n for n in chosen if n not in names]

@@ -9,12 +9,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from rich.console import Console, JustifyMethod
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from qbench.report.placement import Grid
 
 
@@ -69,6 +71,8 @@ err_console = PipeAwareConsole(stderr=True, soft_wrap=True)  # never break a pat
 
 
 def print_summary(rows: list[dict[str, Any]], title: str) -> None:
+    import pandas as pd
+
     from qbench.report.stats import aggregate
 
     df = pd.DataFrame(rows)
@@ -81,13 +85,15 @@ def print_summary(rows: list[dict[str, Any]], title: str) -> None:
         table.add_column(col, justify="right" if col not in ("dataset", "model", "method") else "left")
     for r in agg.itertuples():
         std = "n/a" if pd.isna(r.top1_std) else f"{r.top1_std:.2f}"
-        table.add_row(r.dataset, r.model, r.method, r.bits, "ref" if r.bits == "fp32" else str(r.rank),
+        table.add_row(escape(str(r.dataset)), escape(str(r.model)), escape(str(r.method)), r.bits,
+                      "ref" if r.bits == "fp32" else str(r.rank),
                       f"{r.top1:.2f} ± {std}", f"{r.gap:+.2f}",
                       str(r.n), f"{r.w_bits:.2f}", f"{r.a_bits:.2f}", f"{r.gbitops:.4f}")
     console.print(table)
     bad = df[df["status"] != "ok"]
     for r in bad.itertuples():
-        err_console.print(f"[red]{r.status}[/red] {r.dataset}/{r.model}/{r.method}/{r.bits}/seed{r.seed}: {r.reason}")
+        err_console.print(f"[red]{r.status}[/red] " + escape(f"{r.dataset}/{r.model}/{r.method}/{r.bits}/seed{r.seed}: "
+                                                             f"{r.reason}"))
 
 
 def report_comparison(results: pd.DataFrame, against: Path | str, floor: float, fmt: str = "terminal",

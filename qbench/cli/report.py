@@ -8,8 +8,6 @@ import click
 
 from qbench.cli.render import console, report_comparison
 from qbench.plugin.catalog import get_catalog
-from qbench.run.plan import plan_jobs
-from qbench.run.workspace import Workspace
 
 
 @click.command()
@@ -46,6 +44,8 @@ def publish(suite: str, workspace: Path | None, root: Path) -> None:
     method versions or parameters (their job keys differ), and a leaderboard must not mix them.
     """
     from qbench.report.leaderboard import publish as do_publish
+    from qbench.run.plan import plan_jobs
+    from qbench.run.workspace import Workspace
 
     suite_obj, jobs = plan_jobs(get_catalog(), suite, None, None, None, None, None)
     planned = {j.key for j in jobs}

@@ -11,15 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-import pandas as pd
+from rich.markup import escape
 from rich.table import Table
 
 from qbench.cli.render import console, err_console, print_summary, report_comparison
 from qbench.errors import QbenchError
 from qbench.plugin.catalog import get_catalog
-from qbench.report.budget import budget_warnings
-from qbench.run.plan import plan_jobs
-from qbench.run.workspace import Workspace
 
 
 @contextmanager
@@ -103,11 +100,16 @@ def run(run_all: bool, suite_name: str, methods: str | None, models: str | None,
         device: str, progress: bool, compare_against: Path | None, threads: int | None,
         fp_checkpoints: tuple[str, ...]) -> None:
     """Run a suite: FP checkpoints, QAT per method, audit, one row per job (resumable)."""
+    import pandas as pd
+
+    from qbench.report.budget import budget_warnings
     from qbench.run.fpstart import describe_fp
     from qbench.run.harness import Harness
+    from qbench.run.plan import plan_jobs
     from qbench.run.progress import RunProgress
     from qbench.run.runtime import default_workers, resolve_devices
     from qbench.run.user import check_custom
+    from qbench.run.workspace import Workspace
 
     cat = get_catalog()
     if run_all and methods:
@@ -129,16 +131,17 @@ def run(run_all: bool, suite_name: str, methods: str | None, models: str | None,
     check_custom(cat, suite, ws.root / "cache", data_dir)  # your model and data: one forward, before training
     done = sum(ws.is_finished(suite.name, j.key) for j in jobs)
     fp = len({j.fp_key for j in jobs})
-    console.print(f"Suite [bold]{suite.name}[/bold] v{suite.version}: {len(jobs)} jobs ({done} finished), "
-                  f"{fp} FP checkpoints, methods: {', '.join(dict.fromkeys(j.method.name for j in jobs))}; "
-                  f"{suite.threads} thread(s) a job on {','.join(map(str, devices))}, executor {executor}"
-                  + (f" x{options['workers']}" if "workers" in options else "") + f"; workspace {ws.root}")
+    names = escape(", ".join(dict.fromkeys(j.method.name for j in jobs)))  # plugin text: printed as it is
+    console.print(f"Suite [bold]{escape(suite.name)}[/bold] v{suite.version}: {len(jobs)} jobs ({done} finished), "
+                  f"{fp} FP checkpoints, methods: {names}; "
+                  f"{suite.threads} thread(s) a job on {','.join(map(str, devices))}, executor {escape(executor)}"
+                  + (f" x{options['workers']}" if "workers" in options else "") + escape(f"; workspace {ws.root}"))
     if dry_run:
         table = Table(title="plan (dry run)")
         for col in ("job", "key", "status"):
             table.add_column(col)
         for j in jobs:
-            table.add_row(j.label, j.key, "done" if ws.is_finished(suite.name, j.key) else "todo")
+            table.add_row(escape(j.label), j.key, "done" if ws.is_finished(suite.name, j.key) else "todo")
         console.print(table)
         starts = Table(title="FP checkpoints (dry run)")
         for col in ("fp key", "dataset/model", "seeds", "start"):
@@ -159,8 +162,8 @@ def run(run_all: bool, suite_name: str, methods: str | None, models: str | None,
     current = [r for r in rows if r.get("suite_version") == suite.version]
     print_summary(current, f"{suite.name} v{suite.version}")
     for line in budget_warnings(current):
-        err_console.print(f"[yellow]Warning:[/yellow] {line}", highlight=False)
-    console.print(f"Rows: {ws.root / suite.name / 'rows'}; table: {ws.root / suite.name / 'results.csv'}")
+        err_console.print(f"[yellow]Warning:[/yellow] {escape(line)}", highlight=False)
+    console.print(escape(f"Rows: {ws.root / suite.name / 'rows'}; table: {ws.root / suite.name / 'results.csv'}"))
     if compare_against is not None:
         run_rows = pd.DataFrame([r for r in rows if r.get("suite_version") == suite.version])
         if not report_comparison(run_rows, compare_against, 1.0):

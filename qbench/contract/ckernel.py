@@ -62,7 +62,9 @@ def kernel_path(package_dir: Path, stem: str) -> Path | None:
 def load_kernel(package_dir: Path, stem: str, owner: str, fallback: str, avx2: bool | None = None,
                 signatures: dict[str, tuple[list[Any], Any]] | None = None, *,
                 isa: str | None = DEFAULT_ISA) -> ctypes.CDLL:
-    """The loaded library, or :class:`KernelUnavailable` naming the thing, the problem and the fix.
+    """The plugin's compiled C library ``stem`` in ``package_dir``, opened with ctypes, or
+    :class:`KernelUnavailable` naming the thing, the problem and the fix: for a kernel whose numbers
+    differ from the torch code's, chosen by a parameter in the job key (else :func:`optional_kernel`).
 
     :param owner: who needs it, for the message (e.g. ``"dgms-w kernel='c'"``).
     :param fallback: how to run without it (e.g. ``"the weight param kernel='torch'"``).

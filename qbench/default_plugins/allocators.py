@@ -4,18 +4,15 @@ from __future__ import annotations
 from typing import Callable
 
 from qbench import hookimpl
-from qbench.contract.allocation import AllocationContext, BitAllocator
-from qbench.contract.bits import BitTarget, LayerBits
-from qbench.contract.layer_info import LayerInfo
+from qbench.lazy import lazy_exports
 
-
-class FixedAllocator(BitAllocator):
-    """Uniform precision: W and A bits of the target for every body layer."""
-
-    def allocate(self, layers: list[LayerInfo], target: BitTarget, ctx: AllocationContext) -> dict[str, LayerBits]:
-        return {layer.name: LayerBits(target.w, target.a) for layer in layers}
+# the class's old home: qbench.default_plugins.allocators.FixedAllocator still resolves (no __dir__,
+# so pluggy, which scans a plugin's dir(), never imports it while registering this module)
+__getattr__ = lazy_exports(__name__, {"qbench.default_plugins.parts": ["FixedAllocator"]})[0]
 
 
 @hookimpl
 def qbench_register_bit_allocators(register: Callable[..., None]) -> None:
+    from qbench.default_plugins.parts import FixedAllocator  # torch: only when allocators are asked for
+
     register("fixed", FixedAllocator, description="Every quantized layer gets the target bits.")

@@ -5,14 +5,16 @@ from functools import partial
 from typing import Callable
 
 from qbench import hookimpl
-from qbench.data.digits import load_digits
-from qbench.data.fashion_mnist import load_fashion_mnist
-from qbench.data.image_datasets import load_cifar, load_image_folder
-from qbench.data.user import load_user_factory, load_user_folder
 
 
 @hookimpl
 def qbench_register_datasets(register: Callable[..., None]) -> None:
+    # the loaders import torch: here, when datasets are asked for, not when the plugin loads
+    from qbench.data.digits import load_digits
+    from qbench.data.fashion_mnist import load_fashion_mnist
+    from qbench.data.image_datasets import load_cifar, load_image_folder
+    from qbench.data.user import load_user_factory, load_user_folder
+
     register("digits", load_digits, description="scikit-learn digits, 8x8 grey, 10 classes (embedded default)")
     register("fashion-mnist", load_fashion_mnist,
              description="Fashion-MNIST 28x28 grey (Debian dataset-fashion-mnist, a data dir, or download)")

@@ -5,6 +5,10 @@ and a plugin's hookwrapper wraps it). The ``register`` callback finds which plug
 the hook implementation on the call stack, so every entry knows its plugin. When one plugin's
 implementation raises, its plugin is reported and the hook is called again without it: a
 failing plugin never takes the others' registrations down with it.
+
+Each registry is filled when first used: ``qbench list methods`` calls ``qbench_register_methods``
+and no other hook, so a plugin that imports torch inside its quantizer hook only (and not in its
+entry module) is listed without torch. :meth:`Catalog.complete` calls every hook.
 """
 from __future__ import annotations
 
@@ -36,32 +40,89 @@ class Component:
 
 
 class Catalog:
-    """All registries of one plugin manager."""
+    """All registries of one plugin manager, each filled through its hook on first use."""
 
     def __init__(self, pm: QbenchPluginManager) -> None:
         self.pm = pm
         hint = INSTALL_HINT + (" " + pm.disabled_hint() if pm.disabled_hint() else "")
-        self.quantizers: Registry[Component] = Registry("quantizer", hint)
-        self.allocators: Registry[Component] = Registry("bit-allocator", hint)
-        self.wrappers: Registry[Component] = Registry("training wrapper", hint)
-        self.methods: Registry[Method] = Registry("method", hint + " `qbench list methods` shows what is installed.")
-        self.datasets: Registry[Component] = Registry("dataset", hint)
-        self.models: Registry[Component] = Registry("model")
-        self.executors: Registry[Component] = Registry("executor", hint)
-        self.suites: Registry[Path] = Registry("suite", "Or pass the path of a suite TOML file.")
-        self.errors: dict[str, str] = dict(pm.load_report.errors)
-        self._collect()
+        self._registries: dict[str, Registry[Any]] = {
+            "quantizers": Registry("quantizer", hint), "allocators": Registry("bit-allocator", hint),
+            "wrappers": Registry("training wrapper", hint),
+            "methods": Registry("method", hint + " `qbench list methods` shows what is installed."),
+            "datasets": Registry("dataset", hint), "models": Registry("model"),
+            "executors": Registry("executor", hint),
+            "suites": Registry("suite", "Or pass the path of a suite TOML file.")}
+        self._filled: set[str] = set()
+        self._errors: dict[str, str] = dict(pm.load_report.errors)
+
+    # -- the registries, each filled by its hook on first use ------------------------------------
+    @property
+    def quantizers(self) -> Registry[Component]:
+        return self._registry("quantizers")
+
+    @property
+    def allocators(self) -> Registry[Component]:
+        return self._registry("allocators")
+
+    @property
+    def wrappers(self) -> Registry[Component]:
+        return self._registry("wrappers")
+
+    @property
+    def methods(self) -> Registry[Method]:
+        return self._registry("methods")
+
+    @property
+    def datasets(self) -> Registry[Component]:
+        return self._registry("datasets")
+
+    @property
+    def models(self) -> Registry[Component]:
+        return self._registry("models")
+
+    @property
+    def executors(self) -> Registry[Component]:
+        return self._registry("executors")
+
+    @property
+    def suites(self) -> Registry[Path]:
+        return self._registry("suites")
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """Plugin name -> why it failed to load or to register: every hook is called first."""
+        self.complete()
+        return self._errors
+
+    def complete(self) -> None:
+        """Fill every registry (calls every registration hook, importing what the plugins import there)."""
+        for kind in self._registries:
+            self._registry(kind)
 
     # -- filling -----------------------------------------------------------------------------
-    def _collect(self) -> None:
-        self._call("qbench_register_quantizers", self._add_quantizer)
-        self._call("qbench_register_bit_allocators", self._adder(self.allocators, "allocator"))
-        self._call("qbench_register_training_wrappers", self._adder(self.wrappers, "wrapper"))
-        self._call("qbench_register_methods", self._add_method)
-        self._call("qbench_register_datasets", self._adder(self.datasets, "dataset"))
-        self._call("qbench_register_models", self._add_model)
-        self._call("qbench_register_executors", self._adder(self.executors, "executor"))
-        self._call("qbench_register_suites", self._add_suite)
+    def _registry(self, kind: str) -> Registry[Any]:
+        if kind not in self._filled:
+            hook, add = self._hooks()[kind]
+            try:
+                self._call(hook, add)
+            except BaseException:  # a registry half filled must not be used: the next access retries
+                old = self._registries[kind]
+                self._registries[kind] = Registry(old.kind, old.hint)
+                raise
+            self._filled.add(kind)
+        return self._registries[kind]
+
+    def _hooks(self) -> dict[str, tuple[str, Callable[..., None]]]:
+        """kind -> (its registration hook, what adds one registration)."""
+        r = self._registries
+        return {"quantizers": ("qbench_register_quantizers", self._add_quantizer),
+                "allocators": ("qbench_register_bit_allocators", self._adder(r["allocators"], "allocator")),
+                "wrappers": ("qbench_register_training_wrappers", self._adder(r["wrappers"], "wrapper")),
+                "methods": ("qbench_register_methods", self._add_method),
+                "datasets": ("qbench_register_datasets", self._adder(r["datasets"], "dataset")),
+                "models": ("qbench_register_models", self._add_model),
+                "executors": ("qbench_register_executors", self._adder(r["executors"], "executor")),
+                "suites": ("qbench_register_suites", self._add_suite)}
 
     def _call(self, hook_name: str, add: Callable[..., None]) -> None:
         """Call the hook through pluggy, staging registrations until every implementation ran."""
@@ -85,8 +146,8 @@ class Catalog:
                     raise
                 excluded.append(plugin)
                 msg = f"{hook_name} failed: {type(exc).__name__}: {exc}"
-                self.errors[plugin] = msg
-                warnings.warn(f"qbench plugin {plugin!r}: {msg}. Its registrations were skipped.", stacklevel=3)
+                self._errors[plugin] = msg
+                warnings.warn(f"qbench plugin {plugin!r}: {msg}. Its registrations were skipped.", stacklevel=4)
                 continue
             break
         # pluggy calls the newest plugin first; register in load order (defaults first), so a
@@ -101,7 +162,7 @@ class Catalog:
         if kind not in ("weight", "activation"):
             raise PluginError(f"Plugin {plugin!r} registered quantizer {name!r} without a valid kind "
                               f"(got {kind!r}); pass kind='weight' or kind='activation'.")
-        self.quantizers.add(name, Component(name, factory, description or _doc(factory), kind), plugin)
+        self._registries["quantizers"].add(name, Component(name, factory, description or _doc(factory), kind), plugin)
 
     def _adder(self, registry: Registry[Component], what: str) -> Callable[..., None]:
         def add(plugin: str, name: str, factory: Callable[..., Any], description: str = "") -> None:
@@ -114,13 +175,13 @@ class Catalog:
         if not isinstance(method, Method):
             raise PluginError(f"Plugin {plugin!r}: qbench_register_methods must register qbench.contract.method.Method "
                               f"objects, got {type(method).__name__}.")
-        self.methods.add(method.name, method, plugin)
+        self._registries["methods"].add(method.name, method, plugin)
 
     def _add_model(self, plugin: str, name: str, description: str = "") -> None:
-        self.models.add(name, Component(name, lambda: None, description), plugin)
+        self._registries["models"].add(name, Component(name, lambda: None, description), plugin)
 
     def _add_suite(self, plugin: str, name: str, path: str | Path) -> None:
-        self.suites.add(name, Path(path), plugin)
+        self._registries["suites"].add(name, Path(path), plugin)
 
     # -- checks ------------------------------------------------------------------------------
     def check_method(self, method: Method) -> None:

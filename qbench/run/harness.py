@@ -288,6 +288,7 @@ def save_state(model: nn.Module) -> bytes:
 
 
 def load_state(blob: bytes) -> dict[str, torch.Tensor]:
+    """:func:`save_state`'s bytes as a state dict for ``model.load_state_dict`` (safetensors: runs no code)."""
     from safetensors.torch import load
 
     return load(blob)

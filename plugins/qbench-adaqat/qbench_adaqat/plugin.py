@@ -10,7 +10,8 @@ from typing import Callable
 from qbench import hookimpl
 from qbench.api import Method
 
-from .allocator import AdaQATAllocator
+# The torch code is imported inside the hooks that register it: `qbench list methods` and
+# `qbench plugins` load this module and call no other hook, so they run without torch.
 
 PAPER = ("Gernigon, Filip, Sentieys, Coggiola, Bruno, AdaQAT: Adaptive Bit-Width Quantization-Aware "
          "Training, IEEE AICAS 2024, arXiv 2404.16876")
@@ -31,6 +32,8 @@ ADAQAT = Method(
 
 @hookimpl
 def qbench_register_bit_allocators(register: Callable[..., None]) -> None:
+    from .allocator import AdaQATAllocator
+
     register("adaqat", AdaQATAllocator,
              description="AdaQAT: real-valued bit-widths learned during QAT by finite differences (ceil).")
 

@@ -1,6 +1,11 @@
 """ADQ for qbench: adaptive distribution-aware quantization (Jia et al., arXiv 2510.19760)."""
-from .allocator import ADQSensitivityAllocator
-from .codebook import init_codebook, nearest, quantile_probs
-from .quantizers import ADQWeightQuantizer
 
-__all__ = ["ADQSensitivityAllocator", "ADQWeightQuantizer", "init_codebook", "nearest", "quantile_probs"]
+from qbench.api import lazy_exports
+
+# imported on first use: the entry point (.plugin) loads this package, and `qbench list methods`
+# should not import torch for it (docs/plugin-contract.md, "Listing without importing torch")
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".allocator": ["ADQSensitivityAllocator"],
+    ".codebook": ["init_codebook", "nearest", "quantile_probs"],
+    ".quantizers": ["ADQWeightQuantizer"],
+})

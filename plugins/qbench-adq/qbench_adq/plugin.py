@@ -9,8 +9,8 @@ from typing import Callable
 from qbench import hookimpl
 from qbench.api import Method
 
-from .allocator import ADQSensitivityAllocator
-from .quantizers import ADQWeightQuantizer
+# The torch code is imported inside the hooks that register it: `qbench list methods` and
+# `qbench plugins` load this module and call no other hook, so they run without torch.
 
 PAPER = ("Jia et al. ADQ: Adaptive Distribution-aware Quantization for mixed-precision "
          "quantization-aware training. arXiv 2510.19760, 2025.")
@@ -32,12 +32,16 @@ ADQ = Method(
 
 @hookimpl
 def qbench_register_quantizers(register: Callable[..., None]) -> None:
+    from .quantizers import ADQWeightQuantizer
+
     register("adq-w", ADQWeightQuantizer,
              description="ADQ weights: per-layer quantile-initialised codebook, EMA-adapted, nearest codeword + STE.")
 
 
 @hookimpl
 def qbench_register_bit_allocators(register: Callable[..., None]) -> None:
+    from .allocator import ADQSensitivityAllocator
+
     register("adq-sensitivity", ADQSensitivityAllocator,
              description="Fisher x quantisation-error sensitivity, greedy bits under the bits and BitOPs budget.")
 

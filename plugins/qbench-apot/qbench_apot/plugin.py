@@ -6,7 +6,8 @@ from typing import Callable
 from qbench import hookimpl
 from qbench.api import Method
 
-from .quantizers import ApotActQuantizer, ApotWeightQuantizer
+# The torch code is imported inside the hooks that register it: `qbench list methods` and
+# `qbench plugins` load this module and call no other hook, so they run without torch.
 
 APOT = Method(
     name="apot",
@@ -26,6 +27,8 @@ APOT = Method(
 
 @hookimpl
 def qbench_register_quantizers(register: Callable[..., None]) -> None:
+    from .quantizers import ApotActQuantizer, ApotWeightQuantizer
+
     register("apot-w", ApotWeightQuantizer,
              description="APoT weights: normalised, clipped at alpha, levels +-sums of powers of two.")
     register("apot-a", ApotActQuantizer,

@@ -5,8 +5,12 @@
 * :class:`~qbench_asq.post.POSTWeightQuantizer` (``post-w``): power-of-sqrt(2) weight levels
   from a look-up table, per-output-channel scale.
 """
-from .asq import ASQActQuantizer, ASQAdapter, asq_quantize
-from .post import POSTWeightQuantizer, post_decode, post_levels
 
-__all__ = ["ASQActQuantizer", "ASQAdapter", "asq_quantize",
-           "POSTWeightQuantizer", "post_decode", "post_levels"]
+from qbench.api import lazy_exports
+
+# imported on first use: the entry point (.plugin) loads this package, and `qbench list methods`
+# should not import torch for it (docs/plugin-contract.md, "Listing without importing torch")
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".asq": ["ASQActQuantizer", "ASQAdapter", "asq_quantize"],
+    ".post": ["POSTWeightQuantizer", "post_decode", "post_levels"],
+})

@@ -10,9 +10,8 @@ from typing import Callable
 from qbench import hookimpl
 from qbench.api import Method
 
-from .asq import ASQActQuantizer
-from .post import POSTWeightQuantizer
-from .weights import asq_weight_quantizer
+# The torch code is imported inside the hooks that register it: `qbench list methods` and
+# `qbench plugins` load this module and call no other hook, so they run without torch.
 
 PAPER = ("Zhou et al., Precision Neural Network Quantization via Learnable Adaptive Modules "
          "(ASQ + POST), arXiv 2504.17263, 2025")
@@ -32,6 +31,10 @@ ASQ = Method(
 
 @hookimpl
 def qbench_register_quantizers(register: Callable[..., None]) -> None:
+    from .asq import ASQActQuantizer
+    from .post import POSTWeightQuantizer
+    from .weights import asq_weight_quantizer
+
     register("asq-a", ASQActQuantizer,
              description="ASQ: LSQ step s times a per-sample adapter factor beta(x) (runs at inference too).")
     register("post-w", POSTWeightQuantizer,

@@ -6,7 +6,8 @@ from typing import Callable
 from qbench import hookimpl
 from qbench.api import Method
 
-from .wrapper import BWRFWrapper
+# The torch code is imported inside the hooks that register it: `qbench list methods` and
+# `qbench plugins` load this module and call no other hook, so they run without torch.
 
 PAPER = ("Yu et al., Improving Quantization-aware Training of Low-Precision Network via Block Replacement "
          "on Full-Precision Counterpart, arXiv 2412.15846, 2024")
@@ -26,6 +27,8 @@ BWRF = Method(
 
 @hookimpl
 def qbench_register_training_wrappers(register: Callable[..., None]) -> None:
+    from .wrapper import BWRFWrapper
+
     register("bwrf", BWRFWrapper,
              description="Block-wise replacement into the frozen FP model (mixed-precision branches + KD); "
                          "wraps any quantizer.")

@@ -6,8 +6,9 @@ from typing import Callable
 from qbench import hookimpl
 from qbench.api import Method
 
-from . import kernel
-from .quantizer import DGMSWeightQuantizer
+# The torch code is imported inside the functions that need it: `qbench plugins` loads this module
+# without torch. `qbench list methods` does import torch here: dgms_method() loads the compiled
+# kernel (kernel.py, after torch, whose OpenMP runtime it shares) to choose the method's params.
 
 PAPER = ("Dong et al., 'Finding the Task-Optimal Low-Bit Sub-Distribution in Deep Neural Networks', "
          "ICML 2022 (DGMS: Differentiable Gaussian Mixture weight Sharing)")
@@ -41,6 +42,8 @@ def dgms_method() -> Method:
     it. A worker that cannot load the kernel a job is keyed with fails naming the fix; it never
     runs the torch graph under the kernel's key.
     """
+    from . import kernel
+
     kernel_name = "c" if kernel.available() else "torch"
     return Method(
         name="dgms", version=3, weight_quantizer="dgms-w", activation_quantizer=None,
@@ -53,6 +56,8 @@ def dgms_method() -> Method:
 
 @hookimpl
 def qbench_register_quantizers(register: Callable[..., None]) -> None:
+    from .quantizer import DGMSWeightQuantizer
+
     register("dgms-w", DGMSWeightQuantizer,
              description="DGMS Gaussian-mixture weight sharing: soft in training, MAP component in eval.")
 

@@ -6,7 +6,8 @@ from typing import Callable
 from qbench import hookimpl
 from qbench.api import Method
 
-from .quantizers import DoReFaActQuantizer, DoReFaWeightQuantizer
+# The torch code is imported inside the hooks that register it: `qbench list methods` and
+# `qbench plugins` load this module and call no other hook, so they run without torch.
 
 PAPER = ("Zhou et al., DoReFa-Net: Training Low Bitwidth Convolutional Neural Networks with Low "
          "Bitwidth Gradients, arXiv 1606.06160, 2016")
@@ -23,6 +24,8 @@ DOREFA = Method(
 
 @hookimpl
 def qbench_register_quantizers(register: Callable[..., None]) -> None:
+    from .quantizers import DoReFaActQuantizer, DoReFaWeightQuantizer
+
     register("dorefa-w", DoReFaWeightQuantizer,
              description="DoReFa weights: 2 quantize_k(tanh w / (2 max|tanh w|) + 1/2) - 1 (STE).")
     register("dorefa-a", DoReFaActQuantizer,

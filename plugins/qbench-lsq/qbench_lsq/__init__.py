@@ -4,7 +4,12 @@
 :mod:`qbench_lsq.quantizers` the ``lsq-w`` / ``lsq-a`` quantizer modules and
 :mod:`qbench_lsq.plugin` the registrations (quantizers and the methods ``lsq``, ``lsq-pc``).
 """
-from .function import lsq_quantize
-from .quantizers import LSQActivationQuantizer, LSQWeightQuantizer, lsq_init_step
 
-__all__ = ["LSQActivationQuantizer", "LSQWeightQuantizer", "lsq_init_step", "lsq_quantize"]
+from qbench.api import lazy_exports
+
+# imported on first use: the entry point (.plugin) loads this package, and `qbench list methods`
+# should not import torch for it (docs/plugin-contract.md, "Listing without importing torch")
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".function": ["lsq_quantize"],
+    ".quantizers": ["LSQActivationQuantizer", "LSQWeightQuantizer", "lsq_init_step"],
+})

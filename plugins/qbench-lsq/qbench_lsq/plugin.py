@@ -6,7 +6,8 @@ from typing import Callable
 from qbench import hookimpl
 from qbench.api import Method
 
-from .quantizers import LSQActivationQuantizer, LSQWeightQuantizer
+# The torch code is imported inside the hooks that register it: `qbench list methods` and
+# `qbench plugins` load this module and call no other hook, so they run without torch.
 
 PAPER = ("S. K. Esser, J. L. McKinstry, D. Bablani, R. Appuswamy, D. S. Modha. "
          "Learned Step Size Quantization. ICLR 2020 (arXiv 1902.08153).")
@@ -27,6 +28,8 @@ LSQ_PC = LSQ.compose(
 
 @hookimpl
 def qbench_register_quantizers(register: Callable[..., None]) -> None:
+    from .quantizers import LSQActivationQuantizer, LSQWeightQuantizer
+
     register("lsq-w", LSQWeightQuantizer,
              description="LSQ weights: signed uniform levels, learned step (per tensor or per channel).")
     register("lsq-a", LSQActivationQuantizer,

@@ -6,7 +6,8 @@ from typing import Callable
 from qbench import hookimpl
 from qbench.api import Method
 
-from .quantizers import LsqPlusActQuantizer, LsqPlusWeightQuantizer
+# The torch code is imported inside the hooks that register it: `qbench list methods` and
+# `qbench plugins` load this module and call no other hook, so they run without torch.
 
 LSQPLUS = Method(
     name="lsqplus",
@@ -26,6 +27,8 @@ LSQPLUS = Method(
 
 @hookimpl
 def qbench_register_quantizers(register: Callable[..., None]) -> None:
+    from .quantizers import LsqPlusActQuantizer, LsqPlusWeightQuantizer
+
     register("lsqplus-w", LsqPlusWeightQuantizer)
     register("lsqplus-a", LsqPlusActQuantizer)
 

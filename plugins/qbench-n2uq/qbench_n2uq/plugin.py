@@ -6,7 +6,8 @@ from typing import Callable
 from qbench import hookimpl
 from qbench.api import Method
 
-from .quantizers import N2UQActivationQuantizer
+# The torch code is imported inside the hooks that register it: `qbench list methods` and
+# `qbench plugins` load this module and call no other hook, so they run without torch.
 
 PAPER = ("Z. Liu, K.-T. Cheng, D. Huang, E. Xing, Z. Shen. Nonuniform-to-Uniform Quantization: "
          "Towards Accurate Quantization via Generalized Straight-Through Estimation. CVPR 2022.")
@@ -29,6 +30,8 @@ N2UQ = Method(
 
 @hookimpl
 def qbench_register_quantizers(register: Callable[..., None]) -> None:
+    from .quantizers import N2UQActivationQuantizer
+
     register("n2uq-a", N2UQActivationQuantizer,
              description="N2UQ activations: learned thresholds, uniform output levels, generalized STE.")
 

@@ -1,4 +1,9 @@
 """PACT activation quantizer for qbench (Choi et al., 2018)."""
-from .quantizers import PACTActQuantizer, PACTFunction, pact_quantize
 
-__all__ = ["PACTActQuantizer", "PACTFunction", "pact_quantize"]
+from qbench.api import lazy_exports
+
+# imported on first use: the entry point (.plugin) loads this package, and `qbench list methods`
+# should not import torch for it (docs/plugin-contract.md, "Listing without importing torch")
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".quantizers": ["PACTActQuantizer", "PACTFunction", "pact_quantize"],
+})

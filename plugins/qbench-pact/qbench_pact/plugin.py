@@ -10,7 +10,8 @@ from typing import Callable
 from qbench import hookimpl
 from qbench.api import Method
 
-from .quantizers import PACTActQuantizer
+# The torch code is imported inside the hooks that register it: `qbench list methods` and
+# `qbench plugins` load this module and call no other hook, so they run without torch.
 
 PAPER = ("Choi et al., PACT: Parameterized Clipping Activation for Quantized Neural Networks, "
          "arXiv 1805.06085, 2018")
@@ -27,6 +28,8 @@ PACT = Method(
 
 @hookimpl
 def qbench_register_quantizers(register: Callable[..., None]) -> None:
+    from .quantizers import PACTActQuantizer
+
     register("pact-a", PACTActQuantizer,
              description="PACT: clip(x, 0, alpha) with learnable alpha, 2^k uniform levels (STE).")
 

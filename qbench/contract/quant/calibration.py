@@ -19,7 +19,8 @@ CALIBRATION_VALUES = 65536
 
 
 def calibration_sample(x: Tensor, limit: int = CALIBRATION_VALUES, seed: int = 0) -> Tensor:
-    """``x`` flattened to float32; above ``limit`` values, ``limit`` of them drawn at random.
+    """``x`` flattened to float32; above ``limit`` values, ``limit`` of them drawn at random (the
+    same draw on every run): what to pass to :func:`mse_search` from a calibration batch.
 
     Random, not strided: a stride k over a (batch, tokens, channels) or (batch, C, H, W) tensor
     keeps the same channels or columns in every sample whenever k divides their count (stride 2
@@ -58,7 +59,9 @@ def mse_search(x: Tensor, quantize: Callable[[Tensor, Tensor], Tensor],
 
 
 def clip_grid(top: float, points: int = 100, low: float | None = None) -> Tensor:
-    """``points`` evenly spaced clipping candidates from ``low`` (default ``top / points``) to ``top``."""
+    """``points`` evenly spaced clipping candidates from ``low`` (default ``top / points``) to ``top``:
+    the candidates for :func:`mse_search`, with ``top`` the largest magnitude of the sample, e.g.
+    ``mse_search(x, quantize, clip_grid(float(x.abs().max())))``."""
     if points < 1:
         raise ValueError(f"clip_grid: points must be >= 1, got {points}")
     return torch.linspace(top / points if low is None else low, top, points)
