@@ -10,7 +10,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 from qbench.plugin.catalog import Catalog  # noqa: E402
-from qbench.plugin.manager import get_plugin_manager  # noqa: E402
 from qbench.testing.helpers import tiny_suite  # noqa: E402
 
 TINY_SUITE = tiny_suite(methods=("fp32", "toy"))
@@ -23,11 +22,9 @@ def _threads() -> None:
 
 @pytest.fixture
 def catalog() -> Catalog:
-    import toy_plugin
+    from toy_plugin import toy_catalog
 
-    pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(toy_plugin, name="toy")
-    return Catalog(pm)
+    return toy_catalog()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from qbench import hookimpl
 from qbench.api import AllocationContext, BitAllocator, BitTarget, Budget, LayerBits, LayerInfo, Method
 from qbench.models import create_model
 from qbench.plugin.catalog import Catalog
-from qbench.plugin.manager import get_plugin_manager
 from qbench.report.budget import budget_bound, flag_row
 from qbench.run.suite import parse_suite
 from qbench.testing import load_digits, run_suite, tiny_suite
@@ -53,12 +52,9 @@ class _Plugin:
 
 @pytest.fixture
 def budget_catalog() -> Catalog:
-    import toy_plugin
+    from toy_plugin import toy_catalog
 
-    pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(toy_plugin, name="toy")
-    pm.register(_Plugin(), name="budget-test")
-    return Catalog(pm)
+    return toy_catalog(_Plugin())
 
 
 def _resnet20_body() -> list[LayerInfo]:

@@ -22,7 +22,7 @@ from qbench.data.bundle import DataBundle
 from qbench.data.digits import load_digits
 from qbench.errors import PluginError
 from qbench.models import create_model
-from qbench.plugin.catalog import Catalog, Component
+from qbench.plugin.catalog import Component
 from qbench.report.costs import cost_markdown, training_cost
 from qbench.report.leaderboard import publish
 from qbench.testing import parse_suite, run_suite, tiny_suite
@@ -53,13 +53,9 @@ class BadAct(ToyAct):
 @pytest.fixture(scope="module")
 def rows(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     """One tiny-suite run of the same toy quantizers: plain, with FP work declared, and with KD."""
-    import toy_plugin
+    from toy_plugin import toy_catalog
 
-    from qbench.plugin.manager import get_plugin_manager
-
-    pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(toy_plugin, name="toy")
-    cat = Catalog(pm)
+    cat = toy_catalog()
     cat.quantizers.add("adapter-a", Component("adapter-a", AdapterAct, "", "activation"), "test")
     cat.methods.add("toy-adapter", Method(name="toy-adapter", version=1, weight_quantizer="toy-w",
                                           activation_quantizer="adapter-a"), "test")

@@ -49,17 +49,13 @@ class EpochLog:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
     """A real FP checkpoint: the tiny suite's, trained for 2 epochs (its file and its FP32 top-1)."""
-    import toy_plugin
-
-    from qbench.plugin.manager import get_plugin_manager
+    from toy_plugin import toy_catalog
 
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("trained")
     suite = tmp / "tiny.toml"
     suite.write_text(tiny_suite(methods=("fp32",)))
-    pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(toy_plugin, name="toy")
-    cat = Catalog(pm)
+    cat = toy_catalog()
     _, jobs = plan_jobs(cat, str(suite))
     rows = Harness(cat, Workspace(tmp / "ws")).run(jobs[0].suite, jobs)
     assert rows[0]["status"] == "ok" and "fp_checkpoint" not in rows[0]

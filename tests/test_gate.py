@@ -11,12 +11,12 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import cli_run
 import pytest
 import tomllib
 import yaml
 
 import qbench
-from qbench.cli import main
 from qbench.errors import QbenchError
 from qbench.report.compare import ROOTS_ENV, compare, leaderboard_roots, resolve_against
 from qbench.report.leaderboard import published_versions
@@ -30,12 +30,8 @@ def quick() -> pd.DataFrame:
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
+    """The command's status and its stdout and stderr together, whitespace collapsed."""
+    code, out, err = cli_run.run_cli(capsys, *args)
     return code, " ".join((out + err).split())
 
 

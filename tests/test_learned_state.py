@@ -17,7 +17,7 @@ from qbench.contract.quant import ActivationQuantizer, QuantLinear
 from qbench.contract.quant.learned import MAX_JSON_BYTES, MAX_KEYS, MAX_LIST, check_learned_state
 from qbench.contract.quant.ste import round_ste
 from qbench.errors import PluginError
-from qbench.plugin.catalog import Catalog, Component
+from qbench.plugin.catalog import Component
 from qbench.report.row import fields
 from qbench.testing import parse_suite, run_suite, tiny_suite
 from qbench.train.learned import STATS, LearnedStateWarning, read_learned, summarize_learned
@@ -129,13 +129,9 @@ def test_a_quantizer_without_the_hook_or_a_broken_one_adds_nothing() -> None:
 
 @pytest.fixture(scope="module")
 def rows(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[dict], Path]:
-    import toy_plugin
+    from toy_plugin import toy_catalog
 
-    from qbench.plugin.manager import get_plugin_manager
-
-    pm = get_plugin_manager(load_entrypoints=False)
-    pm.register(toy_plugin, name="toy")
-    cat = Catalog(pm)
+    cat = toy_catalog()
     cat.quantizers.add("step-a", Component("step-a", StepAct, "learned step", "activation"), "test")
     cat.methods.add("toy-step", Method(name="toy-step", version=1, weight_quantizer="toy-w",
                                        activation_quantizer="step-a"), "test")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from qbench.cli import main
+from cli_run import run_cli
 from qbench.report.compare import compare
 from qbench.report.placement import place
 from qbench.report.shipped import resolve_against
@@ -33,14 +33,6 @@ def fixture_rows(ref: pd.DataFrame, source: str, name: str, shift: float = SHIFT
     return rows.assign(method=name, top1=rows.top1 + shift, job_key=rows.job_key + "-fixture")
 
 
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def words(text: str) -> str:

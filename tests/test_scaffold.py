@@ -6,11 +6,11 @@ import importlib
 import sys
 from pathlib import Path
 
+import cli_run
 import pytest
 import tomllib
 
 import qbench
-from qbench.cli import main
 from qbench.errors import QbenchError
 from qbench.plugin.catalog import Catalog
 from qbench.plugin.manager import get_plugin_manager
@@ -34,12 +34,8 @@ def tree(root: Path) -> set[str]:
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
+    """The command's status and its output with whitespace collapsed (rich wraps long lines)."""
+    code, out, err = cli_run.run_cli(capsys, *args)
     return code, " ".join(out.split()), " ".join(err.split())
 
 

@@ -126,7 +126,10 @@ def test_wrapped_layers_copy_pickle_load_and_deploy_exactly() -> None:
 
 def test_toy_method_outputs_are_unchanged_by_the_new_surgery(catalog) -> None:
     """Plain Conv2d/Linear still become QuantConv2d/QuantLinear: the numbers the toy method gave
-    before this surgery (qbench at 07e9430/035b902) are reproduced to the last bit."""
+    before this surgery (qbench at 07e9430/035b902) are reproduced. To the last bit on the CPU that
+    recorded them; another CPU's float kernels (an Intel Xeon against the AMD EPYC that recorded
+    them, both at the AVX2 cap) differ in the 8th significant digit, so the check is 1e-6 relative:
+    a layer swapped differently, or a quantizer given other bits, moves these sums by far more."""
     data = tiny_digits()
     x = data.test.tensors[0][:16]
     golden = {"resnet20": (-13.929277941584587, 93.76787649095058), "vit": (8.105346103198826, 12.856243289075792)}
@@ -134,7 +137,7 @@ def test_toy_method_outputs_are_unchanged_by_the_new_surgery(catalog) -> None:
         q, _, _ = prepare(catalog.methods.get("toy"), catalog, fp_model(fam), data, BitTarget(4, 4), "fp", 0)
         with torch.no_grad():
             y = q.eval()(x).double()
-        assert (y.sum().item(), y.abs().sum().item()) == (total, abs_total), fam
+        assert (y.sum().item(), y.abs().sum().item()) == pytest.approx((total, abs_total), rel=1e-6), fam
 
 
 def _vit() -> nn.Module:

@@ -2,6 +2,7 @@
 max-abs scale. It keeps installed third-party plugins out of the host's tests."""
 from __future__ import annotations
 
+import sys
 from typing import Callable
 
 import torch
@@ -11,6 +12,8 @@ from qbench import hookimpl
 from qbench.contract.method import Method
 from qbench.contract.quant import ActivationQuantizer, WeightQuantizer
 from qbench.contract.quant.ste import int_range, round_ste
+from qbench.plugin.catalog import Catalog
+from qbench.plugin.manager import get_plugin_manager
 
 
 class ToyWeight(WeightQuantizer):
@@ -60,3 +63,13 @@ def qbench_register_quantizers(register: Callable[..., None]) -> None:
 def qbench_register_methods(register: Callable[..., None]) -> None:
     register(TOY)
     register(TOY_WONLY)
+
+
+def toy_catalog(*extra: object) -> Catalog:
+    """A catalog of the default plugins, this toy method and ``extra`` plugin objects only:
+    installed third-party plugins stay out of the host's tests."""
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(sys.modules[__name__], name="toy")
+    for i, plugin in enumerate(extra):
+        pm.register(plugin, name=f"test-extra-{i}")
+    return Catalog(pm)
