@@ -151,29 +151,14 @@ class PACTActQuantizer(ActivationQuantizer):
         self.alpha.fill_(mse_search(calibration_sample(t), lambda x, c: pact_quantize(x, c, n, signed),
                                     clip_grid(top, 100)))
 
-    def _is_settled(self) -> bool:
-        """The ``alpha_settled`` buffer, read from the device until it is true and then remembered in
-        Python, as the host's ``is_initialized`` is: the forward asks at every training step, and
-        reading a CUDA buffer waits for the GPU (a host sync per layer per step)."""
-        if self.__dict__.get("_settled_seen", False):
-            return True
-        seen = bool(self.alpha_settled)
-        self.__dict__["_settled_seen"] = seen
-        return seen
-
-    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
-        self.__dict__["_settled_seen"] = False  # a loaded state says afresh whether alpha settled
-        super()._load_from_state_dict(*args, **kwargs)
-
     # -- forward -------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> Tensor:
         if not self.is_initialized:
             self.initialize(x)
-        elif self.training and not self._is_settled():
+        elif self.training and not self.device_flag("alpha_settled"):  # read back once, then held in Python
             with torch.no_grad():
                 self._calibrate(x.detach())
-            self.alpha_settled.fill_(True)
-            self.__dict__["_settled_seen"] = True
+            self.set_device_flag("alpha_settled")
         return PACTFunction.apply(x, self.alpha, 2**self.bits - 1, self.signed, self.min_alpha)
 
     def learned_state(self) -> dict[str, float]:

@@ -52,19 +52,31 @@ class Quantizer(nn.Module):
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.bits = state["bits"]
 
+    def device_flag(self, name: str) -> bool:
+        """The boolean buffer ``name``, read from the device until it is true and then remembered in
+        Python: a quantizer asks such flags at every forward, and reading a CUDA buffer waits for the
+        GPU (a host sync per layer per step). A flag never goes back to false except through a
+        loaded state dict, which is read afresh."""
+        seen: set[str] = self.__dict__.setdefault("_flags_seen", set())
+        if name in seen:
+            return True
+        if bool(getattr(self, name)):
+            seen.add(name)
+            return True
+        return False
+
+    def set_device_flag(self, name: str) -> None:
+        """Set the boolean buffer ``name`` true, and remember it without reading it back."""
+        getattr(self, name).fill_(True)
+        self.__dict__.setdefault("_flags_seen", set()).add(name)
+
     @property
     def is_initialized(self) -> bool:
-        """The ``initialized`` buffer, read from the device until it is true and then remembered in
-        Python: every quantized layer asks at every forward, and reading a CUDA buffer waits for
-        the GPU (a host sync per layer per step). A loaded state dict is read afresh."""
-        if self.__dict__.get("_initialized_seen", False):
-            return True
-        seen = bool(self.initialized)
-        self.__dict__["_initialized_seen"] = seen
-        return seen
+        """Whether :meth:`init_from` ran (the ``initialized`` buffer, see :meth:`device_flag`)."""
+        return self.device_flag("initialized")
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
-        self.__dict__["_initialized_seen"] = False
+        self.__dict__["_flags_seen"] = set()
         super()._load_from_state_dict(*args, **kwargs)
 
     def initialize(self, t: Tensor) -> None:
@@ -72,8 +84,7 @@ class Quantizer(nn.Module):
         if not self.is_initialized:
             with torch.no_grad():
                 self.init_from(t.detach())
-            self.initialized.fill_(True)
-            self.__dict__["_initialized_seen"] = True
+            self.set_device_flag("initialized")
 
     def init_from(self, t: Tensor) -> None:
         """Data-dependent initialisation (e.g. LSQ's step size from mean |t|). Default: none."""
